@@ -1,0 +1,60 @@
+"""regexplore: look inside container image registries from a notebook.
+
+>>> import regexplore as rx
+>>> reg = rx.Registry("127.0.0.1:5000")            # doctest: +SKIP
+>>> reg.tags("demo/busybox", details=True)         # doctest: +SKIP
+
+The public surface is pinned in ``__all__``; modules with a leading role (``transport``,
+``auth``, ``v2``, ``oci``, ``frames``) are importable for raw protocol work.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    AlreadyExists,
+    Denied,
+    DigestMismatch,
+    InsecureCredentials,
+    InvalidReference,
+    NotFound,
+    RegistryError,
+    ResponseTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    UnsafeLayer,
+    UnsupportedMediaType,
+)
+from .reference import ImageRef, parse_reference  # noqa: E402
+from .registry import Registry  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "Registry",
+    "ImageRef",
+    "parse_reference",
+    "RegistryError",
+    "NotFound",
+    "Unauthorized",
+    "Denied",
+    "TooManyRequests",
+    "DigestMismatch",
+    "UnsupportedMediaType",
+    "ResponseTooLarge",
+    "AlreadyExists",
+    "InsecureCredentials",
+    "UnsafeLayer",
+    "InvalidReference",
+    "sandbox",
+]
+
+
+def __getattr__(name: str):  # lazy submodules: the sandbox and the widgets cost nothing until used
+    if name == "sandbox":
+        from . import sandbox
+
+        return sandbox
+    if name == "browse":
+        from .jupyter import browse
+
+        return browse
+    raise AttributeError(f"module 'regexplore' has no attribute {name!r}")

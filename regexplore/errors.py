@@ -1,0 +1,261 @@
+"""regexplore's exceptions: one small tree.
+
+::
+
+    RegistryError                 any failure talking to a registry (status, code, message, redacted url)
+     ├── NotFound                 404, or MANIFEST_UNKNOWN / BLOB_UNKNOWN / NAME_UNKNOWN
+     ├── Unauthorized             401: no or wrong credentials (the registry's message is kept)
+     ├── Denied                   403 / DENIED / insufficient scope
+     ├── TooManyRequests          429 (``retry_after`` in seconds when the server said)
+     ├── DigestMismatch           content does not hash to the digest it was asked for
+     ├── UnsupportedMediaType     a manifest / layer type regexplore cannot read
+     ├── ResponseTooLarge         a body over a sane cap (manifests 8 MiB, listings 64 MiB)
+     ├── AlreadyExists            v1 push: "Image already exists"
+     ├── InsecureCredentials      credentials would go over plain http to a non-loopback host
+     └── UnsafeLayer              a layer entry that would escape the extraction folder
+    InvalidReference (ValueError) an image reference that does not parse
+
+Every message is built from redacted parts: no password, token or signed-URL signature ever
+appears in ``str(error)`` or ``repr(error)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "RegistryError",
+    "NotFound",
+    "Unauthorized",
+    "Denied",
+    "TooManyRequests",
+    "DigestMismatch",
+    "UnsupportedMediaType",
+    "ResponseTooLarge",
+    "AlreadyExists",
+    "InsecureCredentials",
+    "UnsafeLayer",
+    "InvalidReference",
+    "redact_url",
+    "error_from_response",
+]
+
+# Query parameters that carry credentials in signed URLs (S3, CloudFront, Docker Hub's CDN, GCS, Azure).
+_SECRET_PARAMS = re.compile(
+    r"^(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|verify|token|access_token|"
+    r"refresh_token|password|x-goog-signature|x-goog-credential|se|sp|sv|skoid|sktid|skt|ske|sks|skv|"
+    r"key-pair-id|policy|expires|x-amz-date|code)$",
+    re.IGNORECASE,
+)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with user-info and credential-bearing query values replaced by ``REDACTED``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "REDACTED@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(k, "REDACTED" if _SECRET_PARAMS.match(k) else v) for k, v in pairs], safe="/:,"
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class RegistryError(Exception):
+    """A registry answered with an error, or could not be talked to.
+
+    Attributes: ``status`` (HTTP status or None), ``code`` (OCI error code such as
+    ``MANIFEST_UNKNOWN``, or None), ``message`` (the registry's message), ``url`` (redacted),
+    ``detail`` (the error's ``detail`` value, any JSON).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        url: str | None = None,
+        detail: Any = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.url = redact_url(url) if url else None
+        self.detail = detail
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        head = []
+        if self.status is not None:
+            head.append(str(self.status))
+        if self.code:
+            head.append(self.code)
+        text = f"{' '.join(head)}: {self.message}" if head else self.message
+        if self.url:
+            text += f" ({self.url})"
+        return text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._text()!r})"
+
+
+class NotFound(RegistryError):
+    """The repository, tag, manifest or blob does not exist (404 / *_UNKNOWN)."""
+
+
+class Unauthorized(RegistryError):
+    """401: the registry wants credentials, or the ones given were wrong."""
+
+
+class Denied(RegistryError):
+    """403 / DENIED: authenticated, but not allowed (insufficient scope)."""
+
+
+class TooManyRequests(RegistryError):
+    """429: rate limited. ``retry_after`` is the server's hint in seconds, or None."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class DigestMismatch(RegistryError):
+    """Content did not hash to the expected digest. ``expected`` and ``actual`` are ``alg:hex``."""
+
+    def __init__(self, expected: str, actual: str, *, url: str | None = None, what: str = "content") -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{what} digest mismatch: expected {expected}, got {actual}", url=url)
+
+
+class UnsupportedMediaType(RegistryError):
+    """A manifest, config or layer media type that regexplore cannot read."""
+
+
+class ResponseTooLarge(RegistryError):
+    """A response body larger than the cap for its kind; nothing of it is kept."""
+
+
+class AlreadyExists(RegistryError):
+    """v1 push: the registry already has this image ("Image already exists")."""
+
+
+class InsecureCredentials(RegistryError):
+    """Credentials would be sent over plain http to a host that is not loopback."""
+
+
+class UnsafeLayer(RegistryError):
+    """A layer holds an entry that is not safe to extract (absolute path, ``..``, escaping link,
+    device node) or decompresses beyond the configured cap. ``entry`` names it."""
+
+    def __init__(self, message: str, *, entry: str | None = None) -> None:
+        self.entry = entry
+        super().__init__(message)
+
+
+class InvalidReference(ValueError):
+    """An image reference that does not follow the distribution/reference grammar."""
+
+
+_BY_CODE: dict[str, type[RegistryError]] = {
+    "MANIFEST_UNKNOWN": NotFound,
+    "BLOB_UNKNOWN": NotFound,
+    "NAME_UNKNOWN": NotFound,
+    "BLOB_UPLOAD_UNKNOWN": NotFound,
+    "UNAUTHORIZED": Unauthorized,
+    "DENIED": Denied,
+    "TOOMANYREQUESTS": TooManyRequests,
+    "UNSUPPORTED": UnsupportedMediaType,
+}
+_BY_STATUS: dict[int, type[RegistryError]] = {
+    401: Unauthorized,
+    403: Denied,
+    404: NotFound,
+    429: TooManyRequests,
+    415: UnsupportedMediaType,
+}
+
+
+def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, str | None, Any]:
+    """Parse an OCI / Docker / v1 error body into ``(code, message, detail)``.
+
+    Accepts ``{"errors": [{"code", "message", "detail"}]}`` with ``detail`` as list, object,
+    string or null; the v1 shape ``{"error": "..."}``; and any non-JSON or text/plain body
+    (its first line becomes the message).
+    """
+    text = body[:4096].decode("utf-8", "replace").strip()
+    if not text:
+        return None, None, None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        errs = doc.get("errors")
+        if isinstance(errs, list) and errs and isinstance(errs[0], dict):
+            first = errs[0]
+            msgs = [str(e.get("message") or e.get("code") or "") for e in errs if isinstance(e, dict)]
+            code = first.get("code")
+            return (str(code) if code else None), "; ".join(m for m in msgs if m) or None, first.get("detail")
+        if "error" in doc:
+            return None, str(doc["error"]), doc.get("detail")
+        if "message" in doc:
+            return doc.get("code"), str(doc["message"]), doc.get("detail")
+        if "details" in doc:  # some token servers
+            return None, str(doc["details"]), None
+    if isinstance(doc, str):
+        return None, doc, None
+    return None, text.splitlines()[0][:300], None
+
+
+def error_from_response(resp: Any, what: str | None = None) -> RegistryError:
+    """Build the right ``RegistryError`` subclass from a ``requests.Response``-like object."""
+    status = getattr(resp, "status_code", None)
+    try:
+        body = resp.content if not getattr(resp, "_content_consumed", False) or resp._content else b""
+    except Exception:  # a streamed body that was cut: the status still tells
+        body = b""
+    code, message, detail = parse_error_body(body or b"", resp.headers.get("Content-Type", ""))
+    cls = _BY_CODE.get(code or "", None) or _BY_STATUS.get(status or 0, RegistryError)
+    if message is None:
+        message = getattr(resp, "reason", None) or "request failed"
+    if what:
+        message = f"{what}: {message}"
+    url = getattr(resp, "url", None)
+    if cls is TooManyRequests:
+        return TooManyRequests(
+            message, retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            status=status, code=code, url=url, detail=detail,
+        )
+    return cls(message, status=status, code=code, url=url, detail=detail)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` value (delta-seconds or an HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+    from datetime import datetime, timezone
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())

@@ -1,0 +1,117 @@
+"""DataFrames with fixed, documented columns and dtypes, even when empty.
+
+Every table regexplore returns is declared once here (``COLUMNS``) and built by
+:func:`make_frame`; the README's column table is generated from the same declarations and a test
+checks each frame's dtypes. Dtypes are pandas' nullable ones, so a missing size is ``<NA>``,
+never a wrong 0 or a float.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+__all__ = ["COLUMNS", "make_frame", "columns_markdown"]
+
+STR = "string"
+INT = "Int64"
+BOOL = "boolean"
+TIME = "datetime64[ns, UTC]"
+FLOAT = "float64"
+OBJ = "object"
+
+#: table name → {column: dtype}; the order is the column order
+COLUMNS: dict[str, dict[str, str]] = {
+    "catalog": {"repository": STR},
+    "tags": {"repository": STR, "tag": STR},
+    "tags_details": {
+        "repository": STR, "tag": STR, "digest": STR, "media_type": STR, "size": INT, "created": TIME,
+        "os": STR, "architecture": STR, "platforms": OBJ,
+    },
+    "platforms": {
+        "os": STR, "architecture": STR, "variant": STR, "os_version": STR, "digest": STR,
+        "media_type": STR, "size": INT, "platform": STR, "attestation": BOOL,
+    },
+    "history": {
+        "step": INT, "created": TIME, "created_by": STR, "empty_layer": BOOL, "size": INT,
+        "layer_digest": STR, "diff_id": STR, "comment": STR,
+    },
+    "layers": {
+        "index": INT, "digest": STR, "media_type": STR, "compression": STR, "size": INT,
+        "diff_id": STR, "created_by": STR,
+    },
+    "trace": {
+        "time": TIME, "method": STR, "url": STR, "status": INT, "bytes": INT, "elapsed_ms": FLOAT,
+        "note": STR,
+    },
+    "search": {
+        "name": STR, "description": STR, "stars": INT, "official": BOOL, "automated": BOOL, "pulls": INT,
+    },
+    "files": {
+        "layer": STR, "path": STR, "type": STR, "size": INT, "mode": INT, "uid": INT, "gid": INT,
+        "mtime": TIME, "linkname": STR, "whiteout": STR,
+    },
+    "diff": {"path": STR, "change": STR, "size_a": INT, "size_b": INT},
+    "cache": {"digest": STR, "size": INT, "path": STR, "modified": TIME},
+}
+
+#: what each column means, for the README table
+DESCRIPTIONS: dict[str, str] = {
+    "catalog": "every repository of `/v2/_catalog`, all pages",
+    "tags": "every tag of a repository, all pages",
+    "tags_details": "`tags(repo, details=True)`: per tag the manifest digest and type, size (config + layers), "
+                    "created, os/architecture (default platform for an index) and all platforms",
+    "platforms": "entries of an index / manifest list; `attestation` flags unknown/unknown entries",
+    "history": "docker-history-like steps, oldest first; `size` is the compressed layer size, 0 for empty "
+               "steps, <NA> where unknown",
+    "layers": "layers in manifest order",
+    "trace": "every HTTP exchange, redacted",
+    "search": "search results",
+    "files": "entries of layer tars",
+    "diff": "paths that differ between two images",
+    "cache": "what the local blob cache holds",
+}
+
+
+def _to_time(values: list[Any]) -> pd.Series:
+    s = pd.Series(values, dtype=OBJ)
+    if s.empty:
+        return pd.Series([], dtype=TIME)
+    out = pd.to_datetime(s, utc=True, errors="coerce", format="mixed")
+    if out.dtype != TIME:
+        out = out.astype(TIME)
+    return out
+
+
+def make_frame(kind: str, rows: Iterable[Mapping[str, Any]], *, attrs: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """A DataFrame of table ``kind`` from row dicts: exactly the declared columns, in order, with
+    the declared dtypes (missing keys become <NA>). ``attrs`` go into ``df.attrs``."""
+    spec = COLUMNS[kind]
+    rows = list(rows)
+    data: dict[str, pd.Series] = {}
+    for col, dtype in spec.items():
+        values = [r.get(col) for r in rows]
+        if dtype == TIME:
+            data[col] = _to_time(values)
+        elif dtype == OBJ:
+            data[col] = pd.Series(values, dtype=OBJ)
+        elif dtype == INT:
+            data[col] = pd.Series([None if v is None or v == "" else int(v) for v in values], dtype=OBJ).astype(INT)
+        elif dtype == BOOL:
+            data[col] = pd.Series([None if v is None else bool(v) for v in values], dtype=OBJ).astype(BOOL)
+        else:
+            data[col] = pd.Series([None if v is None else v for v in values], dtype=OBJ).astype(dtype)
+    df = pd.DataFrame(data, columns=list(spec))
+    if attrs:
+        df.attrs.update(attrs)
+    return df
+
+
+def columns_markdown() -> str:
+    """The README's table of frames and columns (name: dtype)."""
+    lines = ["| table | columns (dtype) | what |", "|---|---|---|"]
+    for kind, spec in COLUMNS.items():
+        cols = ", ".join(f"`{c}` ({d})" for c, d in spec.items())
+        lines.append(f"| {kind} | {cols} | {DESCRIPTIONS.get(kind, '')} |")
+    return "\n".join(lines)

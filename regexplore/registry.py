@@ -1,0 +1,317 @@
+"""``Registry``: the facade a notebook user meets.
+
+It owns one :class:`~regexplore.transport.Transport` and the protocol clients (``reg.v2``), and
+turns their answers into DataFrames (:mod:`regexplore.frames`). A user who wants raw protocol
+access uses ``reg.v2``; a user who wants a table never sees HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from .auth import RegistryAuth, resolve_credentials
+from .errors import InvalidReference, NotFound, RegistryError
+from .frames import make_frame
+from .oci import (
+    Manifest,
+    choose_platform,
+    history_rows,
+    image_summary,
+    layer_rows,
+    platform_rows,
+)
+from .reference import DOCKER_HUB, ImageRef, parse_reference
+from .transport import Transport, base_url_for, is_loopback
+from .v2 import V2Client
+
+__all__ = ["Registry"]
+
+RefLike = "str | ImageRef"
+
+
+class _Once:
+    """Compute each key once, even when several threads ask at the same time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[Any, Future] = {}
+
+    def get(self, key: Any, fn: Callable[[], Any]) -> Any:
+        with self._lock:
+            fut = self._futures.get(key)
+            owner = fut is None
+            if owner:
+                fut = self._futures[key] = Future()
+        assert fut is not None
+        if owner:
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # the error goes to every waiter; a later call retries
+                fut.set_exception(exc)
+                with self._lock:
+                    self._futures.pop(key, None)
+        return fut.result()
+
+
+class Registry:
+    """A container registry: OCI Distribution / Docker Registry v2.
+
+    Parameters
+    ----------
+    host_or_url : ``"127.0.0.1:5000"``, ``"docker.io"``, ``"ghcr.io"`` or
+        ``"https://registry.example.com"``. https by default; http for an explicit ``http://``
+        URL or a loopback host.
+    auth : ``(user, password)``, a bearer token string, or None (Docker config, then anonymous).
+    insecure : skip TLS verification (it does NOT mean http).
+    ca_bundle : a CA file for a private CA.
+    cert : client certificate (path or ``(cert, key)``) for mTLS registries.
+    max_workers : concurrent metadata requests (pooled connections), default 16.
+    timeout : seconds per connect / read.
+
+    Examples
+    --------
+    >>> reg = Registry("127.0.0.1:5000")                       # doctest: +SKIP
+    >>> reg.tags("demo/busybox", details=True)                 # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        host_or_url: str,
+        *,
+        auth: Any = None,
+        insecure: bool = False,
+        ca_bundle: str | None = None,
+        cert: Any = None,
+        max_workers: int = 16,
+        timeout: float = 30.0,
+    ) -> None:
+        self.base_url = base_url_for(host_or_url)
+        host = self.base_url.split("://", 1)[1]
+        #: the registry part of image references that belong here (``docker.io`` for Docker Hub)
+        self.name = DOCKER_HUB if host == "registry-1.docker.io" else host
+        if insecure:
+            warnings.warn(f"TLS verification is off for {host}: anyone on the path can read and change "
+                          "what you fetch", stacklevel=2)
+        verify: bool | str = False if insecure else (ca_bundle or True)
+        creds = resolve_credentials(host, auth)
+        self._auth = RegistryAuth(host, creds)
+        self.transport = Transport(self.base_url, auth=self._auth, verify=verify, cert=cert, timeout=timeout,
+                                   pool_size=max_workers)
+        self.max_workers = max_workers
+        self.v2 = V2Client(self.transport)
+        self._manifests = _Once()
+        self._configs = _Once()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- plumbing
+    def __repr__(self) -> str:
+        return f"Registry({self.base_url!r}, auth={self._auth.source})"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        return (f"<div class='regexplore-registry'><b>Registry</b> <code>{escape(self.base_url)}</code>"
+                f" &middot; credentials: {escape(self._auth.source)}"
+                f" &middot; {len(self.transport.trace_records)} HTTP exchanges so far</div>")
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self.transport.close()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="regexplore")
+            return self._pool
+
+    def _map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+        items = list(items)
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        return list(self._executor().map(fn, items))
+
+    def ref(self, ref: RefLike) -> ImageRef:
+        """Parse ``ref`` relative to this registry (``"demo/app:1"``, ``"demo/app@sha256:…"``)."""
+        if isinstance(ref, ImageRef):
+            r = ref
+        else:
+            r = parse_reference(ref, default_registry=self.name)
+        if r.registry != self.name:
+            raise InvalidReference(f"{r} belongs to {r.registry}, not to this registry ({self.name})")
+        return r
+
+    def _repo(self, repo: "str | ImageRef") -> str:
+        if isinstance(repo, ImageRef):
+            return repo.repository
+        return self.ref(repo).repository
+
+    # ----------------------------------------------------------------- protocol with caching
+    def _manifest_by_digest(self, repo: str, digest: str) -> Manifest:
+        return self._manifests.get((repo, digest), lambda: self.v2.get_manifest(repo, digest))
+
+    def _config_of(self, repo: str, m: Manifest) -> dict | None:
+        cd = m.config_descriptor
+        if not cd or not cd.get("digest"):
+            return None
+        return self._configs.get(cd["digest"], lambda: self.v2.get_json_blob(repo, cd["digest"]))
+
+    def _resolve(self, ref: ImageRef, platform: str | None) -> tuple[Manifest, Manifest | None]:
+        """(image manifest, index it came from or None); for an index, ``platform`` chooses."""
+        top = self.manifest(ref)
+        if not top.is_index:
+            return top, None
+        entry = choose_platform(top.json, platform)
+        return self._manifest_by_digest(ref.repository, entry["digest"]), top
+
+    # ----------------------------------------------------------------- public API
+    def ping(self) -> dict:
+        """``GET /v2/`` → dict: status, API version header, auth scheme offered, whether we are in."""
+        out = self.v2.ping()
+        if out.get("auth_scheme") is None:
+            if self._auth._bearer is not None:
+                out["auth_scheme"] = "Bearer"
+            elif self._auth._basic:
+                out["auth_scheme"] = "Basic"
+        return out
+
+    def whoami(self) -> str:
+        """Which credential source is in use: ``"anonymous"``, ``"explicit"``, ``"docker config …"``
+        or ``"credential helper …"`` (never the secret)."""
+        creds = self._auth.credentials
+        if creds is None:
+            return "anonymous"
+        who = f" as {creds.username}" if creds.username else ""
+        return f"{creds.source}{who}"
+
+    @property
+    def rate_limit(self) -> dict:
+        """Docker Hub's pull rate limit as last seen (``limit``, ``remaining``, ``window_s``, ``source``)."""
+        rl = self.transport.rate_limit
+        return {"limit": rl.limit, "remaining": rl.remaining, "window_s": rl.window_s, "source": rl.source}
+
+    @property
+    def trace(self) -> pd.DataFrame:
+        """Every HTTP exchange so far (time, method, url, status, bytes, elapsed_ms, note), redacted."""
+        rows = []
+        for r in list(self.transport.trace_records):
+            row = dict(r)
+            row["time"] = pd.Timestamp(r["time"], unit="s", tz="UTC")
+            if not isinstance(row["status"], int):
+                row["note"] = f"{row['status']} {row.get('note') or ''}".strip()
+                row["status"] = None
+            rows.append(row)
+        return make_frame("trace", rows)
+
+    def clear_trace(self) -> None:
+        self.transport.trace_records.clear()
+
+    def catalog(self, limit: int | None = None) -> pd.DataFrame:
+        """Every repository (``/v2/_catalog``, all pages; page size up to 1000) → DataFrame[repository]."""
+        repos: list[str] = []
+        for page in self.v2.catalog(limit=limit):
+            repos.extend(page)
+        return make_frame("catalog", ({"repository": r} for r in repos), attrs={"registry": self.name})
+
+    def tags(self, repo: "str | ImageRef", details: bool = False, limit: int | None = None) -> pd.DataFrame:
+        """Tags of ``repo``. With ``details=True`` each tag's digest, media_type, size, created,
+        os, architecture and platforms, fetched concurrently and deduplicated by digest.
+        For an index, created/os/architecture/size describe the default platform
+        (linux/amd64, else the first)."""
+        name = self._repo(repo)
+        tags = self.v2.tags(name, limit=limit)
+        if not details:
+            return make_frame("tags", ({"repository": name, "tag": t} for t in tags),
+                              attrs={"registry": self.name})
+        rows = self._map(lambda t: self._tag_details(name, t), tags)
+        return make_frame("tags_details", rows, attrs={"registry": self.name})
+
+    def _tag_details(self, repo: str, tag: str) -> dict:
+        row: dict[str, Any] = {"repository": repo, "tag": tag}
+        top = self.v2.get_manifest(repo, tag)
+        self._manifests.get((repo, top.digest), lambda: top)
+        row["digest"] = top.digest
+        row["media_type"] = top.media_type
+        if top.is_index:
+            plats = [p for p in platform_rows(top.json) if not p["attestation"]]
+            row["platforms"] = [p["platform"] for p in plats]
+            entry = choose_platform(top.json)
+            image = self._manifest_by_digest(repo, entry["digest"])
+        else:
+            image = top
+        cfg = self._config_of(repo, image)
+        summary = image_summary(image, cfg)
+        row.update(summary)
+        if not top.is_index:
+            plat = f"{summary['os']}/{summary['architecture']}" if summary.get("os") else None
+            if plat and cfg and cfg.get("variant"):
+                plat += f"/{cfg['variant']}"
+            row["platforms"] = [plat] if plat else []
+        return row
+
+    def manifest(self, ref: RefLike, platform: str | None = None) -> Manifest:
+        """The manifest of ``ref`` (digest computed from the raw bytes and verified). With
+        ``platform`` and an index, the platform's image manifest instead."""
+        r = self.ref(ref)
+        if r.digest:
+            m = self._manifest_by_digest(r.repository, r.digest)
+        else:
+            m = self.v2.get_manifest(r.repository, r.reference)
+            self._manifests.get((r.repository, m.digest), lambda: m)
+        if platform and m.is_index:
+            entry = choose_platform(m.json, platform)
+            return self._manifest_by_digest(r.repository, entry["digest"])
+        return m
+
+    def platforms(self, ref: RefLike) -> pd.DataFrame:
+        """The platforms of an index (one row for a single image). Attestation entries
+        (unknown/unknown) are kept but flagged in ``attestation``."""
+        r = self.ref(ref)
+        m = self.manifest(r)
+        if m.is_index:
+            rows = platform_rows(m.json)
+        else:
+            cfg = self._config_of(r.repository, m) if not m.is_schema1 else {}
+            s = image_summary(m, cfg)
+            rows = [{"os": s["os"], "architecture": s["architecture"], "variant": (cfg or {}).get("variant"),
+                     "os_version": (cfg or {}).get("os.version"), "digest": m.digest, "media_type": m.media_type,
+                     "size": m.size, "platform": f"{s['os']}/{s['architecture']}", "attestation": False}]
+        return make_frame("platforms", rows, attrs={"reference": str(r)})
+
+    def config(self, ref: RefLike, platform: str | None = None) -> dict:
+        """The image config (dict) of ``ref``; for an index, of the chosen platform. For schema1
+        the top ``v1Compatibility`` entry."""
+        r = self.ref(ref)
+        image, _ = self._resolve(r, platform)
+        if image.is_schema1:
+            import json
+
+            return json.loads((image.json.get("history") or [{}])[0].get("v1Compatibility") or "{}")
+        return self._config_of(r.repository, image) or {}
+
+    def history(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
+        """docker-history-like table, oldest step first (see the README's column table)."""
+        r = self.ref(ref)
+        image, _ = self._resolve(r, platform)
+        cfg = None if image.is_schema1 else self._config_of(r.repository, image)
+        return make_frame("history", history_rows(image, cfg),
+                          attrs={"reference": str(r), "digest": image.digest})
+
+    def layers(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
+        """The layers of ``ref`` in manifest order."""
+        r = self.ref(ref)
+        image, _ = self._resolve(r, platform)
+        cfg = None if image.is_schema1 else self._config_of(r.repository, image)
+        return make_frame("layers", layer_rows(image, cfg), attrs={"reference": str(r), "digest": image.digest})

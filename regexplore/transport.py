@@ -1,0 +1,371 @@
+"""One HTTP transport per registry: pooled connections, timeouts, retries, redirects, the trace.
+
+Everything regexplore sends to a registry goes through :meth:`Transport.request`, which
+
+- resolves a path against the registry's base URL;
+- adds ``Authorization`` (through :class:`regexplore.auth.RegistryAuth`) **only** when the request
+  goes to the registry's own origin, and reacts to a 401 challenge once;
+- follows redirects itself (never with ``requests``' automatic redirects), so a blob redirected
+  to object storage is fetched without the registry's credentials;
+- retries 429 / 502 / 503 / 504 and dropped connections for requests without a body, with
+  exponential backoff and jitter, honouring ``Retry-After``, bounded in count and total time;
+- records every exchange (redacted) in :attr:`Transport.trace_records` for ``Registry.trace``;
+- parses Docker Hub's ``ratelimit-*`` headers into :attr:`Transport.rate_limit`;
+- turns error answers into the :mod:`regexplore.errors` tree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import __version__
+from .errors import (
+    InsecureCredentials,
+    RegistryError,
+    ResponseTooLarge,
+    TooManyRequests,
+    error_from_response,
+    parse_retry_after,
+    redact_url,
+)
+
+log = logging.getLogger("regexplore")
+
+__all__ = ["Transport", "RetryPolicy", "base_url_for", "is_loopback", "MiB"]
+
+MiB = 1024 * 1024
+DOCKER_HUB_API = "registry-1.docker.io"
+_HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+_REDIRECTS = {301, 302, 303, 307, 308}
+_RETRY_STATUS = {429, 502, 503, 504}
+_IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (``host`` may carry a port or brackets)."""
+    h = host.strip()
+    if h.startswith("["):
+        h = h[1:].split("]", 1)[0]
+    elif h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    if h.lower() == "localhost" or h.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_for(host_or_url: str) -> str:
+    """The base URL (``scheme://host[:port]``, no trailing slash) for a registry name.
+
+    https by default; http for an explicit ``http://`` URL or a loopback host; Docker Hub's
+    names (``docker.io``, ``index.docker.io``) map to ``https://registry-1.docker.io``.
+    """
+    text = host_or_url.strip().rstrip("/")
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {redact_url(text)!r}")
+        if parts.username or parts.password:
+            raise ValueError("put credentials in auth=, not in the registry URL")
+        host = parts.netloc
+        scheme = parts.scheme
+    else:
+        host = text.split("/", 1)[0]
+        scheme = "http" if is_loopback(host) else "https"
+    if host.lower() in _HUB_NAMES:
+        host, scheme = DOCKER_HUB_API, "https"
+    return f"{scheme}://{host}"
+
+
+@dataclass
+class RetryPolicy:
+    """How hard to try again: ``attempts`` tries in all, sleeping ``backoff * 2**n`` seconds
+    (with full jitter, capped by ``max_sleep``) unless the server says ``Retry-After``; never
+    more than ``budget`` seconds of sleeping in one request."""
+
+    attempts: int = 5
+    backoff: float = 0.25
+    max_sleep: float = 8.0
+    budget: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return random.uniform(0, min(self.max_sleep, self.backoff * (2**attempt)))
+
+
+@dataclass
+class _RateLimit:
+    limit: int | None = None
+    remaining: int | None = None
+    window_s: int | None = None
+    source: str | None = None
+
+
+def _parse_ratelimit(value: str | None) -> tuple[int | None, int | None]:
+    """``"100;w=21600"`` → ``(100, 21600)``."""
+    if not value:
+        return None, None
+    parts = [p.strip() for p in value.split(";")]
+    try:
+        n = int(parts[0])
+    except ValueError:
+        return None, None
+    window = None
+    for p in parts[1:]:
+        if p.startswith("w="):
+            try:
+                window = int(p[2:])
+            except ValueError:
+                pass
+    return n, window
+
+
+class Transport:
+    """HTTP to one registry. Thread-safe: a pooled ``requests.Session`` shared by worker threads.
+
+    Parameters
+    ----------
+    base_url : ``scheme://host[:port]`` (see :func:`base_url_for`).
+    auth : a :class:`regexplore.auth.RegistryAuth` or None.
+    verify : True, False (``insecure=True``) or a CA bundle path.
+    cert : client certificate for mTLS (path, or ``(cert, key)``).
+    timeout : seconds for connect and for each read.
+    pool_size : connections kept per host (the metadata concurrency).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Any = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        pool_size: int = 16,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self.scheme = parts.scheme
+        self.host = parts.netloc
+        self.origin = (parts.scheme, parts.netloc.lower())
+        self.auth = auth
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.session = requests.Session()
+        self.session.verify = verify
+        if cert is not None:
+            self.session.cert = cert
+        self.session.headers["User-Agent"] = f"regexplore/{__version__} (+python-requests)"
+        self.session.trust_env = True  # proxies from HTTP(S)_PROXY / NO_PROXY
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4) + 4, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.trace_records: list[dict[str, Any]] = []
+        self._trace_lock = threading.Lock()
+        self.rate_limit = _RateLimit()
+        self.insecure_ok = is_loopback(self.host) or self.scheme == "https"
+
+    def __repr__(self) -> str:
+        return f"Transport({self.base_url!r})"
+
+    # ----------------------------------------------------------------- helpers
+    def url(self, path_or_url: str) -> str:
+        """Resolve a path (``/v2/...``) or a relative/absolute URL against the registry."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return urljoin(self.base_url + "/", path_or_url)
+
+    def same_origin(self, url: str) -> bool:
+        p = urlsplit(url)
+        return (p.scheme, p.netloc.lower()) == self.origin
+
+    def _record(self, method: str, url: str, status: int | str, nbytes: int | None, started: float,
+                note: str = "") -> None:
+        rec = {
+            "time": time.time(),
+            "method": method,
+            "url": redact_url(url),
+            "status": status,
+            "bytes": nbytes,
+            "elapsed_ms": (time.perf_counter() - started) * 1000.0,
+            "note": note,
+        }
+        with self._trace_lock:
+            self.trace_records.append(rec)
+
+    def _note_rate_limit(self, resp: requests.Response) -> None:
+        h = resp.headers
+        if "ratelimit-limit" in h or "ratelimit-remaining" in h:
+            lim, w1 = _parse_ratelimit(h.get("ratelimit-limit"))
+            rem, w2 = _parse_ratelimit(h.get("ratelimit-remaining"))
+            self.rate_limit = _RateLimit(lim, rem, w1 or w2, h.get("docker-ratelimit-source"))
+
+    # ----------------------------------------------------------------- the one entry point
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        data: Any = None,
+        stream: bool = False,
+        ok: Iterable[int] = (200,),
+        scope: str | None = None,
+        what: str | None = None,
+        max_bytes: int | None = None,
+        follow_redirects: bool = True,
+        retry_body: bool = False,
+    ) -> requests.Response:
+        """Send one logical request; return the final response whose status is in ``ok``.
+
+        ``scope`` is the token scope the request needs (``repository:x:pull``); the auth layer
+        derives it from the path when None. With ``stream=False`` the body is read (refusing
+        more than ``max_bytes``: :class:`ResponseTooLarge`); with ``stream=True`` the caller
+        must close the response. ``retry_body=True`` allows replaying a request with a body
+        (only for bodies that are bytes and idempotent, e.g. a manifest PUT).
+
+        Raises the matching :class:`RegistryError` subclass for any other status, and
+        :class:`RegistryError` for connection failures after the retries.
+        """
+        method = method.upper()
+        ok = tuple(ok)
+        url = self.url(path_or_url)
+        can_retry = method in _IDEMPOTENT or retry_body or data is None
+        attempt = 0
+        slept = 0.0
+        auth_retried = False
+        hops = 0
+        while True:
+            started = time.perf_counter()
+            send_headers = dict(headers or {})
+            attach_auth = self.auth is not None and self.same_origin(url)
+            if attach_auth:
+                auth_headers = self.auth.headers_for(url, method, scope)
+                if auth_headers and urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).netloc):
+                    raise InsecureCredentials(
+                        "refusing to send credentials over plain http to a non-loopback host; "
+                        "use https (or a loopback address)", url=url)
+                send_headers.update(auth_headers)
+            try:
+                resp = self.session.request(
+                    method, url, headers=send_headers, params=params if hops == 0 else None,
+                    data=data, stream=True, allow_redirects=False, timeout=self.timeout,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._record(method, url, "error", None, started, type(exc).__name__)
+                if can_retry and attempt + 1 < self.retry.attempts:
+                    d = self.retry.delay(attempt, None)
+                    if slept + d <= self.retry.budget:
+                        attempt += 1
+                        slept += d
+                        time.sleep(d)
+                        continue
+                raise RegistryError(f"cannot reach {self.host}: {type(exc).__name__}", url=url) from None
+            except requests.RequestException as exc:
+                self._record(method, url, "error", None, started, type(exc).__name__)
+                raise RegistryError(f"request failed: {type(exc).__name__}", url=url) from None
+            self._note_rate_limit(resp)
+            status = resp.status_code
+
+            # redirects: followed by hand so credentials stay with the registry
+            if status in _REDIRECTS and follow_redirects and "Location" in resp.headers:
+                self._record(method, url, status, 0, started, "redirect")
+                resp.close()
+                hops += 1
+                if hops > 10:
+                    raise RegistryError("too many redirects", status=status, url=url)
+                url = urljoin(url, resp.headers["Location"])
+                if status == 303:
+                    method, data = "GET", None
+                continue
+
+            # auth challenge: let the auth layer get a token / switch to Basic, then retry once
+            if status == 401 and self.auth is not None and self.same_origin(url) and not auth_retried:
+                www = resp.headers.get("WWW-Authenticate", "")
+                resp.content  # drain so the connection goes back to the pool
+                self._record(method, url, status, len(resp.content or b""), started, "challenge")
+                if self.auth.handle_challenge(www, url, method, scope, self):
+                    auth_retried = True
+                    if data is not None and not (retry_body or isinstance(data, (bytes, str))):
+                        raise error_from_response(resp, what)
+                    continue
+                if status in ok:
+                    return resp
+                raise error_from_response(resp, what)
+
+            if status in _RETRY_STATUS and can_retry and attempt + 1 < self.retry.attempts:
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                d = self.retry.delay(attempt, retry_after)
+                resp.content
+                self._record(method, url, status, len(resp.content or b""), started, "retry")
+                if slept + d <= self.retry.budget:
+                    attempt += 1
+                    slept += d
+                    time.sleep(d)
+                    continue
+                raise error_from_response(resp, what)
+
+            if status not in ok:
+                try:
+                    body = resp.raw.read(64 * 1024, decode_content=True) if method != "HEAD" else b""
+                except Exception:
+                    body = b""
+                resp._content = body
+                resp._content_consumed = True
+                self._record(method, url, status, len(body), started)
+                resp.close()
+                err = error_from_response(resp, what)
+                if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
+                    err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
+                raise err
+
+            if stream:
+                cl = resp.headers.get("Content-Length")
+                self._record(method, url, status, int(cl) if cl and cl.isdigit() else None, started, "stream")
+                return resp
+            body = self._read_capped(resp, max_bytes, url)
+            self._record(method, url, status, len(body), started)
+            return resp
+
+    def _read_capped(self, resp: requests.Response, cap: int | None, url: str) -> bytes:
+        if resp.request.method == "HEAD":
+            resp._content = b""
+            resp._content_consumed = True
+            return b""
+        cl = resp.headers.get("Content-Length")
+        if cap is not None and cl and cl.isdigit() and int(cl) > cap:
+            resp.close()
+            raise ResponseTooLarge(f"response of {int(cl)} bytes is over the {cap}-byte cap", url=url)
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in resp.iter_content(256 * 1024):
+                total += len(chunk)
+                if cap is not None and total > cap:
+                    resp.close()
+                    raise ResponseTooLarge(f"response is over the {cap}-byte cap", url=url)
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise RegistryError(f"connection broke while reading: {type(exc).__name__}", url=url) from None
+        body = b"".join(chunks)
+        resp._content = body
+        resp._content_consumed = True
+        return body
+
+    def close(self) -> None:
+        self.session.close()
