@@ -217,12 +217,20 @@ def platform_rows(index: dict) -> list[dict]:
     return rows
 
 
+_KNOWN_OS = {"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix",
+             "android", "ios", "plan9", "wasip1", "js"}
+
+
 def _parse_platform(spec: str) -> tuple[str, str, str | None]:
-    parts = spec.split("/")
+    """``os/arch[/variant]``, ``arch`` or ``arch/variant`` (as containerd's platforms.Parse:
+    two parts name an OS first only when the first is a known OS)."""
+    parts = spec.strip().lower().split("/")
     if len(parts) == 1:
         return "linux", parts[0], None
     if len(parts) == 2:
-        return parts[0], parts[1], None
+        if parts[0] in _KNOWN_OS:
+            return parts[0], parts[1], None
+        return "linux", parts[0], parts[1]
     return parts[0], parts[1], parts[2]
 
 

@@ -315,3 +315,41 @@ class Registry:
         image, _ = self._resolve(r, platform)
         cfg = None if image.is_schema1 else self._config_of(r.repository, image)
         return make_frame("layers", layer_rows(image, cfg), attrs={"reference": str(r), "digest": image.digest})
+
+    # ----------------------------------------------------------------- blobs: downloads, save, push
+    def download(self, ref_or_digest: "RefLike", dest: str = ".", *, platform: str | None = None,
+                 progress: Any = True, parallel: int = 4, layers: Any = None) -> list:
+        """Download an image's config and layers (or one blob by digest) into ``dest``, verified,
+        atomic and resumable; returns the paths. See :func:`regexplore.blobs.download`."""
+        from .blobs import download
+
+        return download(self, ref_or_digest, dest, platform=platform, progress=progress, parallel=parallel,
+                        layers=layers)
+
+    def save(self, ref: "RefLike", path: str, format: str = "oci", *, platform: str | None = None) -> str:
+        """Write ``ref`` as an OCI image layout (a folder, or a ``.tar``). See :func:`regexplore.blobs.save`."""
+        from .blobs import save
+
+        return save(self, ref, path, format=format, platform=platform)
+
+    def push(self, source: Any, ref: "RefLike", **kw: Any) -> str:
+        """Push an OCI layout (or a list of files that become a one-layer image) to ``ref``;
+        returns the manifest digest. See :func:`regexplore.blobs.push`."""
+        from .blobs import push
+
+        return push(self, source, ref, **kw)
+
+    def tag(self, ref: "RefLike", new_tag: str) -> str:
+        """Give the manifest of ``ref`` another tag (same bytes, same digest); returns the digest."""
+        r = self.ref(ref)
+        m = self.manifest(r)
+        return self.v2.put_manifest(r.repository, new_tag, m.raw, m.media_type)
+
+    def delete(self, ref: "RefLike") -> str:
+        """Delete the manifest of ``ref`` (by digest). Warns that every tag sharing that digest
+        goes with it. Returns the deleted digest."""
+        r = self.ref(ref)
+        digest = r.digest or self.v2.head_manifest(r.repository, r.reference)["digest"] or self.manifest(r).digest
+        warnings.warn(f"deleting {digest} removes every tag of {r.repository} that points to it", stacklevel=2)
+        self.v2.delete_manifest(r.repository, digest)
+        return digest
