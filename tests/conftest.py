@@ -1,0 +1,119 @@
+"""Shared fixtures: real registries on loopback (``LocalRegistry``), skopeo as an independent client, and
+the path to ../shared (recorded fixtures, docs).
+
+Tests that use a registry or skopeo fixture get the ``live`` mark automatically. A missing registry
+binary or skopeo makes those fixtures FAIL with the install hint (CI installs both; a skip would hide it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from regexplore.sandbox import LocalRegistry, RegistryBinaryMissing
+
+_LIVE_FIXTURES = {"registry_sandbox", "empty_sandbox", "big_sandbox", "skopeo"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _LIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.live)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` next to the repository (``REGEXPLORE_SHARED`` overrides)."""
+    env = os.environ.get("REGEXPLORE_SHARED")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
+    if not path.is_dir():
+        pytest.fail(f"shared folder not found at {path} (set REGEXPLORE_SHARED)", pytrace=False)
+    return path
+
+
+def start_sandbox(**kw: Any) -> LocalRegistry:
+    """Start a ``LocalRegistry``; a missing binary fails the test with the install hint."""
+    try:
+        sandbox = LocalRegistry(**kw)
+    except RegistryBinaryMissing as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return sandbox.start()
+
+
+@pytest.fixture(scope="session")
+def registry_sandbox() -> Iterator[LocalRegistry]:
+    """The demo content (``regexplore.seed.demo_content()``), pushed by skopeo — a client independent of
+    regexplore, so reading tests cannot be fooled by a matching push bug. ``.seeded`` is the Content."""
+    _require_skopeo()
+    sandbox = start_sandbox(seed=True, seed_via="skopeo")
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def empty_sandbox() -> Iterator[LocalRegistry]:
+    """An empty registry (delete enabled) for one test."""
+    sandbox = start_sandbox()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def big_sandbox() -> Iterator[LocalRegistry]:
+    """Test-scale content (``scale/tags`` with 300 tags, 150 one-tag repositories), pushed with regexplore's
+    own v2 client (blobs mounted across repositories)."""
+    sandbox = start_sandbox(seed="test-scale")
+    yield sandbox
+    sandbox.stop()
+
+
+def _require_skopeo() -> str:
+    path = shutil.which("skopeo")
+    if path is None:
+        pytest.fail("skopeo is not installed: apt-get install skopeo", pytrace=False)
+    return path
+
+
+class Skopeo:
+    """Run skopeo against loopback registries: TLS verification off, no credentials unless given.
+
+    ``skopeo("inspect", "--raw", "docker://127.0.0.1:5000/demo/app:1")`` returns parsed JSON;
+    ``raw=True`` returns stdout bytes (for digests); ``creds=("user", "pw")`` logs in. A failing command
+    raises ``AssertionError`` with skopeo's stderr.
+    """
+
+    _TLS_FLAGS = {
+        "copy": ["--src-tls-verify=false", "--dest-tls-verify=false"],
+        "sync": ["--src-tls-verify=false", "--dest-tls-verify=false"],
+    }
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+
+    def command(self, *args: str, creds: tuple[str, str] | None = None) -> list[str]:
+        sub, rest = args[0], list(args[1:])
+        flags = self._TLS_FLAGS.get(sub, ["--tls-verify=false"])
+        if creds:
+            flags = [*flags, "--creds", f"{creds[0]}:{creds[1]}"]
+        return [self.binary, sub, *flags, *rest]
+
+    def __call__(self, *args: str, raw: bool = False, creds: tuple[str, str] | None = None,
+                 timeout: float = 60) -> Any:
+        proc = subprocess.run(self.command(*args, creds=creds), capture_output=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(f"skopeo {args[0]} failed: {proc.stderr.decode(errors='replace').strip()}")
+        if raw:
+            return proc.stdout
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+@pytest.fixture(scope="session")
+def skopeo() -> Skopeo:
+    """A ``Skopeo`` runner (see its docstring)."""
+    return Skopeo(_require_skopeo())
