@@ -41,13 +41,26 @@ from .errors import (
 
 log = logging.getLogger("regexplore")
 
+
+class _RedactUrlsFilter(logging.Filter):
+    """urllib3 logs every request line at DEBUG, query string included: a presigned blob URL's
+    signature would land in the user's logs. Redact such arguments (``redact_url``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
+            record.args = tuple(redact_url(a) if isinstance(a, str) and "?" in a else a for a in record.args)
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactUrlsFilter())
+
 __all__ = ["Transport", "RetryPolicy", "base_url_for", "is_loopback", "MiB"]
 
 MiB = 1024 * 1024
 DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 _REDIRECTS = {301, 302, 303, 307, 308}
-_RETRY_STATUS = {429, 502, 503, 504}
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -265,7 +278,12 @@ class Transport:
                 resp = self.session.request(
                     method, url, headers=send_headers, params=params if hops == 0 else None,
                     data=data, stream=True, allow_redirects=False, timeout=self.timeout,
+                    verify=self.session.verify,  # per request: REQUESTS_CA_BUNDLE would override the session's
                 )
+            except requests.exceptions.SSLError:
+                self._record(method, url, "error", None, started, "SSLError")
+                raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
+                                    "trusted, or a client certificate is required)", url=url) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._record(method, url, "error", None, started, type(exc).__name__)
                 if can_retry and attempt + 1 < self.retry.attempts:
@@ -285,7 +303,7 @@ class Transport:
             # redirects: followed by hand so credentials stay with the registry
             if status in _REDIRECTS and follow_redirects and "Location" in resp.headers:
                 self._record(method, url, status, 0, started, "redirect")
-                resp.close()
+                self._discard(resp)
                 hops += 1
                 if hops > 10:
                     raise RegistryError("too many redirects", status=status, url=url)
@@ -322,13 +340,11 @@ class Transport:
 
             if status not in ok:
                 try:
-                    body = resp.raw.read(64 * 1024, decode_content=True) if method != "HEAD" else b""
-                except Exception:
-                    body = b""
-                resp._content = body
-                resp._content_consumed = True
+                    body = self._read_capped(resp, MiB, url)
+                except RegistryError:  # an error body too large or cut: the status still tells
+                    body = resp._content = b""
+                    resp._content_consumed = True
                 self._record(method, url, status, len(body), started)
-                resp.close()
                 err = error_from_response(resp, what)
                 if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
                     err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
@@ -338,15 +354,39 @@ class Transport:
                 cl = resp.headers.get("Content-Length")
                 self._record(method, url, status, int(cl) if cl and cl.isdigit() else None, started, "stream")
                 return resp
-            body = self._read_capped(resp, max_bytes, url)
+            try:
+                body = self._read_capped(resp, max_bytes, url)
+            except ResponseTooLarge:
+                raise
+            except RegistryError:  # the connection broke mid-body: retry like a dropped connection
+                self._record(method, url, "error", None, started, "body cut")
+                if can_retry and attempt + 1 < self.retry.attempts:
+                    d = self.retry.delay(attempt, None)
+                    if slept + d <= self.retry.budget:
+                        attempt += 1
+                        slept += d
+                        time.sleep(d)
+                        continue
+                raise
             self._record(method, url, status, len(body), started)
             return resp
 
+    @staticmethod
+    def _discard(resp: requests.Response) -> None:
+        """Finish with a response whose body we do not need: a small body is read so the
+        connection goes back to the pool; a large or unknown-length one closes the connection."""
+        cl = resp.headers.get("Content-Length")
+        if resp.request.method == "HEAD" or (cl is not None and cl.isdigit() and int(cl) <= 64 * 1024):
+            try:
+                resp.content
+                return
+            except requests.RequestException:
+                pass
+        resp.close()
+
     def _read_capped(self, resp: requests.Response, cap: int | None, url: str) -> bytes:
         if resp.request.method == "HEAD":
-            resp._content = b""
-            resp._content_consumed = True
-            return b""
+            return resp.content  # empty; reading it hands the connection back to the pool
         cl = resp.headers.get("Content-Length")
         if cap is not None and cl and cl.isdigit() and int(cl) > cap:
             resp.close()
