@@ -2,29 +2,41 @@
 
 The flow (distribution's token spec, docs/protocol.md §3):
 
-1. A request goes out with whatever we already hold for its scope (a cached Bearer token, or
-   Basic credentials once the registry has asked for Basic).
+1. A request goes out with what we already hold for its scope: a cached Bearer token, Basic
+   credentials once the registry has asked for Basic, or a registry token given as ``auth="…"``.
 2. A 401 carries ``WWW-Authenticate``. :func:`parse_challenges` reads it (quoted and unquoted
    values, several challenges, ``error=``); :meth:`RegistryAuth.handle_challenge` fetches a
-   token from the realm (GET with Basic credentials, or the OAuth2 POST flow for identity /
-   refresh tokens, falling back to GET on 404/405) and the transport retries once.
-3. Tokens are cached per scope until ``expires_in`` (60 s when absent) runs out.
+   token from the realm and the transport retries once:
 
-Where credentials come from, in order: ``auth=`` given to ``Registry``; the Docker config file
-(``DOCKER_CONFIG`` or ``~/.docker/config.json``: ``auths``, ``credHelpers``, ``credsStore``);
-anonymous. :attr:`Credentials.source` says which was used; no secret is ever in a repr.
+   - ``GET realm?service=…&scope=…`` with HTTP Basic credentials (or none: anonymous);
+   - the OAuth2 ``POST`` (``grant_type=refresh_token`` for an identity token, and
+     ``grant_type=password`` when ``RegistryAuth(oauth=True)``), falling back to the GET on 404/405.
+3. Tokens are cached per scope until ``expires_in`` (60 s when absent) runs out, renewed a little
+   early; a 401 on a token we still believed in (it expired or was revoked server-side) fetches a
+   new one, the challenge's scopes first (some registries read only the first ``scope``).
+4. A 401 with ``error="insufficient_scope"`` after a fresh token means "not allowed": ``Denied``.
+
+Where credentials come from (:func:`resolve_credentials`): ``auth=(user, password)``;
+``auth="<registry token>"`` (sent as ``Bearer`` as is); a :class:`Credentials`; else the Docker
+config file (``DOCKER_CONFIG`` or ``~/.docker/config.json``: ``credHelpers``, then ``credsStore``,
+then ``auths`` with ``auth`` / ``identitytoken`` / ``registrytoken``; Docker Hub's key is
+``https://index.docker.io/v1/``); else anonymous. :attr:`Credentials.source` says which; no secret
+ever appears in a repr, a log record, the trace or an exception.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import logging
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,15 +50,22 @@ __all__ = [
     "parse_challenges",
     "scope_for",
     "resolve_credentials",
+    "docker_config_path",
+    "DEFAULT_TOKEN_LIFETIME",
 ]
 
-DEFAULT_TOKEN_LIFETIME = 60.0
+log = logging.getLogger("regexplore.auth")
+
+DEFAULT_TOKEN_LIFETIME = 60.0  # the token spec's default when expires_in is absent
 _HUB_CONFIG_KEY = "https://index.docker.io/v1/"
+_HUB_HOSTS = {"registry-1.docker.io", "docker.io", "index.docker.io", "registry.hub.docker.com"}
+_CLIENT_ID = "regexplore"
 
 
+# --------------------------------------------------------------------------- challenges
 @dataclass(frozen=True)
 class Challenge:
-    """One ``WWW-Authenticate`` challenge: ``scheme`` (lowercase) and its parameters."""
+    """One ``WWW-Authenticate`` challenge: ``scheme`` (lowercase) and its parameters (keys lowercase)."""
 
     scheme: str
     params: dict[str, str]
@@ -55,13 +74,33 @@ class Challenge:
     def realm(self) -> str | None:
         return self.params.get("realm")
 
+    @property
+    def service(self) -> str | None:
+        return self.params.get("service")
 
-_TOKEN68 = re.compile(r"\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)\s*")
-_PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*,?')
+    @property
+    def scopes(self) -> list[str]:
+        """The ``scope`` parameter split on spaces (RFC 6750: a space-separated list)."""
+        return [s for s in self.params.get("scope", "").split(" ") if s]
+
+    @property
+    def error(self) -> str | None:
+        """``invalid_token``, ``insufficient_scope``, … or None."""
+        return self.params.get("error")
 
 
-def parse_challenges(value: str) -> list[Challenge]:
-    """Parse a ``WWW-Authenticate`` header value into challenges (RFC 7235 / RFC 6750).
+_TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+_SCHEME = re.compile(rf"\s*({_TOKEN})(?=\s|,|$)")
+_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s"]*)\s*(?:,|$)')
+_TOKEN68 = re.compile(r"\s*([A-Za-z0-9._~+/-]+=*)\s*(?:,|$)")
+
+
+def parse_challenges(value: str | None) -> list[Challenge]:
+    """Parse a ``WWW-Authenticate`` value into its challenges (RFC 7235 §4.1, RFC 6750 §3).
+
+    Values may be quoted (with ``\\`` escapes) or bare tokens (gcr.io sends ``service=gcr.io``);
+    one header may hold several challenges; unknown schemes are kept. Returns ``[]`` for an empty
+    or unparseable value.
 
     >>> parse_challenges('Bearer realm="https://auth.docker.io/token",service=registry.docker.io')[0].params
     {'realm': 'https://auth.docker.io/token', 'service': 'registry.docker.io'}
@@ -76,6 +115,8 @@ def parse_challenges(value: str) -> list[Challenge]:
         if pos >= len(s):
             break
         m = _PARAM.match(s, pos)
+        if m and current is not None and not current.params and (m.group(2) == "" or m.group(2).startswith("=")):
+            m = None  # "Negotiate abc==": a token68, not a parameter
         if m and current is not None:
             key, raw = m.group(1).lower(), m.group(2)
             if raw.startswith('"'):
@@ -83,7 +124,13 @@ def parse_challenges(value: str) -> list[Challenge]:
             current.params[key] = raw
             pos = m.end()
             continue
-        m = _TOKEN68.match(s, pos)
+        if current is not None and not current.params:
+            t = _TOKEN68.match(s, pos)  # "Negotiate abc==" style: keep it as the token68 parameter
+            if t:
+                current.params["token68"] = t.group(1)
+                pos = t.end()
+                continue
+        m = _SCHEME.match(s, pos)
         if not m:
             break
         current = Challenge(m.group(1).lower(), {})
@@ -96,10 +143,13 @@ _REPO_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)(
 
 
 def scope_for(url: str, method: str) -> str | None:
-    """The token scope a request needs, derived from its path.
+    """The token scope a request needs, derived from its path; None for ``/v2/`` and the like.
 
     ``/v2/<name>/manifests|blobs|tags|referrers/…`` → ``repository:<name>:pull`` (``pull,push``
-    for writes, ``delete`` for DELETE); ``/v2/_catalog`` → ``registry:catalog:*``.
+    for POST/PUT/PATCH, ``delete`` for DELETE); ``/v2/_catalog`` → ``registry:catalog:*``.
+
+    >>> scope_for("https://r.example/v2/library/ubuntu/manifests/latest", "GET")
+    'repository:library/ubuntu:pull'
     """
     path = urlsplit(url).path
     if path.startswith("/v2/_catalog"):
@@ -107,29 +157,36 @@ def scope_for(url: str, method: str) -> str | None:
     m = _REPO_PATH.match(path)
     if not m:
         return None
-    name = m.group("name")
+    method = method.upper()
     if method in ("POST", "PUT", "PATCH"):
         actions = "pull,push"
     elif method == "DELETE":
         actions = "delete"
     else:
         actions = "pull"
-    return f"repository:{name}:{actions}"
+    return f"repository:{m.group('name')}:{actions}"
 
 
+# --------------------------------------------------------------------------- credentials
 class Credentials:
-    """A username with a password, or a bare token / identity token, and where it came from.
+    """A secret and where it came from. ``kind`` is one of
 
-    ``repr`` and ``str`` show the source and the username only.
+    - ``"password"``: username + password (Basic, or the token server's Basic / password grant);
+    - ``"identitytoken"``: an OAuth2 refresh token (``docker login`` to ACR & co. stores one);
+    - ``"token"``: a registry bearer token sent as is on every request.
+
+    ``repr``/``str`` show the kind, the source and the username, never the secret.
     """
 
     __slots__ = ("username", "_secret", "kind", "source")
 
     def __init__(self, username: str | None, secret: str | None, *, kind: str = "password",
                  source: str = "explicit") -> None:
+        if kind not in ("password", "identitytoken", "token"):
+            raise ValueError(f"unknown credential kind {kind!r}")
         self.username = username
         self._secret = secret
-        self.kind = kind  # "password" | "token" (a bearer token to send as is) | "identitytoken"
+        self.kind = kind
         self.source = source
 
     @property
@@ -137,8 +194,14 @@ class Credentials:
         return self._secret
 
     def basic_header(self) -> str:
-        raw = f"{self.username or ''}:{self._secret or ''}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
+        """``Basic base64(user:secret)`` (an identity token goes with user ``<token>`` if none)."""
+        user = self.username or ("<token>" if self.kind == "identitytoken" else "")
+        return "Basic " + base64.b64encode(f"{user}:{self._secret or ''}".encode()).decode()
+
+    def describe(self) -> str:
+        """``"password for alice from docker config /…/config.json"`` — safe to show."""
+        who = f" for {self.username}" if self.username and self.username != "<token>" else ""
+        return f"{self.kind}{who} from {self.source}"
 
     def __repr__(self) -> str:
         who = f" user={self.username!r}" if self.username else ""
@@ -146,232 +209,375 @@ class Credentials:
 
     __str__ = __repr__
 
+    def __reduce__(self) -> Any:  # no pickling a secret into a notebook checkpoint by accident
+        raise TypeError("Credentials cannot be pickled")
 
-def _docker_config_path() -> Path:
+
+def docker_config_path() -> Path:
+    """``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``."""
     base = os.environ.get("DOCKER_CONFIG")
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 
-def _config_keys(host: str) -> list[str]:
-    if host in ("registry-1.docker.io", "docker.io", "index.docker.io"):
-        return [_HUB_CONFIG_KEY, "index.docker.io", "docker.io", "registry-1.docker.io"]
-    return [host, f"https://{host}", f"http://{host}", f"https://{host}/v1/", f"https://{host}/v2/"]
+def _norm_host(key: str) -> str:
+    """A Docker config key (``https://index.docker.io/v1/``, ``host:5000``…) → lowercase host[:port]."""
+    k = key.strip().lower()
+    if "://" in k:
+        k = k.split("://", 1)[1]
+    k = k.split("/", 1)[0]
+    return "index.docker.io" if k in _HUB_HOSTS else k
 
 
-def _from_helper(helper: str, server: str) -> Credentials | None:
+def _helper_get(helper: str, server: str) -> Credentials | None:
+    """Run ``docker-credential-<helper> get`` with ``server`` on stdin; None if it has nothing.
+
+    Raises ``RegistryError`` if the helper is configured but missing or fails unexpectedly
+    (its output is not echoed: it may hold a secret).
+    """
     exe = f"docker-credential-{helper}"
+    path = shutil.which(exe)
+    if path is None:
+        raise RegistryError(f"the Docker config names credential helper {helper!r}, but {exe} is not on PATH")
     try:
-        proc = subprocess.run([exe, "get"], input=server.encode(), capture_output=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+        proc = subprocess.run([path, "get"], input=server.encode(), capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"credential helper {exe} did not answer within 30 s") from None
     if proc.returncode != 0:
-        return None
+        if b"credentials not found" in proc.stdout.lower() + proc.stderr.lower():
+            return None
+        raise RegistryError(f"credential helper {exe} failed (exit status {proc.returncode})")
     try:
         doc = json.loads(proc.stdout)
     except ValueError:
-        return None
+        raise RegistryError(f"credential helper {exe} answered something that is not JSON") from None
     user, secret = doc.get("Username"), doc.get("Secret")
     if not secret:
         return None
+    source = f"credential helper {helper}"
     if user == "<token>":
-        return Credentials(None, secret, kind="identitytoken", source=f"credential helper {helper}")
-    return Credentials(user, secret, source=f"credential helper {helper}")
+        return Credentials(None, secret, kind="identitytoken", source=source)
+    return Credentials(user, secret, source=source)
 
 
 def _from_docker_config(host: str) -> Credentials | None:
-    path = _docker_config_path()
+    """Credentials for ``host`` from the Docker config file, in Docker's order: ``credHelpers``,
+    ``credsStore``, then ``auths``. None when the file or an entry is missing."""
+    path = docker_config_path()
     try:
         doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return None
-    keys = _config_keys(host)
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable Docker config %s (%s)", path, type(exc).__name__)
+        return None
+    if not isinstance(doc, dict):
+        return None
+    want = _norm_host(host)
+    hub = want == "index.docker.io"
     helpers = doc.get("credHelpers") or {}
-    for key in keys:
-        if key in helpers:
-            return _from_helper(helpers[key], key)
+    for key, helper in helpers.items():
+        if _norm_host(key) == want:
+            return _helper_get(helper, _HUB_CONFIG_KEY if hub else key)
     auths = doc.get("auths") or {}
+    if doc.get("credsStore"):
+        found = _helper_get(doc["credsStore"], _HUB_CONFIG_KEY if hub else host)
+        if found:
+            return found
+    keys = sorted((k for k in auths if _norm_host(k) == want), key=lambda k: k != (_HUB_CONFIG_KEY if hub else host))
     for key in keys:
-        entry = auths.get(key)
+        entry = auths[key]
         if not isinstance(entry, dict):
             continue
-        if entry.get("identitytoken"):
-            return Credentials(entry.get("username"), entry["identitytoken"], kind="identitytoken",
-                               source=f"docker config {path}")
+        source = f"docker config {path}"
+        user = entry.get("username")
         if entry.get("auth"):
             try:
                 user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
-            except (ValueError, UnicodeDecodeError):
+            except (binascii.Error, ValueError, UnicodeDecodeError):
+                log.warning("ignoring a malformed 'auth' value for %s in %s", key, path)
                 continue
-            return Credentials(user, pw, source=f"docker config {path}")
-        if entry.get("username") and entry.get("password"):
-            return Credentials(entry["username"], entry["password"], source=f"docker config {path}")
-    store = doc.get("credsStore")
-    if store:
-        for key in keys[:2]:
-            creds = _from_helper(store, key)
-            if creds:
-                return creds
+        else:
+            pw = entry.get("password") or ""
+        if entry.get("identitytoken"):
+            return Credentials(user or None, entry["identitytoken"], kind="identitytoken", source=source)
+        if entry.get("registrytoken"):
+            return Credentials(user or None, entry["registrytoken"], kind="token", source=source)
+        if user and pw:
+            return Credentials(user, pw, source=source)
     return None
 
 
 def resolve_credentials(host: str, auth: Any) -> Credentials | None:
-    """Credentials for ``host``: ``auth=(user, password)``, ``auth="token"``, a ``Credentials``,
-    else the Docker config file, else None (anonymous)."""
+    """Credentials for ``host`` (``host[:port]``).
+
+    ``auth`` may be ``(user, password)``, a registry token string, a :class:`Credentials`,
+    ``False`` (anonymous, do not read the Docker config) or None (the Docker config, else
+    anonymous). Returns None for anonymous. Raises ``RegistryError`` if a configured credential
+    helper is missing or fails, ``TypeError`` for an unsupported ``auth``.
+    """
     if isinstance(auth, Credentials):
         return auth
-    if isinstance(auth, tuple) and len(auth) == 2:
+    if isinstance(auth, (tuple, list)) and len(auth) == 2:
         return Credentials(str(auth[0]), str(auth[1]), source="explicit")
     if isinstance(auth, str):
         return Credentials(None, auth, kind="token", source="explicit")
     if auth is False:
         return None
-    return _from_docker_config(host)
+    if auth is None:
+        return _from_docker_config(host)
+    raise TypeError("auth must be (user, password), a token string, Credentials, False or None")
 
 
+# --------------------------------------------------------------------------- tokens
 @dataclass
 class _Token:
     value: str
     expires: float
     scopes: tuple[str, ...] = ()
+    fetched: float = 0.0
+
+    def valid(self) -> bool:
+        return self.expires > time.time()
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    """The unverified claims of a JWT, for display only ({} if it is not one)."""
+    try:
+        part = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return {}
 
 
 class RegistryAuth:
-    """Authentication state for one registry (thread-safe).
+    """Authentication state for one registry; thread-safe, shared by the transport's workers.
 
-    ``headers_for(url, method, scope)`` gives the Authorization header to send (if any);
+    ``headers_for(url, method, scope)`` gives the ``Authorization`` header to send (if any);
     ``handle_challenge(www_authenticate, url, method, scope, transport)`` reacts to a 401 and
-    says whether a retry makes sense.
+    says whether a retry makes sense. ``oauth=True`` asks the token server with the OAuth2
+    password grant first (and keeps the refresh token it returns), falling back to GET.
     """
 
-    def __init__(self, host: str, credentials: Credentials | None) -> None:
+    def __init__(self, host: str, credentials: Credentials | None, *, oauth: bool = False,
+                 client_id: str = _CLIENT_ID) -> None:
         self.host = host
         self.credentials = credentials
+        self.oauth = oauth
+        self.client_id = client_id
         self._tokens: dict[str, _Token] = {}
         self._basic = False
         self._bearer: Challenge | None = None
+        self._refresh_token: str | None = None
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()
+        self._local = threading.local()
+        self._transport: Any = None  # set by the first Bearer challenge; used to renew ahead of time
 
     def __repr__(self) -> str:
-        return f"<RegistryAuth {self.host} {self.credentials or 'anonymous'}>"
+        return f"<RegistryAuth {self.host} {self.scheme} {self.credentials or 'anonymous'}>"
 
     @property
     def source(self) -> str:
+        """Where the credentials came from (``"anonymous"`` without any)."""
         return self.credentials.source if self.credentials else "anonymous"
 
+    @property
+    def scheme(self) -> str:
+        """``"bearer"``, ``"basic"`` or ``"none"`` (what the registry asked for so far)."""
+        if self._bearer is not None:
+            return "bearer"
+        if self._basic:
+            return "basic"
+        if self.credentials is not None and self.credentials.kind == "token":
+            return "bearer"
+        return "none"
+
+    def whoami(self) -> dict[str, Any]:
+        """A description safe to show: ``source``, ``kind``, ``username``, ``scheme``, ``realm``,
+        ``service``, ``subject`` (the ``sub`` claim of the newest token, if it is a JWT),
+        ``scopes`` (cached token scopes) and ``expires_in`` (seconds left on the newest token)."""
+        creds = self.credentials
+        with self._lock:
+            tokens = sorted(self._tokens.values(), key=lambda t: t.fetched)
+        newest = tokens[-1] if tokens else None
+        ch = self._bearer
+        return {
+            "source": self.source,
+            "kind": creds.kind if creds else None,
+            "username": creds.username if creds else None,
+            "scheme": self.scheme,
+            "realm": ch.realm if ch else None,
+            "service": ch.service if ch else None,
+            "subject": _jwt_claims(newest.value).get("sub") if newest else None,
+            "scopes": sorted({s for t in tokens if t.valid() for s in t.scopes}),
+            "expires_in": max(0.0, newest.expires - time.time()) if newest else None,
+        }
+
+    # ----------------------------------------------------------------- per request
+    def _cached(self, scope: str | None) -> _Token | None:
+        key = scope or ""
+        tok = self._tokens.get(key)
+        if (tok is None or not tok.valid()) and key.endswith(":pull"):
+            tok = self._tokens.get(key[: -len("pull")] + "pull,push")  # a push token covers pulls
+        return tok if tok is not None and tok.valid() else None
+
     def headers_for(self, url: str, method: str, scope: str | None) -> dict[str, str]:
+        """The ``Authorization`` header for this request, or ``{}``."""
+        self._local.sent = None
+        creds = self.credentials
+        if self._basic and creds is not None and creds.kind == "password":
+            return {"Authorization": creds.basic_header()}
+        if creds is not None and creds.kind == "token":
+            return {"Authorization": f"Bearer {creds.secret}"}
         scope = scope or scope_for(url, method)
-        if self._basic and self.credentials and self.credentials.kind == "password":
-            return {"Authorization": self.credentials.basic_header()}
-        if self.credentials and self.credentials.kind == "token" and self._bearer is None:
-            return {"Authorization": f"Bearer {self.credentials.secret}"}
-        tok = self._tokens.get(scope or "")
-        if tok is None and scope and scope.endswith(":pull"):
-            # a push/pull token also covers pulls
-            tok = self._tokens.get(scope[: -len(":pull")] + ":pull,push")
-        if tok and tok.expires > time.time():
-            return {"Authorization": f"Bearer {tok.value}"}
-        return {}
+        tok = self._cached(scope)
+        if tok is None and self._bearer is not None and self._transport is not None:
+            # we know the realm already: get the token now instead of sending a request bound to
+            # be refused (a new repository, or a token that ran out)
+            with self._fetch_lock:
+                tok = self._cached(scope)
+                if tok is None:
+                    tok = self._fetch_token(self._bearer, [scope] if scope else [], self._transport)
+                    with self._lock:
+                        self._tokens[scope or ""] = tok
+        if tok is None:
+            return {}
+        self._local.sent = tok.value
+        return {"Authorization": f"Bearer {tok.value}"}
 
     def handle_challenge(self, www: str, url: str, method: str, scope: str | None, transport: Any) -> bool:
+        """React to a 401: fetch a token (Bearer) or switch to Basic. True if a retry makes sense.
+
+        Raises ``InsecureCredentials`` (realm on plain http to a non-loopback host),
+        ``Unauthorized`` (the token server refused the credentials) or ``RegistryError``.
+        """
         challenges = parse_challenges(www)
         scope = scope or scope_for(url, method)
-        for ch in challenges:
-            if ch.scheme == "bearer" and ch.realm:
-                self._bearer = ch
-                wanted: list[str] = []
-                if ch.params.get("scope"):
-                    wanted.extend(ch.params["scope"].split(" "))
+        creds = self.credentials
+        bearer = next((c for c in challenges if c.scheme == "bearer" and c.realm), None)
+        if bearer is not None:
+            self._bearer = bearer
+            self._transport = transport
+            if creds is not None and creds.kind == "token":
+                return False  # a fixed registry token was refused: nothing to renew
+            sent = getattr(self._local, "sent", None)
+            with self._fetch_lock:
+                cached = self._cached(scope)
+                if cached is not None and cached.value != sent:
+                    return True  # another worker renewed it while we were refused
+                wanted = [s for s in bearer.scopes]  # the challenge's (new) scopes first
                 if scope and scope not in wanted:
                     wanted.append(scope)
-                token = self._fetch_token(ch, wanted, transport)
+                token = self._fetch_token(bearer, wanted, transport)
                 with self._lock:
                     self._tokens[scope or ""] = token
-                return True
-        for ch in challenges:
-            if ch.scheme == "basic":
-                if not self.credentials or self.credentials.kind != "password":
-                    return False
-                if self._basic:
-                    return False  # we already sent Basic and it was refused
-                self._basic = True
-                return True
+            return True
+        if any(c.scheme == "basic" for c in challenges):
+            if creds is None or creds.kind != "password" or self._basic:
+                return False  # nothing to send, or Basic was already refused
+            self._basic = True
+            return True
         return False
 
     # ----------------------------------------------------------------- token fetching
     def _fetch_token(self, ch: Challenge, scopes: list[str], transport: Any) -> _Token:
-        realm = ch.realm or ""
-        rp = urlsplit(realm)
         from .transport import is_loopback
 
-        if rp.scheme not in ("http", "https"):
-            raise RegistryError(f"token realm has an unsupported scheme: {rp.scheme!r}")
-        creds = self.credentials
+        realm = ch.realm or ""
+        rp = urlsplit(realm)
+        if rp.scheme not in ("http", "https") or not rp.netloc:
+            raise RegistryError(f"the token realm is not an http(s) URL: {rp.scheme or '?'}://…")
         if rp.scheme == "http" and not is_loopback(rp.netloc):
             raise InsecureCredentials(
                 "the registry's token realm is plain http on a non-loopback host; refusing to "
-                "ask it for a token", url=realm)
-        params: list[tuple[str, str]] = []
-        if ch.params.get("service"):
-            params.append(("service", ch.params["service"]))
-        for s in scopes:
-            params.append(("scope", s))
-        session = transport.session
-        started = time.perf_counter()
-        headers = {}
-        if creds and creds.kind == "identitytoken":
-            resp = self._oauth_post(session, realm, ch, scopes, transport)
-            if resp is not None:
-                return self._token_from(resp, scopes, realm)
-        if creds and creds.kind == "password":
-            headers["Authorization"] = creds.basic_header()
-            params.append(("account", creds.username or ""))
-        try:
-            resp = session.get(realm, params=params, headers=headers, timeout=transport.timeout,
-                               allow_redirects=False)
-        except Exception as exc:
-            raise RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm) from None
-        transport._record("GET", resp.url, resp.status_code, len(resp.content), started, "token")
-        if resp.status_code != 200:
-            err = error_from_response(resp, "token request")
-            if resp.status_code in (401, 403) and not isinstance(err, Unauthorized):
-                raise Unauthorized(err.message, status=err.status, code=err.code, url=realm)
-            raise err
-        return self._token_from(resp, scopes, realm)
+                "ask it for a token (use https)", url=realm)
+        creds = self.credentials
+        resp = None
+        if creds is not None and (creds.kind == "identitytoken" or (self.oauth and creds.kind == "password")
+                                  or self._refresh_token):
+            resp = self._oauth_post(realm, ch, scopes, transport)
+        if resp is None:
+            resp = self._basic_get(realm, ch, scopes, transport)
+        token = self._token_from(resp, scopes, realm)
+        log.debug("token for %s from %s (valid %.0f s)", " ".join(scopes) or "(no scope)",
+                  rp.netloc, token.expires - time.time())
+        return token
 
-    def _oauth_post(self, session: Any, realm: str, ch: Challenge, scopes: list[str], transport: Any) -> Any:
+    def _send(self, transport: Any, method: str, realm: str, **kw: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            resp = transport.session.request(method, realm, timeout=transport.timeout, allow_redirects=False,
+                                             verify=transport.session.verify, **kw)
+        except Exception as exc:  # requests' messages may carry the URL: keep only the type
+            transport._record(method, realm, "error", None, started, "token")
+            raise RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm) from None
+        transport._record(method, resp.url if method == "GET" else realm, resp.status_code,
+                          len(resp.content or b""), started, "token")
+        return resp
+
+    def _basic_get(self, realm: str, ch: Challenge, scopes: list[str], transport: Any) -> Any:
+        creds = self.credentials
+        params: list[tuple[str, str]] = []
+        if ch.service:
+            params.append(("service", ch.service))
+        params.extend(("scope", s) for s in scopes)
+        headers = {}
+        if creds is not None and creds.kind in ("password", "identitytoken"):
+            headers["Authorization"] = creds.basic_header()
+            if creds.username:
+                params.append(("account", creds.username))
+        resp = self._send(transport, "GET", realm, params=params, headers=headers)
+        if resp.status_code != 200:
+            raise self._token_error(resp, realm)
+        return resp
+
+    def _oauth_post(self, realm: str, ch: Challenge, scopes: list[str], transport: Any) -> Any:
+        """The OAuth2 POST; None when the server does not do it (404/405) so the caller uses GET."""
         creds = self.credentials
         assert creds is not None
-        form = {
-            "grant_type": "refresh_token",
-            "refresh_token": creds.secret or "",
-            "service": ch.params.get("service", ""),
-            "client_id": "regexplore",
-            "scope": " ".join(scopes),
-        }
-        started = time.perf_counter()
-        try:
-            resp = session.post(realm, data=form, timeout=transport.timeout, allow_redirects=False)
-        except Exception as exc:
-            raise RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm) from None
-        transport._record("POST", realm, resp.status_code, len(resp.content), started, "token")
+        form = {"service": ch.service or "", "client_id": self.client_id, "scope": " ".join(scopes)}
+        refresh = self._refresh_token or (creds.secret if creds.kind == "identitytoken" else None)
+        if refresh:
+            form.update(grant_type="refresh_token", refresh_token=refresh)
+        else:
+            form.update(grant_type="password", username=creds.username or "", password=creds.secret or "",
+                        access_type="offline")
+        resp = self._send(transport, "POST", realm, data=form)
         if resp.status_code in (404, 405):
+            log.debug("token server at %s has no OAuth2 POST (%s): using GET", urlsplit(realm).netloc,
+                      resp.status_code)
             return None
         if resp.status_code != 200:
-            raise error_from_response(resp, "token request")
+            if resp.status_code in (400, 401) and self._refresh_token and refresh == self._refresh_token:
+                self._refresh_token = None  # a refresh token we were given expired: log in again next time
+            raise self._token_error(resp, realm)
         return resp
 
     @staticmethod
-    def _token_from(resp: Any, scopes: list[str], realm: str) -> _Token:
+    def _token_error(resp: Any, realm: str) -> RegistryError:
+        err = error_from_response(resp, "token request")
+        if resp.status_code in (400, 401, 403) and not isinstance(err, Unauthorized):
+            return Unauthorized(err.message, status=err.status, code=err.code, url=realm)
+        return err
+
+    def _token_from(self, resp: Any, scopes: list[str], realm: str) -> _Token:
         try:
             doc = resp.json()
         except ValueError:
-            raise RegistryError("token server answered with something that is not JSON", url=realm) from None
+            raise RegistryError("the token server answered with something that is not JSON", url=realm) from None
+        if not isinstance(doc, dict):
+            raise RegistryError("the token server answered with JSON that is not an object", url=realm)
         value = doc.get("token") or doc.get("access_token")
-        if not value:
-            raise RegistryError("token server answered without a token", url=realm)
+        if not value or not isinstance(value, str):
+            raise RegistryError("the token server answered without a token", url=realm)
+        if isinstance(doc.get("refresh_token"), str) and doc["refresh_token"]:
+            self._refresh_token = doc["refresh_token"]
         try:
             lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (TypeError, ValueError):
             lifetime = DEFAULT_TOKEN_LIFETIME
-        # renew a little early so a token does not expire in flight
-        return _Token(value, time.time() + max(lifetime - 5.0, 1.0), tuple(scopes))
+        # counted from the end of the exchange (issued_at is the server's clock); renewed early
+        # so a token does not expire in flight: 10% of its life, at most 30 s
+        now = time.time()
+        margin = min(30.0, lifetime * 0.1)
+        return _Token(value, now + max(lifetime - margin, 1.0), tuple(scopes), now)

@@ -227,6 +227,8 @@ def error_from_response(resp: Any, what: str | None = None) -> RegistryError:
         body = b""
     code, message, detail = parse_error_body(body or b"", resp.headers.get("Content-Type", ""))
     cls = _BY_CODE.get(code or "", None) or _BY_STATUS.get(status or 0, RegistryError)
+    if status == 401 and 'error="insufficient_scope"' in (resp.headers.get("WWW-Authenticate") or ""):
+        cls = Denied  # authenticated, token issued, but it does not grant this (RFC 6750 §3.1)
     if message is None:
         message = getattr(resp, "reason", None) or "request failed"
     if what:

@@ -442,6 +442,8 @@ class LocalRegistry:
                     return True
             except urllib.error.HTTPError:
                 return True  # 401 from an auth sandbox: it answers
+            except ssl.SSLError:
+                return True  # it speaks TLS and wants something more (e.g. a client certificate)
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.02)
         _shutdown(self._proc, None, None)
