@@ -17,6 +17,7 @@ import pandas as pd
 from .auth import RegistryAuth, resolve_credentials
 from .errors import InvalidReference, NotFound, RegistryError
 from .frames import make_frame
+from .hub import HubClient, HubResult, filter_catalog_search
 from .oci import (
     Manifest,
     choose_platform,
@@ -104,6 +105,8 @@ class Registry:
                                    pool_size=max_workers)
         self.max_workers = max_workers
         self.v2 = V2Client(self.transport)
+        self._hub: HubClient | None = None
+        self._hub_lock = threading.Lock()
         self._manifests = _Once()
         self._configs = _Once()
         self._pool: ThreadPoolExecutor | None = None
@@ -129,6 +132,8 @@ class Registry:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._hub is not None:
+            self._hub.close()
         self.transport.close()
 
     def _executor(self) -> ThreadPoolExecutor:
@@ -204,9 +209,13 @@ class Registry:
 
     @property
     def trace(self) -> pd.DataFrame:
-        """Every HTTP exchange so far (time, method, url, status, bytes, elapsed_ms, note), redacted."""
+        """Every HTTP exchange so far (time, method, url, status, bytes, elapsed_ms, note), redacted;
+        Docker Hub web API / index calls (``reg.hub``) included, in time order."""
         rows = []
-        for r in list(self.transport.trace_records):
+        records = list(self.transport.trace_records)
+        if self._hub is not None:
+            records = sorted(records + list(self._hub.transport.trace_records), key=lambda r: r["time"])
+        for r in records:
             row = dict(r)
             row["time"] = pd.Timestamp(r["time"], unit="s", tz="UTC")
             if not isinstance(row["status"], int):
@@ -217,6 +226,37 @@ class Registry:
 
     def clear_trace(self) -> None:
         self.transport.trace_records.clear()
+        if self._hub is not None:
+            self._hub.transport.trace_records.clear()
+
+    @property
+    def hub(self) -> HubClient | None:
+        """Docker Hub's own API (search, tag metadata) for ``docker.io``, else None. It has its own
+        transport: the registry's credentials never go to hub.docker.com or index.docker.io."""
+        if self.name != DOCKER_HUB:
+            return None
+        with self._hub_lock:
+            if self._hub is None:
+                self._hub = HubClient(timeout=self.transport.timeout)
+            return self._hub
+
+    def search(self, term: str, limit: int = 25) -> pd.DataFrame:
+        """Search repositories → DataFrame[name, description, stars, official, automated, pulls].
+
+        Docker Hub: ``index.docker.io/v1/search`` (what ``docker search`` uses), falling back to
+        ``hub.docker.com/v2/search/repositories`` (``df.attrs["notes"]`` says why). Other
+        registries have no search API: the ``/v2/_catalog`` names containing every word of
+        ``term`` (case-insensitive), with only ``name`` filled; ``df.attrs["source"]`` is
+        ``"catalog"`` and the notes say so. ``df.attrs``: registry, source, total, notes.
+        """
+        hub = self.hub
+        if hub is not None:
+            result = hub.search(term, limit)
+        else:
+            names = (name for page in self.v2.catalog() for name in page)
+            result = HubResult(filter_catalog_search(names, term, limit), "catalog", None,
+                               [f"{self.name} has no search API: /v2/_catalog filtered by substring"])
+        return make_frame("search", result.rows, attrs={"registry": self.name, **result.attrs()})
 
     def catalog(self, limit: int | None = None) -> pd.DataFrame:
         """Every repository (``/v2/_catalog``, all pages; page size up to 1000) → DataFrame[repository]."""
@@ -231,12 +271,39 @@ class Registry:
         For an index, created/os/architecture/size describe the default platform
         (linux/amd64, else the first)."""
         name = self._repo(repo)
+        if details and self.hub is not None:
+            return self._hub_tag_details(name, limit)
         tags = self.v2.tags(name, limit=limit)
         if not details:
             return make_frame("tags", ({"repository": name, "tag": t} for t in tags),
                               attrs={"registry": self.name})
         rows = self._map(lambda t: self._tag_details(name, t), tags)
         return make_frame("tags_details", rows, attrs={"registry": self.name})
+
+    def _hub_tag_details(self, name: str, limit: int | None) -> pd.DataFrame:
+        """``tags(details=True)`` on Docker Hub: Hub's tag metadata (one request per 100 tags instead
+        of manifests and configs per tag). ``created`` is Hub's ``last_updated`` (last push) and
+        ``size`` its ``full_size``; tags Hub lists without images get the registry's answer.
+        If the Hub API fails, the registry path is used and the note says why."""
+        assert self.hub is not None
+        try:
+            result = self.hub.tags(name, limit=limit)
+        except RegistryError as exc:
+            tags = self.v2.tags(name, limit=limit)
+            rows = self._map(lambda t: self._tag_details(name, t), tags)
+            return make_frame("tags_details", rows, attrs={
+                "registry": self.name, "source": "registry manifests",
+                "notes": [f"Hub tag metadata failed ({exc}); read the registry instead"]})
+        rows = result.rows
+        missing = [i for i, r in enumerate(rows) if r["images_missing"]]
+        if missing:
+            fixed = self._map(lambda i: self._tag_details(name, rows[i]["tag"]), missing)
+            for i, row in zip(missing, fixed):
+                rows[i] = row
+        attrs = {"registry": self.name, **result.attrs(),
+                 "created": "Hub's last_updated (when the tag was last pushed)",
+                 "size": "Hub's full_size (one platform's compressed size)"}
+        return make_frame("tags_details", rows, attrs=attrs)
 
     def _tag_details(self, repo: str, tag: str) -> dict:
         row: dict[str, Any] = {"repository": repo, "tag": tag}
