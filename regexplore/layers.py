@@ -1,0 +1,1039 @@
+"""Layer contents without temp files: decompress, list, merge, diff, read and safely extract.
+
+Everything here works on a *stream of compressed bytes*: an iterable of ``bytes`` chunks (for example a
+``requests`` response's ``iter_content``, hashed by the caller in the same pass) or a readable binary
+file-like object. Nothing seeks and nothing is spooled to disk; memory stays constant in the size of the
+layer (``tarfile`` stream mode, ``r|``).
+
+Public surface::
+
+    open_layer_stream(source, media_type=None, *, max_bytes=None) -> LayerStream   # decompressed tar
+    iter_entries(source, layer=None, ...)                         -> Iterator[Entry]
+    merge(layers_rows)                                            -> list[Entry]   # final filesystem
+    diff(rows_a, rows_b, *, compare=DIFF_FIELDS)                  -> list[DiffRow]
+    read_file(layers_newest_first, path, ...)                     -> bytes
+    extract(layers_in_order, dest, ...)                           -> ExtractSummary
+
+Paths
+-----
+``Entry.path`` is the member name exactly as ``tar -t`` prints it (pax and GNU long names resolved), with a
+leading ``./`` removed (repeatedly) and trailing ``/`` removed; the archive root ``./`` becomes ``"."``.
+Nothing else is changed, so ``/abs`` or ``a/../b`` stay visible in a listing. :func:`merge`, :func:`diff` and
+:func:`read_file` key on :func:`canonical_path` (empty and ``.`` components dropped, so no leading ``/``).
+
+Errors: :class:`~regexplore.errors.UnsafeLayer` (escaping entries, device nodes, decompression bombs),
+:class:`~regexplore.errors.UnsupportedMediaType` (not gzip/zstd/tar, encrypted layers),
+:class:`~regexplore.errors.RegistryError` (a corrupt or truncated compressed stream).
+This module never imports pandas, ipywidgets or tqdm.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, Literal, Union
+
+import zstandard
+
+from .errors import RegistryError, ResponseTooLarge, UnsafeLayer, UnsupportedMediaType
+
+try:  # ISA-L gzip: 2-3x faster than zlib for streaming gunzip
+    from isal import igzip as _gzip_impl
+
+    _GzipFile: Any = _gzip_impl.IGzipFile
+    GZIP_BACKEND = "isal"
+except ImportError:  # pragma: no cover - isal is a declared dependency
+    import gzip as _gzip_impl
+
+    _GzipFile = _gzip_impl.GzipFile
+    GZIP_BACKEND = "zlib"
+
+__all__ = [
+    "DEFAULT_CAP",
+    "MAX_LAYER_BYTES_ENV",
+    "DIFF_FIELDS",
+    "Entry",
+    "DiffRow",
+    "ExtractSummary",
+    "LayerStream",
+    "LayerSource",
+    "open_layer_stream",
+    "iter_entries",
+    "canonical_path",
+    "merge",
+    "diff",
+    "read_file",
+    "extract",
+]
+
+#: Default cap on decompressed bytes per layer (8 GiB); override per call or with the env var below.
+DEFAULT_CAP = 8 * 1024**3
+#: Environment variable holding the default decompressed-bytes cap, in bytes.
+MAX_LAYER_BYTES_ENV = "REGEXPLORE_MAX_LAYER_BYTES"
+#: Largest pax / GNU long-name metadata member we agree to read into memory.
+MAX_METADATA_MEMBER = 16 * 1024**2
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_OTHER_MAGIC = {b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x04\x22\x4d\x18": "lz4"}
+_CHUNK = 256 * 1024
+_MAX_SYMLINK_HOPS = 40
+
+_WH_PREFIX = ".wh."
+_WH_OPAQUE = ".wh..wh..opq"
+_WH_META_PREFIX = ".wh..wh."  # AUFS metadata (.wh..wh.plnk, .wh..wh.aufs): skipped by merge/extract
+
+#: A layer to read: compressed byte chunks, a binary file-like object, or a zero-argument callable
+#: returning either (opened lazily, only if the layer is needed).
+LayerSource = Union[Iterable[bytes], IO[bytes], Callable[[], Union[Iterable[bytes], IO[bytes]]]]
+
+EntryType = Literal["file", "dir", "symlink", "hardlink", "other"]
+
+
+# --------------------------------------------------------------------------------------------- rows
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One tar member of one layer.
+
+    ``path`` as ``tar -t`` prints it minus a leading ``./`` and a trailing ``/`` (see module doc).
+    ``type`` is ``file`` | ``dir`` | ``symlink`` | ``hardlink`` | ``other`` (devices, fifos).
+    ``size`` is the header size (0 for hardlinks, links and dirs). ``mode`` the permission bits including
+    setuid/setgid/sticky (``0o7777`` part). ``mtime`` is **seconds since the epoch, UTC, as a float**
+    (pax headers can carry sub-second times). ``linkname`` is the link target ("" if not a link; for
+    hardlinks a path inside the archive). ``whiteout`` is ``None``, ``"file"`` for ``.wh.<name>`` or
+    ``"opaque"`` for ``.wh..wh..opq``; ``path`` of a whiteout row is the marker's own path.
+    """
+
+    layer: str | None
+    path: str
+    type: EntryType
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    mtime: float
+    linkname: str
+    whiteout: Literal["file", "opaque"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class DiffRow:
+    """One difference between two file lists: ``change`` is ``added`` | ``removed`` | ``modified``;
+    ``size_a``/``size_b`` are None on the side where the path is absent; ``fields`` names the compared
+    attributes that differ, comma-separated (``""`` for added/removed)."""
+
+    path: str
+    change: Literal["added", "removed", "modified"]
+    size_a: int | None
+    size_b: int | None
+    fields: str
+
+
+@dataclass(slots=True)
+class ExtractSummary:
+    """What :func:`extract` did: counts per kind, whiteouts applied, and file bytes written."""
+
+    files: int = 0
+    dirs: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    whiteouts: int = 0
+    bytes_written: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ decompression
+def _cap_from_env() -> int:
+    raw = os.environ.get(MAX_LAYER_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CAP
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{MAX_LAYER_BYTES_ENV} must be a whole number of bytes, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{MAX_LAYER_BYTES_ENV} must be positive, got {value}")
+    return value
+
+
+class _Source(io.RawIOBase):
+    """Compressed input as a raw, read-only, non-seekable file; counts bytes and supports ``peek``."""
+
+    def __init__(self, source: Iterable[bytes] | IO[bytes]) -> None:
+        super().__init__()
+        self._fileobj: IO[bytes] | None = None
+        self._chunks: Iterator[bytes] | None = None
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._fileobj = io.BytesIO(bytes(source))
+        elif hasattr(source, "read"):
+            self._fileobj = source  # type: ignore[assignment]
+        else:
+            self._chunks = iter(source)
+        self._pending = b""
+        self._pos = 0  # read position in _pending
+        self.bytes_in = 0
+        self.error: BaseException | None = None  # an error raised by the caller's input, kept as is
+
+    def readable(self) -> bool:
+        return True
+
+    def _pull(self) -> bytes:
+        try:
+            return self._pull_unguarded()
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _pull_unguarded(self) -> bytes:
+        if self._fileobj is not None:
+            data = self._fileobj.read(_CHUNK)
+            return bytes(data) if data else b""
+        assert self._chunks is not None
+        for chunk in self._chunks:
+            if chunk:
+                return bytes(chunk)
+        return b""
+
+    def peek(self, n: int) -> bytes:
+        """Return up to ``n`` leading bytes without consuming them (fewer only at end of input)."""
+        self._pending, self._pos = self._pending[self._pos:], 0
+        while len(self._pending) < n:
+            data = self._pull()
+            if not data:
+                break
+            self._pending += data
+        return self._pending[:n]
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos >= len(self._pending):
+            self._pending, self._pos = self._pull(), 0
+        n = min(len(view), len(self._pending) - self._pos)
+        view[:n] = memoryview(self._pending)[self._pos:self._pos + n]
+        self._pos += n
+        self.bytes_in += n
+        return n
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames (concatenated, skippable ones included) decoded from a raw source.
+
+    ``zstandard``'s ``stream_reader`` returns a short read, not an error, when the input ends inside a
+    frame, so frames are decoded here with ``decompressobj``: input is fed in small slices (2 KiB can
+    expand to at most ~64 MiB, which bounds memory for bombs) and a frame left open at the end of the
+    input raises ``EOFError``.
+    """
+
+    _FEED = 2048
+
+    def __init__(self, source: _Source) -> None:
+        super().__init__()
+        self._source = source
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj: Any = None  # decoder of the current frame, None between frames
+        self._input = b""
+        self._output = b""
+        self._pos = 0  # read position in _output (slicing a 64 MiB buffer per read would be quadratic)
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        """Decode more output into ``self._output``; False at a clean end of input."""
+        while self._pos >= len(self._output):
+            if not self._input:
+                self._input = self._source.read(_CHUNK) or b""
+                if not self._input:
+                    if self._obj is not None:
+                        raise EOFError("zstd stream ends inside a frame")
+                    return False
+            if self._obj is None:
+                self._obj = self._dctx.decompressobj(write_size=_CHUNK)
+            piece, self._input = self._input[: self._FEED], self._input[self._FEED:]
+            self._output, self._pos = self._obj.decompress(piece), 0
+            if self._obj.eof:
+                self._input = self._obj.unused_data + self._input
+                self._obj = None
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._pos >= len(self._output) and not self._fill():
+            return 0
+        n = min(len(view), len(self._output) - self._pos)
+        view[:n] = memoryview(self._output)[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+
+class LayerStream(io.RawIOBase):
+    """The decompressed tar of a layer, as a readable, non-seekable raw file.
+
+    Attributes: ``compression`` (``"gzip"``, ``"zstd"`` or ``"none"``), ``bytes_in`` (compressed bytes
+    consumed so far), ``bytes_out`` (decompressed bytes produced), ``max_bytes`` (the cap).
+    ``read``/``readinto`` raise :class:`UnsafeLayer` once more than ``max_bytes`` would be produced and
+    :class:`RegistryError` if the compressed data is corrupt or truncated.
+    """
+
+    def __init__(self, source: _Source, compression: str, max_bytes: int) -> None:
+        super().__init__()
+        self._source = source
+        self.compression = compression
+        self.max_bytes = max_bytes
+        self.bytes_out = 0
+        self._inner: Any
+        if compression == "gzip":
+            self._inner = _GzipFile(fileobj=source, mode="rb")
+        elif compression == "zstd":
+            self._inner = _ZstdReader(source)
+        else:
+            self._inner = source
+
+    @property
+    def bytes_in(self) -> int:
+        return self._source.bytes_in
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        # Never ask for more than cap+1 bytes: a bomb is stopped after at most one extra byte.
+        room = self.max_bytes - self.bytes_out + 1
+        if len(view) > room:
+            view = view[:room]
+        try:
+            n = self._inner.readinto(view)
+        except (EOFError, OSError, zlib.error, zstandard.ZstdError) as exc:
+            if self._source.error is not None:  # the input failed (network...): not a corrupt layer
+                raise self._source.error
+            raise RegistryError(f"corrupt or truncated {self.compression} layer stream: {exc}") from exc
+        self.bytes_out += n or 0
+        if self.bytes_out > self.max_bytes:
+            raise UnsafeLayer(
+                f"layer decompresses to more than {self.max_bytes} bytes (the cap; a decompression bomb?). "
+                f"Raise it with max_bytes= or {MAX_LAYER_BYTES_ENV}."
+            )
+        return n or 0
+
+    def drain(self) -> int:
+        """Read (and discard) the rest of the stream, so the compressed input is consumed to its end
+        (for a hash computed in the same pass, and for the gzip CRC check). Returns bytes discarded."""
+        buf = bytearray(_CHUNK)
+        total = 0
+        while n := self.readinto(buf):
+            total += n
+        return total
+
+
+def _detect(head: bytes, media_type: str | None) -> str:
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC) or (
+        len(head) >= 4 and 0x50 <= head[0] <= 0x5F and head[1:4] == b"\x2a\x4d\x18"  # zstd skippable frame
+    ):
+        return "zstd"
+    for magic, name in _OTHER_MAGIC.items():
+        if head.startswith(magic):
+            raise UnsupportedMediaType(f"layer is {name}-compressed; only gzip, zstd and plain tar are read")
+    if media_type and "+encrypted" in media_type:
+        raise UnsupportedMediaType(f"encrypted layer ({media_type}) cannot be read")
+    return "none"
+
+
+def open_layer_stream(
+    source: Iterable[bytes] | IO[bytes] | bytes,
+    media_type: str | None = None,
+    *,
+    max_bytes: int | None = None,
+) -> LayerStream:
+    """Open compressed layer bytes as a readable stream of the decompressed tar.
+
+    The compression is detected from magic bytes (gzip ``1f 8b``, zstd ``28 b5 2f fd`` or a skippable
+    frame, anything else is read as plain tar); ``media_type`` is only a hint (used to refuse
+    ``+encrypted`` layers). gzip goes through ISA-L (``isal.igzip``) when installed, zlib otherwise;
+    zstd through ``zstandard`` streaming. An already-decompressed :class:`LayerStream` passes through.
+
+    ``max_bytes`` caps the decompressed size (None: ``$REGEXPLORE_MAX_LAYER_BYTES`` or :data:`DEFAULT_CAP`).
+
+    Returns a :class:`LayerStream`. Raises :class:`UnsupportedMediaType` for bzip2/xz/lz4 or encrypted
+    layers, ``ValueError`` for a bad cap; reading raises :class:`UnsafeLayer` past the cap.
+    """
+    if isinstance(source, LayerStream):
+        return source
+    cap = _cap_from_env() if max_bytes is None else int(max_bytes)
+    if cap <= 0:
+        raise ValueError(f"max_bytes must be positive, got {cap}")
+    src = _Source(source)
+    compression = _detect(src.peek(6), media_type)
+    return LayerStream(src, compression, cap)
+
+
+# ------------------------------------------------------------------------------------------ listing
+class _GuardedTarInfo(tarfile.TarInfo):
+    """Refuses pax / GNU long-name members big enough to exhaust memory before tarfile reads them."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        if (
+            self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+            or self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+        ) and self.size > MAX_METADATA_MEMBER:
+            raise UnsafeLayer(
+                f"tar metadata member of {self.size} bytes (over {MAX_METADATA_MEMBER})", entry=self.name
+            )
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
+def _entry_type(ti: tarfile.TarInfo) -> EntryType:
+    if ti.isreg():
+        return "file"
+    if ti.isdir():
+        return "dir"
+    if ti.issym():
+        return "symlink"
+    if ti.islnk():
+        return "hardlink"
+    return "other"
+
+
+def _tar_path(name: str) -> str:
+    """``tar -t`` name minus leading ``./`` (repeated) and trailing ``/``; ``./`` itself becomes ``.``."""
+    while name.startswith("./"):
+        name = name[2:]
+    stripped = name.rstrip("/")
+    if stripped:
+        return stripped
+    if name.startswith("/"):
+        return "/"
+    return "."
+
+
+def canonical_path(path: str) -> str:
+    """Return ``path`` with empty and ``.`` components dropped (so no leading/trailing ``/``); ``..`` is
+    kept as a name. The root is ``""``. Used as the key by :func:`merge`, :func:`diff`, :func:`read_file`."""
+    return "/".join(p for p in path.split("/") if p not in ("", "."))
+
+
+def _whiteout_kind(path: str) -> Literal["file", "opaque"] | None:
+    base = path.rsplit("/", 1)[-1]
+    if base == _WH_OPAQUE:
+        return "opaque"
+    if base.startswith(_WH_PREFIX) and not base.startswith(_WH_META_PREFIX):
+        return "file"
+    return None
+
+
+def _to_entry(ti: tarfile.TarInfo, layer: str | None) -> Entry:
+    path = _tar_path(ti.name)
+    return Entry(
+        layer=layer,
+        path=path,
+        type=_entry_type(ti),
+        size=int(ti.size),
+        mode=int(ti.mode) & 0o7777,
+        uid=int(ti.uid),
+        gid=int(ti.gid),
+        mtime=float(ti.mtime),
+        linkname=ti.linkname or "",
+        whiteout=_whiteout_kind(path),
+    )
+
+
+def _members(stream: LayerStream, *, drain: bool) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
+    """Yield ``(TarInfo, TarFile)`` in archive order (the TarFile serves the current member's data).
+
+    Keeps memory constant (tarfile's member list is cleared as we go). At the end, drains the stream
+    when ``drain`` is true. Raises UnsupportedMediaType if the data is not a tar archive.
+    """
+    try:
+        tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo)
+    except tarfile.ReadError as exc:
+        if stream.bytes_out == 0:
+            return  # an empty blob (or compressed nothing): an empty layer
+        raise UnsupportedMediaType(f"layer is not a tar archive ({stream.compression}): {exc}") from exc
+    with tf:
+        while True:
+            try:
+                ti = tf.next()
+            except tarfile.ReadError as exc:
+                raise RegistryError(f"corrupt or truncated tar in layer: {exc}") from exc
+            if ti is None:
+                break
+            tf.members.clear()  # stream mode never needs them; keeps memory flat for huge layers
+            yield ti, tf
+    if drain:
+        stream.drain()
+
+
+def iter_entries(
+    source: Iterable[bytes] | IO[bytes] | bytes,
+    layer: str | None = None,
+    *,
+    media_type: str | None = None,
+    max_bytes: int | None = None,
+    drain: bool = True,
+) -> Iterator[Entry]:
+    """List a layer: yield one :class:`Entry` per tar member, in archive order.
+
+    ``source`` is anything :func:`open_layer_stream` takes (or a :class:`LayerStream`); ``layer`` is copied
+    into every row (usually the layer digest). When the archive's end marker is reached and ``drain`` is
+    true, the rest of the input is read too, so a hash computed while streaming covers the whole blob.
+    Never seeks, no temp file, constant memory.
+
+    Raises :class:`UnsafeLayer` (cap exceeded, oversized pax header), :class:`UnsupportedMediaType`
+    (not a tar / unsupported compression), :class:`RegistryError` (corrupt or truncated data).
+    """
+    stream = open_layer_stream(source, media_type, max_bytes=max_bytes)
+    for ti, _tf in _members(stream, drain=drain):
+        yield _to_entry(ti, layer)
+
+
+# -------------------------------------------------------------------------------------------- merge
+class _Node:
+    __slots__ = ("entry", "children")
+
+    def __init__(self) -> None:
+        self.entry: Entry | None = None
+        self.children: dict[str, _Node] = {}
+
+
+def _group_layers(layers_rows: Iterable[Any]) -> list[list[Entry]]:
+    groups: list[list[Entry]] = []
+    last_layer: object = object()
+    for item in layers_rows:
+        if isinstance(item, Entry):
+            if not groups or item.layer != last_layer:
+                groups.append([])
+                last_layer = item.layer
+            groups[-1].append(item)
+        else:
+            groups.append(list(item))
+            last_layer = object()
+    return groups
+
+
+def _is_aufs_meta(cpath: str) -> bool:
+    return cpath.split("/", 1)[0].startswith(_WH_META_PREFIX) and cpath != _WH_OPAQUE
+
+
+def merge(layers_rows: Iterable[Iterable[Entry]] | Iterable[Entry]) -> list[Entry]:
+    """Apply layers in order (base first) and return the final filesystem, sorted by path.
+
+    ``layers_rows`` is either one iterable of rows per layer, or one flat iterable of rows where
+    consecutive rows with the same ``layer`` form a layer. Rules (OCI image spec, "Whiteouts"):
+
+    * whiteouts apply only to *lower* layers: in each layer, whiteouts are applied first, then entries;
+    * ``d/.wh.x`` removes ``d/x`` and everything under it; ``d/.wh..wh..opq`` removes everything under ``d``
+      (``d`` itself stays);
+    * a later entry replaces an earlier one at the same path; a non-directory replacing a directory also
+      removes what was under it; a directory over a directory keeps the children;
+    * whiteout markers and AUFS metadata (``.wh..wh.plnk`` ...) never appear in the result.
+
+    Paths are compared by :func:`canonical_path` (rows keep their own ``path``); symlinks are not followed.
+    Returns a list of :class:`Entry` whose ``layer`` tells which layer provided each path.
+    """
+    root = _Node()
+
+    def find(parts: list[str], create: bool) -> _Node | None:
+        node = root
+        for part in parts:
+            nxt = node.children.get(part)
+            if nxt is None:
+                if not create:
+                    return None
+                nxt = node.children[part] = _Node()
+            node = nxt
+        return node
+
+    for rows in _group_layers(layers_rows):
+        keyed = [(canonical_path(r.path), r) for r in rows]
+        for cpath, row in keyed:
+            if row.whiteout is None:
+                continue
+            parts = cpath.split("/") if cpath else []
+            if row.whiteout == "opaque":
+                node = find(parts[:-1], create=False)
+                if node is not None:
+                    node.children.clear()
+            else:
+                parent = find(parts[:-1], create=False)
+                if parent is not None:
+                    parent.children.pop(parts[-1][len(_WH_PREFIX):], None)
+        for cpath, row in keyed:
+            if row.whiteout is not None or not cpath or _is_aufs_meta(cpath):
+                continue
+            node = find(cpath.split("/"), create=True)
+            assert node is not None
+            if row.type != "dir":
+                node.children.clear()
+            node.entry = row
+
+    out: list[Entry] = []
+
+    def walk(node: _Node) -> None:
+        for name in sorted(node.children):
+            child = node.children[name]
+            if child.entry is not None:
+                out.append(child.entry)
+            walk(child)
+
+    walk(root)
+    out.sort(key=lambda e: canonical_path(e.path))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- diff
+#: Attributes compared by :func:`diff` to call a path ``modified``.
+DIFF_FIELDS: tuple[str, ...] = ("type", "size", "mode", "uid", "gid", "linkname", "mtime")
+
+
+def diff(
+    rows_a: Iterable[Entry], rows_b: Iterable[Entry], *, compare: Collection[str] = DIFF_FIELDS
+) -> list[DiffRow]:
+    """Compare two file lists (usually two :func:`merge` results) and return what changed, by path.
+
+    A path only in ``rows_b`` is ``added``, only in ``rows_a`` ``removed``; present in both, it is
+    ``modified`` when any attribute in ``compare`` differs (default: type, size, mode, uid, gid, linkname,
+    mtime; pass ``compare=DIFF_FIELDS[:-1]`` to ignore mtimes of rebuilt images). Paths are matched by
+    :func:`canonical_path`; if a side lists a path twice, its last row counts. Returns rows sorted by path.
+    Raises ``ValueError`` for an unknown attribute name in ``compare``.
+    """
+    unknown = set(compare) - set(Entry.__dataclass_fields__) - {"path", "layer"}
+    if unknown:
+        raise ValueError(f"unknown Entry attributes in compare: {sorted(unknown)}")
+    a = {canonical_path(r.path): r for r in rows_a}
+    b = {canonical_path(r.path): r for r in rows_b}
+    out: list[DiffRow] = []
+    for path in sorted(a.keys() | b.keys()):
+        ra, rb = a.get(path), b.get(path)
+        if ra is None:
+            assert rb is not None
+            out.append(DiffRow(path, "added", None, rb.size, ""))
+        elif rb is None:
+            out.append(DiffRow(path, "removed", ra.size, None, ""))
+        else:
+            changed = [f for f in compare if getattr(ra, f) != getattr(rb, f)]
+            if changed:
+                out.append(DiffRow(path, "modified", ra.size, rb.size, ",".join(changed)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- read_file
+def _open_source(source: LayerSource, max_bytes: int | None) -> LayerStream:
+    if callable(source) and not hasattr(source, "read"):
+        source = source()
+    return open_layer_stream(source, max_bytes=max_bytes)  # type: ignore[arg-type]
+
+
+@dataclass
+class _LayerIndex:
+    """What one layer says about paths (canonical keys): last entry, whiteouts, opaque dirs."""
+
+    entries: dict[str, Entry] = field(default_factory=dict)
+    whiteouts: set[str] = field(default_factory=set)  # paths removed from lower layers
+    opaque: set[str] = field(default_factory=set)  # dirs whose lower contents are hidden
+    captured: dict[str, bytes] = field(default_factory=dict)  # file bytes read during the scan
+
+
+def _scan_layer(
+    stream: LayerStream, want: str, max_file_bytes: int | None
+) -> _LayerIndex:
+    index = _LayerIndex()
+    for ti, tf in _members(stream, drain=False):
+        entry = _to_entry(ti, None)
+        cpath = canonical_path(entry.path)
+        if entry.whiteout == "opaque":
+            index.opaque.add(cpath.rpartition("/")[0])
+        elif entry.whiteout == "file":
+            head, _, base = cpath.rpartition("/")
+            index.whiteouts.add(f"{head}/{base[len(_WH_PREFIX):]}" if head else base[len(_WH_PREFIX):])
+        else:
+            index.entries[cpath] = entry
+            index.captured.pop(cpath, None)
+            if cpath == want and ti.isreg():
+                if max_file_bytes is not None and ti.size > max_file_bytes:
+                    raise ResponseTooLarge(f"{want} is {ti.size} bytes, over max_file_bytes={max_file_bytes}")
+                fobj = tf.extractfile(ti)
+                assert fobj is not None
+                index.captured[cpath] = fobj.read()
+    return index
+
+
+def read_file(
+    layers_newest_first: Sequence[LayerSource],
+    path: str,
+    *,
+    follow_symlinks: bool = True,
+    max_bytes: int | None = None,
+    max_file_bytes: int | None = None,
+) -> bytes:
+    """Return the bytes of ``path`` in the image's final filesystem, opening as few layers as possible.
+
+    ``layers_newest_first`` holds one :data:`LayerSource` per layer, **top layer first**; pass callables
+    (``lambda: blobs.stream(digest)``) so a layer is only opened when it is needed. Layers are scanned from
+    the top; the search stops at the first layer that has the path, whites it (or a parent) out, or makes
+    a parent opaque. Symlinks (also in parent directories) are resolved inside the image root, like a
+    chroot; a hardlink reads its target. Each layer is opened at most once per lookup, plus one re-open
+    when a symlink leads to a file in a layer already scanned. A found layer is not read to its end.
+
+    Returns the file's bytes. Raises ``FileNotFoundError`` (absent or whited out), ``IsADirectoryError``,
+    ``NotADirectoryError``, ``OSError`` (too many symlinks, special file), :class:`ResponseTooLarge`
+    (over ``max_file_bytes``), plus what :func:`iter_entries` raises.
+    """
+    sources = list(layers_newest_first)
+    indexes: list[_LayerIndex | None] = [None] * len(sources)
+    want = canonical_path(path)
+    hops = 0
+
+    def index_of(i: int, target: str) -> _LayerIndex:
+        idx = indexes[i]
+        if idx is None:
+            idx = indexes[i] = _scan_layer(_open_source(sources[i], max_bytes), target, max_file_bytes)
+        return idx
+
+    while True:
+        parts = want.split("/") if want else []
+        if not parts:
+            raise IsADirectoryError(f"{path}: is the root directory")
+        ancestors = ["/".join(parts[:k]) for k in range(1, len(parts))]
+        redirect: str | None = None
+        found: tuple[int, Entry] | None = None
+        for i in range(len(sources)):
+            idx = index_of(i, want)
+            # A parent replaced by a non-directory in this layer (a symlink redirects the lookup).
+            for k, anc in enumerate(ancestors):
+                anc_entry = idx.entries.get(anc)
+                if anc_entry is not None and anc_entry.type != "dir":
+                    if anc_entry.type == "symlink":
+                        redirect = _join_link(
+                            anc.rpartition("/")[0], anc_entry.linkname, "/".join(parts[k + 1:])
+                        )
+                        break
+                    raise NotADirectoryError(f"{path}: {anc} is not a directory in the image")
+            if redirect is not None:
+                break
+            entry = idx.entries.get(want)
+            if entry is not None:
+                found = (i, entry)
+                break
+            hidden = want in idx.whiteouts or any(a in idx.whiteouts for a in ancestors)
+            if hidden or any(a in idx.opaque for a in ["", *ancestors]):
+                raise FileNotFoundError(f"{path}: removed by a whiteout in layer {i} (0 = top)")
+        if redirect is None and found is None:
+            raise FileNotFoundError(f"{path}: not in any layer")
+        if found is not None:
+            i, entry = found
+            if entry.type == "file":
+                idx = index_of(i, want)
+                if want not in idx.captured:  # scanned earlier for another path: open once more
+                    idx = _scan_layer(_open_source(sources[i], max_bytes), want, max_file_bytes)
+                    indexes[i] = idx
+                return idx.captured[want]
+            if entry.type == "dir":
+                raise IsADirectoryError(f"{path}: is a directory")
+            if entry.type == "hardlink":
+                redirect = canonical_path(entry.linkname)
+            elif entry.type == "symlink":
+                if not follow_symlinks:
+                    raise OSError(f"{path}: is a symlink to {entry.linkname!r} (follow_symlinks=False)")
+                redirect = _join_link(want.rpartition("/")[0] if "/" in want else "", entry.linkname, "")
+            else:
+                raise OSError(f"{path}: is a special file (device or fifo)")
+        hops += 1
+        if hops > _MAX_SYMLINK_HOPS:
+            raise OSError(f"{path}: too many levels of symbolic links")
+        assert redirect is not None
+        want = redirect
+
+
+def _join_link(link_dir: str, target: str, rest: str) -> str:
+    """Resolve ``target`` (a symlink found at ``link_dir/<name>``) plus ``rest`` lexically inside the image
+    root: absolute targets start at the root, ``..`` stops at the root (chroot semantics)."""
+    base = "/" if target.startswith("/") else "/" + link_dir
+    joined = posixpath.normpath(posixpath.join(base, target, rest) if rest else posixpath.join(base, target))
+    return canonical_path(joined)
+
+
+# ------------------------------------------------------------------------------------------ extract
+_FILE_KINDS = {"file", "dir", "symlink", "hardlink"}
+
+
+class _Extractor:
+    """Writes layers into ``root`` (a real, absolute directory), never outside it."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        absolute_links: str,
+        devices: str,
+        keep_mode_bits: int,
+        on_entry: Callable[[Entry], None] | None,
+    ) -> None:
+        self.root = root
+        self.absolute_links = absolute_links
+        self.devices = devices
+        self.keep_mode_bits = keep_mode_bits
+        self.on_entry = on_entry
+        self.summary = ExtractSummary()
+        self.dir_meta: dict[str, tuple[int, float]] = {}  # real path -> (mode, mtime), applied at the end
+        self.symlinks: list[str] = []  # canonical paths of symlinks we created
+        self.touched: set[str] = set()  # canonical paths written by the current layer
+        self.touched_parents: set[str] = set()
+
+    # -- path resolution ------------------------------------------------------------------------
+    def resolve(self, parts: list[str], *, follow_last: bool, entry: str) -> str:
+        """Real path for ``parts`` under root, following symlinks already on disk (absolute targets
+        start at root). Raises UnsafeLayer if a ``..`` would climb above root or links loop."""
+        todo = list(reversed(parts))
+        cur: list[str] = []
+        hops = 0
+        while todo:
+            part = todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if not cur:
+                    raise UnsafeLayer(f"{entry}: path resolves outside the extraction folder", entry=entry)
+                cur.pop()
+                continue
+            candidate = os.path.join(self.root, *cur, part)
+            try:
+                st = os.lstat(candidate)
+            except (FileNotFoundError, NotADirectoryError):
+                cur.append(part)
+                continue
+            if stat.S_ISLNK(st.st_mode) and (todo or follow_last):
+                hops += 1
+                if hops > _MAX_SYMLINK_HOPS:
+                    raise UnsafeLayer(f"{entry}: too many levels of symbolic links", entry=entry)
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    cur = []
+                todo.extend(reversed(target.split("/")))
+                continue
+            cur.append(part)
+        return os.path.join(self.root, *cur)
+
+    def parent_dir(self, cparts: list[str], entry: str) -> str:
+        """Resolve (and create) the parent directory of ``cparts``; returns its real path."""
+        parent = self.resolve(cparts[:-1], follow_last=True, entry=entry)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, exist_ok=True)
+        return parent
+
+    # -- removal ----------------------------------------------------------------------------------
+    @staticmethod
+    def _remove(real: str) -> None:
+        st = os.lstat(real)
+        if stat.S_ISDIR(st.st_mode):
+            os.chmod(real, st.st_mode | 0o700)
+            shutil.rmtree(real, onerror=_rmtree_fix_perms)
+        else:
+            os.unlink(real)
+
+    def _prune(self, real: str, cpath: str) -> None:
+        """Remove what is under directory ``real`` except what the current layer wrote."""
+        for name in os.listdir(real):
+            child_c = f"{cpath}/{name}" if cpath else name
+            child = os.path.join(real, name)
+            if child_c in self.touched or child_c in self.touched_parents:
+                if os.path.isdir(child) and not os.path.islink(child):
+                    self._prune(child, child_c)
+            else:
+                self._remove(child)
+
+    def whiteout(self, cpath: str, kind: str, entry: str) -> None:
+        parts = cpath.split("/")
+        if kind == "opaque":
+            dir_parts = parts[:-1]
+            real = self.resolve(dir_parts, follow_last=False, entry=entry)
+            if os.path.isdir(real) and not os.path.islink(real):
+                self._prune(real, "/".join(dir_parts))
+        else:
+            target_parts = [*parts[:-1], parts[-1][len(_WH_PREFIX):]]
+            target_c = "/".join(target_parts)
+            real = self.resolve(target_parts, follow_last=False, entry=entry)
+            if os.path.lexists(real):
+                if target_c in self.touched or target_c in self.touched_parents:
+                    if os.path.isdir(real) and not os.path.islink(real):
+                        self._prune(real, target_c)
+                else:
+                    self._remove(real)
+        self.summary.whiteouts += 1
+
+    # -- one member -------------------------------------------------------------------------------
+    def member(self, ti: tarfile.TarInfo, tf: tarfile.TarFile, layer: str | None) -> None:
+        entry = _to_entry(ti, layer)
+        name = ti.name
+        if name.startswith("/"):
+            raise UnsafeLayer(f"absolute path in layer: {name!r}", entry=name)
+        raw_parts = name.split("/")
+        if ".." in raw_parts:
+            raise UnsafeLayer(f"'..' in layer path: {name!r}", entry=name)
+        cpath = canonical_path(name)
+        if not cpath:
+            return  # the root itself ("./"): nothing to create
+        if self.on_entry is not None:
+            self.on_entry(entry)
+        if _is_aufs_meta(cpath):
+            self.summary.skipped.append(cpath)
+            return
+        if entry.whiteout is not None:
+            self.whiteout(cpath, entry.whiteout, name)
+            return
+        if entry.type == "other":
+            if self.devices == "skip":
+                self.summary.skipped.append(cpath)
+                return
+            raise UnsafeLayer(f"device node or fifo in layer: {name!r}", entry=name)
+        parts = cpath.split("/")
+        parent = self.parent_dir(parts, name)
+        real = os.path.join(parent, parts[-1])
+        # What exists at the final component is replaced, never written through (it may be a symlink).
+        if os.path.lexists(real):
+            if not (entry.type == "dir" and os.path.isdir(real) and not os.path.islink(real)):
+                self._remove(real)
+        self.touched.add(cpath)
+        for k in range(1, len(parts)):
+            self.touched_parents.add("/".join(parts[:k]))
+
+        if entry.type == "dir":
+            os.makedirs(real, exist_ok=True)
+            os.chmod(real, 0o700 | (entry.mode & self.keep_mode_bits))
+            self.dir_meta[real] = (entry.mode & self.keep_mode_bits, entry.mtime)
+            self.summary.dirs += 1
+        elif entry.type == "file":
+            self._write_file(real, tf, ti, entry)
+        elif entry.type == "symlink":
+            self._symlink(real, parts, entry.linkname, name)
+        elif entry.type == "hardlink":
+            self._hardlink(real, entry.linkname, name)
+
+    def _write_file(self, real: str, tf: tarfile.TarFile, ti: tarfile.TarInfo, entry: Entry) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(real, flags, 0o600)
+        src = tf.extractfile(ti)
+        assert src is not None
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                out.write(chunk)
+                self.summary.bytes_written += len(chunk)
+        os.chmod(real, entry.mode & self.keep_mode_bits)
+        os.utime(real, (entry.mtime, entry.mtime))
+        self.summary.files += 1
+
+    def _symlink(self, real: str, parts: list[str], target: str, name: str) -> None:
+        link_dir = "/".join(parts[:-1])
+        if target.startswith("/"):
+            if self.absolute_links == "refuse":
+                raise UnsafeLayer(f"absolute symlink {name!r} -> {target!r}", entry=name)
+            if self.absolute_links == "relativize":
+                inside = posixpath.normpath("/" + target.lstrip("/"))
+                target = posixpath.relpath(inside, "/" + link_dir) if link_dir else inside.lstrip("/") or "."
+        # The target, resolved from the link's folder over what is on disk, must stay inside root.
+        check = target.split("/") if target.startswith("/") else [*parts[:-1], *target.split("/")]
+        self.resolve(check, follow_last=True, entry=name)
+        os.symlink(target, real)
+        self.symlinks.append("/".join(parts))
+        self.summary.symlinks += 1
+
+    def _hardlink(self, real: str, linkname: str, name: str) -> None:
+        if linkname.startswith("/") or ".." in linkname.split("/"):
+            raise UnsafeLayer(f"hardlink {name!r} points outside the layer: {linkname!r}", entry=name)
+        target_parts = canonical_path(linkname).split("/")
+        if target_parts == [""]:
+            raise UnsafeLayer(f"hardlink {name!r} to the root", entry=name)
+        source = self.resolve(target_parts, follow_last=False, entry=name)
+        try:
+            st = os.lstat(source)
+        except FileNotFoundError:
+            raise UnsafeLayer(f"hardlink {name!r} to missing {linkname!r}", entry=name) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise UnsafeLayer(f"hardlink {name!r} to a directory {linkname!r}", entry=name)
+        os.link(source, real, follow_symlinks=False)
+        self.summary.hardlinks += 1
+
+    def new_layer(self) -> None:
+        self.touched = set()
+        self.touched_parents = set()
+
+    def finish(self) -> None:
+        """Check every symlink still resolves inside root, then apply directory modes and mtimes."""
+        for cpath in self.symlinks:
+            try:
+                self.resolve(cpath.split("/"), follow_last=True, entry=cpath)
+            except UnsafeLayer:
+                real = self.resolve(cpath.split("/"), follow_last=False, entry=cpath)
+                if os.path.islink(real):
+                    os.unlink(real)
+                raise
+        for real in sorted(self.dir_meta, key=len, reverse=True):
+            mode, mtime = self.dir_meta[real]
+            if os.path.isdir(real) and not os.path.islink(real):
+                os.utime(real, (mtime, mtime))
+                os.chmod(real, mode)
+
+
+def _rmtree_fix_perms(func: Any, path: str, _exc: Any) -> None:
+    parent = os.path.dirname(path)
+    os.chmod(parent, os.lstat(parent).st_mode | 0o700)
+    if os.path.isdir(path) and not os.path.islink(path):
+        os.chmod(path, os.lstat(path).st_mode | 0o700)
+    func(path)
+
+
+def extract(
+    layers_in_order: Iterable[LayerSource | tuple[str, LayerSource]],
+    dest: str | os.PathLike[str],
+    *,
+    absolute_links: Literal["relativize", "refuse", "keep"] = "relativize",
+    devices: Literal["refuse", "skip"] = "refuse",
+    keep_mode_bits: int = 0o777,
+    max_bytes: int | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
+) -> ExtractSummary:
+    """Extract an image's layers (base first) into ``dest``, applying whiteouts; nothing is written outside.
+
+    Each item is a :data:`LayerSource` or a ``(layer_name, source)`` pair (the name is passed to
+    ``on_entry`` rows). Every member is checked by this function, not by tarfile's filters:
+
+    * absolute names and names with a ``..`` component → :class:`UnsafeLayer`;
+    * parent directories are resolved over what is already on disk, following earlier symlinks; a
+      resolution that climbs above ``dest`` → :class:`UnsafeLayer`;
+    * whatever sits at the final path is removed first and files are created with ``O_EXCL|O_NOFOLLOW``,
+      so nothing is written through a symlink or into a hardlinked inode;
+    * symlinks whose target resolves outside ``dest`` → :class:`UnsafeLayer`; absolute targets are
+      rewritten relative to the link (``"relativize"``, default; the tree stays self-contained),
+      refused (``"refuse"``) or kept verbatim (``"keep"``: safe for this function, but the link points
+      outside ``dest`` for other tools); all links are re-checked after the last layer;
+    * hardlinks must name an existing non-directory inside ``dest`` → else :class:`UnsafeLayer`;
+    * device nodes and fifos → :class:`UnsafeLayer` (or skipped with ``devices="skip"``);
+    * ownership is not changed; modes are masked with ``keep_mode_bits`` (setuid/setgid/sticky dropped
+      by default); directory modes and mtimes are set at the end.
+
+    Returns an :class:`ExtractSummary`. Raises :class:`UnsafeLayer` naming the entry (``.entry``), plus
+    what :func:`iter_entries` raises. On error, what was extracted so far stays in ``dest``.
+    """
+    os.makedirs(dest, exist_ok=True)
+    root = os.path.realpath(dest)
+    ex = _Extractor(
+        root, absolute_links=absolute_links, devices=devices, keep_mode_bits=keep_mode_bits, on_entry=on_entry
+    )
+    for item in layers_in_order:
+        layer_name: str | None = None
+        if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], (str, type(None))):
+            layer_name, item = item
+        stream = _open_source(item, max_bytes)
+        ex.new_layer()
+        for ti, tf in _members(stream, drain=True):
+            ex.member(ti, tf, layer_name)
+    ex.finish()
+    return ex.summary
