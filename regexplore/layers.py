@@ -29,6 +29,7 @@ This module never imports pandas, ipywidgets or tqdm.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import posixpath
@@ -121,6 +122,8 @@ class Entry:
     mtime: float
     linkname: str
     whiteout: Literal["file", "opaque"] | None
+    #: ``sha256:<hex>`` of a regular file's content when listed with ``hash_files=True``, else None
+    content: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,7 +433,19 @@ def _whiteout_kind(path: str) -> Literal["file", "opaque"] | None:
     return None
 
 
-def _to_entry(ti: tarfile.TarInfo, layer: str | None) -> Entry:
+def _content_digest(ti: tarfile.TarInfo, tf: tarfile.TarFile) -> str | None:
+    if not ti.isreg():
+        return None
+    fobj = tf.extractfile(ti)
+    if fobj is None:
+        return None
+    h = hashlib.sha256()
+    while block := fobj.read(1 << 20):
+        h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def _to_entry(ti: tarfile.TarInfo, layer: str | None, content: str | None = None) -> Entry:
     path = _tar_path(ti.name)
     return Entry(
         layer=layer,
@@ -443,6 +458,7 @@ def _to_entry(ti: tarfile.TarInfo, layer: str | None) -> Entry:
         mtime=float(ti.mtime),
         linkname=ti.linkname or "",
         whiteout=_whiteout_kind(path),
+        content=content,
     )
 
 
@@ -479,6 +495,7 @@ def iter_entries(
     media_type: str | None = None,
     max_bytes: int | None = None,
     drain: bool = True,
+    hash_files: bool = False,
 ) -> Iterator[Entry]:
     """List a layer: yield one :class:`Entry` per tar member, in archive order.
 
@@ -491,8 +508,8 @@ def iter_entries(
     (not a tar / unsupported compression), :class:`RegistryError` (corrupt or truncated data).
     """
     stream = open_layer_stream(source, media_type, max_bytes=max_bytes)
-    for ti, _tf in _members(stream, drain=drain):
-        yield _to_entry(ti, layer)
+    for ti, tf in _members(stream, drain=drain):
+        yield _to_entry(ti, layer, _content_digest(ti, tf) if hash_files else None)
 
 
 # -------------------------------------------------------------------------------------------- merge
@@ -601,7 +618,7 @@ def diff(
 
     A path only in ``rows_b`` is ``added``, only in ``rows_a`` ``removed``; present in both, it is
     ``modified`` when any attribute in ``compare`` differs (default: type, size, mode, uid, gid, linkname,
-    mtime; pass ``compare=DIFF_FIELDS[:-1]`` to ignore mtimes of rebuilt images). Paths are matched by
+    mtime), or when both sides carry a content digest (``hash_files=True``) and they differ; pass ``compare=DIFF_FIELDS[:-1]`` to ignore mtimes of rebuilt images). Paths are matched by
     :func:`canonical_path`; if a side lists a path twice, its last row counts. Returns rows sorted by path.
     Raises ``ValueError`` for an unknown attribute name in ``compare``.
     """
@@ -620,6 +637,8 @@ def diff(
             out.append(DiffRow(path, "removed", ra.size, None, ""))
         else:
             changed = [f for f in compare if getattr(ra, f) != getattr(rb, f)]
+            if ra.content and rb.content and ra.content != rb.content:
+                changed.append("content")  # listed with hash_files=True: same metadata, other bytes
             if changed:
                 out.append(DiffRow(path, "modified", ra.size, rb.size, ",".join(changed)))
     return out

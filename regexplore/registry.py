@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from .auth import RegistryAuth, resolve_credentials
-from .errors import InvalidReference, NotFound, RegistryError
+from .errors import InvalidReference, NotFound, RegistryError, UnsupportedMediaType
 from .frames import make_frame
 from .hub import HubClient, HubResult, filter_catalog_search
 from .oci import (
@@ -28,7 +28,7 @@ from .oci import (
 )
 from .reference import DOCKER_HUB, ImageRef, parse_reference
 from .transport import Transport, base_url_for, is_loopback
-from .v2 import V2Client
+from .v2 import MANIFEST_CAP, V2Client
 
 __all__ = ["Registry"]
 
@@ -420,3 +420,117 @@ class Registry:
         warnings.warn(f"deleting {digest} removes every tag of {r.repository} that points to it", stacklevel=2)
         self.v2.delete_manifest(r.repository, digest)
         return digest
+
+    # ----------------------------------------------------------------- layer contents
+    def _layer_sources(self, ref: "RefLike", platform: str | None) -> tuple[ImageRef, list[dict]]:
+        """The image's layer descriptors (oldest first) for ``ref``."""
+        r = self.ref(ref)
+        image, _ = self._resolve(r, platform)
+        return r, [d for d in image.layer_descriptors if d.get("digest")]
+
+    def _open_layer(self, repo: str, desc: dict) -> Callable[[], Any]:
+        from .blobs import open_verified_stream
+
+        return lambda: open_verified_stream(self, repo, desc["digest"], desc.get("size"))
+
+    def _is_blob(self, r: ImageRef) -> bool:
+        """True when ``repo@digest`` names a blob (a layer) rather than a manifest."""
+        if not r.digest or r.tag:
+            return False
+        # asked through the blob endpoint: a registry may answer a manifest HEAD for a layer
+        # digest with a 500 (distribution 2.8 does), never with a clean "not a manifest"
+        try:
+            size = self.v2.blob_size(r.repository, r.digest)
+        except NotFound:
+            return False
+        if size is None or size > MANIFEST_CAP:
+            return True
+        try:
+            Manifest.from_bytes(self.v2.get_blob(r.repository, r.digest, max_bytes=MANIFEST_CAP))
+        except (UnsupportedMediaType, ValueError):
+            return True  # not a manifest: a layer (or another blob)
+        return False
+
+    def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False) -> list:
+        from .layers import iter_entries
+
+        return list(iter_entries(self._open_layer(repo, desc)(), desc["digest"], hash_files=hash_files,
+                                 media_type=desc.get("mediaType"), max_bytes=max_bytes))
+
+    def files(self, ref_or_layer_digest: "RefLike", platform: str | None = None, *, merged: bool = False,
+              max_bytes: int | None = None) -> pd.DataFrame:
+        """Entries of an image's layer tars, streamed from the registry (no temp file, constant
+        memory; each layer's digest is verified when its stream ends). For ``repo@sha256:…`` of a
+        layer blob, that layer only. ``merged=True``: the final filesystem with whiteouts applied.
+        ``max_bytes`` caps the decompressed bytes per layer (default 8 GiB,
+        ``REGEXPLORE_MAX_LAYER_BYTES``); over it :class:`UnsafeLayer` is raised."""
+        from .layers import merge
+
+        r = self.ref(ref_or_layer_digest)
+        if self._is_blob(r):
+            descs = [{"digest": r.digest, "mediaType": None, "size": None}]
+        else:
+            r, descs = self._layer_sources(r, platform)
+        per_layer = self._map(lambda d: self._layer_entries(r.repository, d, max_bytes), descs)
+        entries = merge(per_layer) if merged else [e for layer in per_layer for e in layer]
+        return make_frame("files", (_entry_row(e) for e in entries),
+                          attrs={"reference": str(r), "merged": merged})
+
+    def diff(self, ref_a: "RefLike", ref_b: "RefLike", platform: str | None = None) -> pd.DataFrame:
+        """Paths that differ between the final filesystems of two images: ``change`` is added,
+        removed or modified (type, size, mode, owner, link target, mtime or content differ;
+        file contents are compared by sha256 while the layers stream)."""
+        from .layers import diff, merge
+
+        def final(ref: "RefLike") -> list:
+            r, descs = self._layer_sources(ref, platform)
+            return merge(self._map(lambda d: self._layer_entries(r.repository, d, None, hash_files=True), descs))
+
+        a, b = final(ref_a), final(ref_b)
+        rows = [{"path": d.path, "change": d.change, "size_a": d.size_a, "size_b": d.size_b} for d in diff(a, b)]
+        return make_frame("diff", rows, attrs={"a": str(self.ref(ref_a)), "b": str(self.ref(ref_b))})
+
+    def read_file(self, ref: "RefLike", path: str, platform: str | None = None) -> bytes:
+        """The bytes of one file of the image's final filesystem, reading layers newest first
+        and stopping at the first that has (or deletes) it. Raises ``FileNotFoundError``."""
+        from .layers import read_file
+
+        r, descs = self._layer_sources(ref, platform)
+        return read_file([self._open_layer(r.repository, d) for d in reversed(descs)], path)
+
+    def extract(self, ref: "RefLike", dest: str, platform: str | None = None, **kw: Any) -> Any:
+        """Unpack the image's filesystem into ``dest`` (which must not exist, or be empty), safely:
+        no absolute paths, no ``..``, no link leading outside, no device nodes, whiteouts applied;
+        a hostile entry raises :class:`UnsafeLayer` naming it. Layers are verified as they stream;
+        the work happens in a sibling temporary folder renamed into place only when everything
+        succeeded, so a failure leaves nothing behind. Returns the extraction summary."""
+        import os
+        import shutil
+        import tempfile
+
+        from .layers import extract
+
+        r, descs = self._layer_sources(ref, platform)
+        target = os.path.abspath(dest)
+        if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
+            raise FileExistsError(f"{dest} exists and is not an empty folder")
+        parent = os.path.dirname(target) or "."
+        os.makedirs(parent, exist_ok=True)
+        work = tempfile.mkdtemp(prefix=".regexplore-extract-", dir=parent)
+        try:
+            summary = extract([(d["digest"], self._open_layer(r.repository, d)) for d in descs], work, **kw)
+            if os.path.isdir(target):
+                os.rmdir(target)
+            os.rename(work, target)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return summary
+
+
+def _entry_row(e: Any) -> dict:
+    from datetime import datetime, timezone
+
+    return {"layer": e.layer, "path": e.path, "type": e.type, "size": e.size, "mode": e.mode, "uid": e.uid,
+            "gid": e.gid, "mtime": datetime.fromtimestamp(e.mtime, timezone.utc), "linkname": e.linkname or None,
+            "whiteout": e.whiteout}

@@ -1,0 +1,163 @@
+"""Layer contents straight from the real registry: files() against ``tar -tv`` on the same blob,
+merged filesystems, diff, read_file, and safe extraction of hostile layers pushed to the registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+
+import pandas as pd
+import pytest
+
+import regexplore as rx
+from regexplore import oci
+from layerkit import build_layer, compress, gzip_bomb, info, raw_tar
+
+
+@pytest.fixture(scope="module")
+def reg(registry_sandbox):
+    with rx.Registry(registry_sandbox.url) as r:
+        yield r
+
+
+def push_layers(reg, repo, tag, layers):
+    """Push an image made of ``layers`` [(compressed bytes, diff_id, media type)] with regexplore's v2 code."""
+    descs = []
+    for data, _diff, mt in layers:
+        descs.append({"mediaType": mt, "digest": reg.v2.upload_blob(repo, data), "size": len(data)})
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": [d for _, d, _ in layers]},
+                      "history": [{"created_by": f"step {i}"} for i in range(len(layers))]}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                      "config": {"mediaType": oci.OCI_CONFIG, "digest": reg.v2.upload_blob(repo, cfg),
+                                 "size": len(cfg)}, "layers": descs}).encode()
+    reg.v2.put_manifest(repo, tag, man, oci.OCI_MANIFEST)
+    return f"{repo}:{tag}"
+
+
+def tar_tv(path, compression):
+    flag = {"gzip": "-z", "zstd": "--zstd", "none": ""}[compression]
+    out = subprocess.run(["tar", "-tv", "--numeric-owner", "--full-time", *([flag] if flag else []), "-f", path],
+                         check=True, capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+@pytest.mark.parametrize("ref", ["library/webapp:latest", "demo/zstd:latest", "demo/busybox:1.0"])
+def test_files_equal_tar_tv_on_the_same_blob(reg, registry_sandbox, skopeo, tmp_path, ref):
+    repo, tag = ref.split(":")
+    skopeo("copy", f"docker://{registry_sandbox.host}/{ref}", f"dir:{tmp_path}", raw=True)
+    df = reg.files(ref)
+    for layer in reg.layers(ref).itertuples():
+        blob = tmp_path / layer.digest.split(":")[1]
+        lines = tar_tv(str(blob), layer.compression)
+        rows = df[df["layer"] == layer.digest]
+        assert len(rows) == len(lines)
+        for row, line in zip(rows.itertuples(), lines):
+            fields = line.split(None, 5)
+            name = fields[5]
+            if row.type == "symlink":
+                name = name.split(" -> ")[0]
+            if row.type == "hardlink":
+                name = name.split(" link to ")[0]
+            assert name.rstrip("/").removeprefix("./") == row.path
+            assert int(fields[2]) == (row.size if row.type == "file" else int(fields[2]))
+            assert fields[1] == f"{row.uid}/{row.gid}"
+            assert fields[0][0] == {"file": "-", "dir": "d", "symlink": "l", "hardlink": "h", "other": fields[0][0]}[row.type]
+
+
+def test_files_of_one_layer_blob(reg):
+    layer = reg.layers("demo/zstd:latest")
+    zstd = layer[layer["compression"] == "zstd"]["digest"].iloc[0]
+    df = reg.files(f"demo/zstd@{zstd}")
+    assert set(df["layer"]) == {zstd} and len(df) > 0
+    assert df.equals(reg.files("demo/zstd:latest").query("layer == @zstd").reset_index(drop=True))
+
+
+def test_merged_applies_whiteouts(reg):
+    all_rows = reg.files("library/webapp:latest")
+    final = reg.files("library/webapp:latest", merged=True)
+    assert all_rows["whiteout"].notna().any()
+    assert final["whiteout"].isna().all()
+    removed = [p.replace(".wh.", "") for p in all_rows.loc[all_rows["whiteout"] == "file", "path"]]
+    assert removed and not set(removed) & set(final["path"])
+    assert final["path"].is_unique
+
+
+def test_diff_between_tags(reg):
+    d = reg.diff("demo/busybox:1.0", "demo/busybox:1.1")
+    assert "etc/os-release" in d.loc[d["change"] == "modified", "path"].tolist()
+    assert reg.read_file("demo/busybox:1.0", "etc/os-release") != reg.read_file("demo/busybox:1.1", "etc/os-release")
+    same = reg.diff("demo/busybox:1.1", "demo/busybox:latest")
+    assert same.empty and list(same.columns) == ["path", "change", "size_a", "size_b"]
+
+
+def test_read_file_reads_only_the_layers_it_needs(reg):
+    layers = reg.layers("library/webapp:latest")
+    final = reg.files("library/webapp:latest", merged=True)
+    top = final[(final["layer"] == layers["digest"].iloc[-1]) & (final["type"] == "file")]["path"].iloc[0]
+    reg.clear_trace()
+    data = reg.read_file("library/webapp:latest", top)
+    blob_gets = reg.trace[reg.trace["url"].str.contains("/blobs/sha256")]
+    assert len(data) == int(final.set_index("path").loc[top, "size"])
+    assert blob_gets["url"].str.contains(layers["digest"].iloc[-1]).sum() >= 1
+    assert not blob_gets["url"].str.contains(layers["digest"].iloc[0]).any()
+    with pytest.raises(FileNotFoundError):
+        reg.read_file("library/webapp:latest", "no/such/file")
+
+
+def test_extract_applies_whiteouts_atomically(reg, tmp_path):
+    dest = tmp_path / "root"
+    reg.extract("library/webapp:latest", str(dest))
+    final = reg.files("library/webapp:latest", merged=True)
+    on_disk = {str(p.relative_to(dest)) for p in dest.rglob("*")}
+    assert on_disk == set(final["path"])
+    with pytest.raises(FileExistsError):
+        reg.extract("library/webapp:latest", str(dest))
+
+
+HOSTILE = {
+    "dotdot": [(info("../escape.txt", "file", size=4), b"evil")],
+    "absolute": [(info("/tmp/regexplore-abs-escape", "file", size=4), b"evil")],
+    "symlink-escape": [info("link", "symlink", linkname="../../.."), (info("link/escape.txt", "file", size=4), b"evil")],
+    "hardlink-escape": [info("hl", "hardlink", linkname="../outside")],
+    "device": [info("dev/null", "char")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_layers_are_refused_and_nothing_is_written(empty_sandbox, tmp_path, name):
+    reg = rx.Registry(empty_sandbox.url)
+    tar = raw_tar(HOSTILE[name])
+    ref = push_layers(reg, "hostile/x", name, [(compress(tar, "gzip"), oci.sha256_digest(tar),
+                                                  "application/vnd.oci.image.layer.v1.tar+gzip")])
+    before = set(os.listdir(tmp_path))
+    with pytest.raises(rx.UnsafeLayer) as info_:
+        reg.extract(ref, str(tmp_path / "root"))
+    assert info_.value.entry
+    assert set(os.listdir(tmp_path)) == before  # no dest, no temp folder, nothing beside it
+    assert not os.path.exists("/tmp/regexplore-abs-escape")
+
+
+def test_gzip_bomb_is_capped(empty_sandbox):
+    reg = rx.Registry(empty_sandbox.url)
+    bomb = gzip_bomb(64 * 1024 * 1024)
+    ref = push_layers(reg, "hostile/bomb", "v", [(bomb, "sha256:" + "0" * 64, "application/vnd.oci.image.layer.v1.tar+gzip")])
+    with pytest.raises(rx.UnsafeLayer, match="cap|over"):
+        reg.files(ref, max_bytes=8 * 1024 * 1024)
+
+
+def test_corrupted_layer_in_registry_is_a_digest_mismatch(empty_sandbox):
+    reg = rx.Registry(empty_sandbox.url)
+    data, diff_id = build_layer({"a.txt": b"hello\n"})
+    ref = push_layers(reg, "bad/x", "v", [(data, diff_id, "application/vnd.oci.image.layer.v1.tar+gzip")])
+    layer = reg.layers(ref)["digest"].iloc[0]
+    # rewrite the stored blob behind the registry's back (the filesystem driver's layout)
+    hexd = layer.split(":")[1]
+    stored = os.path.join(empty_sandbox.storage, "docker/registry/v2/blobs/sha256", hexd[:2], hexd, "data")
+    other, _ = build_layer({"a.txt": b"HELLO\n"})
+    with open(stored, "wb") as f:
+        f.write(other)
+    with pytest.raises(rx.DigestMismatch):
+        reg.files(ref)
