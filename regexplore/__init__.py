@@ -45,7 +45,26 @@ __all__ = [
     "UnsafeLayer",
     "InvalidReference",
     "sandbox",
+    "browse",
+    "cache_info",
+    "clear_cache",
 ]
+
+
+def cache_info():
+    """What the local blob cache holds (``REGEXPLORE_CACHE``, default the user's cache folder):
+    a DataFrame[digest, size, path, modified]."""
+    from .blobs import cache_info as rows
+    from .frames import make_frame
+
+    return make_frame("cache", rows())
+
+
+def clear_cache(digests=None) -> int:
+    """Remove cached blobs (all, or only ``digests``); returns how many were removed."""
+    from .blobs import clear_cache as clear
+
+    return clear(digests=digests)
 
 
 def __getattr__(name: str):  # lazy submodules: the sandbox and the widgets cost nothing until used

@@ -8,9 +8,11 @@ never a wrong 0 or a float.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 __all__ = ["COLUMNS", "make_frame", "columns_markdown"]
 
@@ -74,7 +76,9 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def _to_time(values: list[Any]) -> pd.Series:
+def _to_time(values: list[Any]) -> "pd.Series":
+    import pandas as pd
+
     s = pd.Series(values, dtype=OBJ)
     if s.empty:
         return pd.Series([], dtype=TIME)
@@ -84,9 +88,11 @@ def _to_time(values: list[Any]) -> pd.Series:
     return out
 
 
-def make_frame(kind: str, rows: Iterable[Mapping[str, Any]], *, attrs: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def make_frame(kind: str, rows: Iterable[Mapping[str, Any]], *, attrs: Mapping[str, Any] | None = None) -> "pd.DataFrame":
     """A DataFrame of table ``kind`` from row dicts: exactly the declared columns, in order, with
     the declared dtypes (missing keys become <NA>). ``attrs`` go into ``df.attrs``."""
+    import pandas as pd
+
     spec = COLUMNS[kind]
     rows = list(rows)
     data: dict[str, pd.Series] = {}

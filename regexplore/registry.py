@@ -10,9 +10,8 @@ from __future__ import annotations
 import threading
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-import pandas as pd
 
 from .auth import RegistryAuth, resolve_credentials
 from .errors import InvalidReference, NotFound, RegistryError, UnsupportedMediaType
@@ -29,6 +28,9 @@ from .oci import (
 from .reference import DOCKER_HUB, ImageRef, parse_reference
 from .transport import Transport, base_url_for, is_loopback
 from .v2 import MANIFEST_CAP, V2Client
+
+if TYPE_CHECKING:  # pandas is imported when the first table is built, not at import time
+    import pandas as pd
 
 __all__ = ["Registry"]
 
@@ -211,13 +213,15 @@ class Registry:
     def trace(self) -> pd.DataFrame:
         """Every HTTP exchange so far (time, method, url, status, bytes, elapsed_ms, note), redacted;
         Docker Hub web API / index calls (``reg.hub``) included, in time order."""
+        from datetime import datetime, timezone
+
         rows = []
         records = list(self.transport.trace_records)
         if self._hub is not None:
             records = sorted(records + list(self._hub.transport.trace_records), key=lambda r: r["time"])
         for r in records:
             row = dict(r)
-            row["time"] = pd.Timestamp(r["time"], unit="s", tz="UTC")
+            row["time"] = datetime.fromtimestamp(r["time"], timezone.utc)
             if not isinstance(row["status"], int):
                 row["note"] = f"{row['status']} {row.get('note') or ''}".strip()
                 row["status"] = None
@@ -385,13 +389,13 @@ class Registry:
 
     # ----------------------------------------------------------------- blobs: downloads, save, push
     def download(self, ref_or_digest: "RefLike", dest: str = ".", *, platform: str | None = None,
-                 progress: Any = True, parallel: int = 4, layers: Any = None) -> list:
+                 progress: Any = True, parallel: int = 4, layers: Any = None, cache: Any = None) -> list:
         """Download an image's config and layers (or one blob by digest) into ``dest``, verified,
         atomic and resumable; returns the paths. See :func:`regexplore.blobs.download`."""
         from .blobs import download
 
         return download(self, ref_or_digest, dest, platform=platform, progress=progress, parallel=parallel,
-                        layers=layers)
+                        layers=layers, cache=cache)
 
     def save(self, ref: "RefLike", path: str, format: str = "oci", *, platform: str | None = None) -> str:
         """Write ``ref`` as an OCI image layout (a folder, or a ``.tar``). See :func:`regexplore.blobs.save`."""

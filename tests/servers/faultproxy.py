@@ -354,9 +354,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, *, cut: int | None = None) -> None:
         self.send_response(status)
         for k, v in headers:
-            if k.lower() not in _HOP and k.lower() != "content-length":
+            if k.lower() not in _HOP and (k.lower() != "content-length" or self.command == "HEAD"):
                 self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(body)))
         if cut is not None:
             self.send_header("Connection", "close")
         self.end_headers()

@@ -1,0 +1,1275 @@
+"""Verified, resumable, concurrent blob downloads; the content-addressed cache; OCI layouts.
+
+Data flow of one blob (docs/protocol.md §2.2, §5)::
+
+    descriptor → GET /v2/<repo>/blobs/<digest> (redirects followed without Authorization,
+    401 challenges answered by the transport) → hash while streaming → <dest>/<name>.partial
+    → size and digest match? → fsync + atomic rename → hard link (or copy) into the cache
+
+- **Verified**: nothing is ever named as a good blob unless its bytes hashed to the digest; a
+  mismatch raises :class:`~regexplore.errors.DigestMismatch` and removes the ``.partial``.
+- **Resumable**: a dropped connection is resumed within the call with a closed
+  ``Range: bytes=N-(size-1)``; a ``.partial`` left by an earlier call is hashed and resumed the
+  same way. A server that answers ``200`` to a Range request is handled (the transfer restarts
+  from byte 0, rewriting the prefix).
+- **Concurrent and fast**: the blobs of an image download in parallel (``parallel``); one
+  thread reads the socket in 1 MiB blocks while another hashes and writes (hashlib and file I/O
+  release the GIL); a blob of 64 MiB or more whose server honours Range is fetched in 16 MiB
+  ranged parts over several connections, written in place and hashed in order as the contiguous
+  prefix grows. Memory stays flat whatever the blob size.
+- **Cached**: ``REGEXPLORE_CACHE`` (default ``$XDG_CACHE_HOME/regexplore`` or
+  ``~/.cache/regexplore``; ``0``/``off`` disables it) holds ``blobs/<alg>/<hex>``; a verified blob
+  is never downloaded twice. Per-digest file locks (``locks/``) keep two threads or processes
+  from fetching the same blob at once. Cached files are made read-only (they are hard links
+  shared with your destination folders).
+
+Public functions: :func:`download`, :func:`open_verified_stream`, :func:`save`, :func:`push`,
+:func:`cache_info`, :func:`clear_cache`, :func:`cache_dir`. Progress goes to a callback
+(:mod:`regexplore.progress`); this module imports neither pandas nor tqdm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import queue
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+import urllib3
+
+from .errors import DigestMismatch, NotFound, RegistryError
+from .oci import INDEX_TYPES, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
+from .progress import ProgressEvent, Reporter, resolve_progress
+from .reference import ImageRef
+from .transport import MiB
+
+try:  # POSIX advisory locks; Windows falls back to msvcrt
+    import fcntl
+except ImportError:  # pragma: no cover - not exercised on Linux CI
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "download",
+    "open_verified_stream",
+    "save",
+    "push",
+    "cache_dir",
+    "cache_info",
+    "clear_cache",
+    "blob_filename",
+    "ProgressEvent",
+]
+
+CHUNK = 1 * MiB  #: read / hash / write block
+PARTS_MIN_SIZE = 64 * MiB  #: blobs at least this big may be fetched in ranged parts
+PART_SIZE = 16 * MiB  #: size of one ranged part
+READ_AHEAD = 8  #: blocks buffered between the socket reader and the hasher/writer (8 MiB)
+MAX_RESUMES = 8  #: consecutive failed attempts (without progress) before giving up on a blob
+_DIGEST = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]{64,128})$")
+_DROPS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
+_LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+_REF_NAME = "org.opencontainers.image.ref.name"
+
+
+# ====================================================================== small helpers
+def _split_digest(digest: str) -> tuple[str, str]:
+    m = _DIGEST.match(digest or "")
+    if not m:
+        raise ValueError(f"not a digest this module can verify: {digest!r} (sha256/sha384/sha512 hex)")
+    return m.group(1), m.group(2)
+
+
+def blob_filename(digest: str) -> str:
+    """The file name a blob gets in a download folder: ``sha256:ab…`` → ``sha256-ab…``."""
+    alg, hexpart = _split_digest(digest)
+    return f"{alg}-{hexpart}"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file + fsync + rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _place(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold the bytes of ``src``: a hard link when possible, else a copy; atomic."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:
+        try:
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
+    os.replace(tmp, dst)
+
+
+def _hash_file(path: Path, alg: str, limit: int | None = None) -> tuple[Any, int]:
+    """Hash the first ``limit`` bytes (all if None) of ``path``; returns (hasher, bytes hashed)."""
+    h = hashlib.new(alg)
+    n = 0
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        while limit is None or n < limit:
+            want = CHUNK if limit is None else min(CHUNK, limit - n)
+            got = f.readinto(view[:want])
+            if not got:
+                break
+            h.update(view[:got])
+            n += got
+    return h, n
+
+
+def _with_query(url: str, **extra: str) -> str:
+    p = urlsplit(url)
+    q = parse_qsl(p.query, keep_blank_values=True) + list(extra.items())
+    return urlunsplit((p.scheme, p.netloc, p.path, urlencode(q), p.fragment))
+
+
+# ====================================================================== the cache
+def cache_dir(cache: "bool | str | os.PathLike[str] | None" = None) -> Path | None:
+    """The cache folder to use, or None when caching is off.
+
+    ``cache`` wins when given (True: the default folder; False: off; a path: that folder);
+    otherwise ``REGEXPLORE_CACHE`` (``0``/``off``/``false``/``no``/empty: off; else a folder);
+    otherwise ``$XDG_CACHE_HOME/regexplore`` or ``~/.cache/regexplore``.
+    """
+    if cache is False:
+        return None
+    if cache is not None and cache is not True:
+        return Path(cache).expanduser()
+    env = os.environ.get("REGEXPLORE_CACHE")
+    if env is not None and cache is None:
+        if env.strip().lower() in ("", "0", "off", "false", "no", "none"):
+            return None
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "regexplore"
+
+
+def _cache_path(cdir: Path, digest: str) -> Path:
+    alg, hexpart = _split_digest(digest)
+    return cdir / "blobs" / alg / hexpart
+
+
+def _cached(cdir: Path | None, digest: str, size: int | None) -> Path | None:
+    """The cache entry for ``digest`` when it is there and has the expected size."""
+    if cdir is None:
+        return None
+    p = _cache_path(cdir, digest)
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    if size is not None and st.st_size != size:
+        with contextlib.suppress(OSError):
+            p.unlink()  # not what it claims to be: drop it, it will be fetched again
+        return None
+    return p
+
+
+def _remember(cdir: Path | None, digest: str, verified: Path) -> None:
+    """Put a verified file into the cache (hard link, else copy), read-only."""
+    if cdir is None:
+        return
+    target = _cache_path(cdir, digest)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            return
+        _place(verified, target)
+        mode = target.stat().st_mode
+        target.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    except OSError:
+        pass  # a cache that cannot be written is a slower cache, not an error
+
+
+def cache_info(cache: "str | os.PathLike[str] | None" = None) -> list[dict[str, Any]]:
+    """One row per cached blob: ``digest``, ``size`` (bytes), ``path`` (str) and ``modified``
+    (aware UTC datetime), sorted by digest. Empty when the cache is off or empty."""
+    cdir = cache_dir(cache)
+    rows: list[dict[str, Any]] = []
+    if cdir is None or not (cdir / "blobs").is_dir():
+        return rows
+    for alg_dir in sorted((cdir / "blobs").iterdir()):
+        if not alg_dir.is_dir():
+            continue
+        for p in sorted(alg_dir.iterdir()):
+            digest = f"{alg_dir.name}:{p.name}"
+            if not _DIGEST.match(digest):
+                continue  # partial or temp files
+            st = p.stat()
+            rows.append({"digest": digest, "size": st.st_size, "path": str(p),
+                         "modified": datetime.fromtimestamp(st.st_mtime, timezone.utc)})
+    return rows
+
+
+def clear_cache(cache: "str | os.PathLike[str] | None" = None, *, digests: Iterable[str] | None = None) -> int:
+    """Remove cached blobs (all, or only ``digests``); returns how many were removed. Files you
+    downloaded elsewhere stay (they are separate links)."""
+    cdir = cache_dir(cache)
+    if cdir is None:
+        return 0
+    wanted = set(digests) if digests is not None else None
+    n = 0
+    for row in cache_info(cdir):
+        if wanted is not None and row["digest"] not in wanted:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(row["path"])
+            n += 1
+    return n
+
+
+@contextlib.contextmanager
+def _blob_lock(cdir: Path | None, digest: str) -> Iterator[None]:
+    """An exclusive lock per digest, across threads (one open file each) and processes."""
+    alg, hexpart = _split_digest(digest)
+    folder = (cdir / "locks") if cdir is not None else Path(tempfile.gettempdir()) / f"regexplore-locks-{os.getuid() if hasattr(os, 'getuid') else 'u'}"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{alg}-{hexpart}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:  # pragma: no cover - Windows
+            import msvcrt
+
+            while True:
+                try:
+                    msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+        yield
+    finally:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# ====================================================================== one HTTP range
+class _Cancelled(Exception):
+    """The download was cancelled (another blob failed, or the user interrupted)."""
+
+
+class _Dropped(Exception):
+    """The connection ended before the bytes we were promised."""
+
+
+class _NoRange(Exception):
+    """The server answered a Range request with the whole blob (200)."""
+
+
+@dataclass
+class _Job:
+    """What one blob download needs to know."""
+
+    reg: Any
+    repo: str | None
+    digest: str
+    size: int | None
+    report: Reporter | None = None
+    label: str = ""
+    cancel: threading.Event | None = None
+    parallel: int = 1
+    size_hint: int | None = None  #: a HEAD's Content-Length when no descriptor gave the size
+
+    def emit(self, done_bytes: int, done: bool = False, cached: bool = False) -> None:
+        if self.report is not None:
+            self.report(ProgressEvent(self.digest, done_bytes, self.size, done, cached, self.label))
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise _Cancelled()
+
+
+def _open_range(job: _Job, start: int, end: int | None) -> tuple[Any, int]:
+    """GET the blob from ``start`` (to ``end`` inclusive when given) through the transport.
+
+    Returns ``(response, first_byte)``: ``first_byte`` is ``start`` for a matching 206 and 0 for
+    a 200 (the server sent everything). Raises :class:`RegistryError` on a 206 for another range.
+    """
+    assert job.repo is not None
+    headers = {"Accept-Encoding": "identity"}
+    if start > 0 or end is not None:  # resumes and parts; a whole blob is a plain GET
+        headers["Range"] = f"bytes={start}-{'' if end is None else end}"
+    resp = job.reg.transport.request("GET", f"/v2/{job.repo}/blobs/{job.digest}", headers=headers, stream=True,
+                                     ok=(200, 206), what=f"blob {job.digest[:19]}")
+    if resp.status_code == 200:
+        return resp, 0
+    m = re.match(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
+    if not m or int(m.group(1)) != start or (end is not None and int(m.group(2)) != end):
+        resp.close()
+        raise RegistryError(f"asked for bytes {start}-{end}, the server sent "
+                            f"{resp.headers.get('Content-Range')!r}", status=206, url=resp.url)
+    return resp, start
+
+
+def _size_of(resp: Any) -> int | None:
+    """The whole blob's size from a 206's ``Content-Range`` total or a 200's ``Content-Length``."""
+    if resp.status_code == 206:
+        m = re.match(r"\s*bytes\s+\d+-\d+/(\d+)", resp.headers.get("Content-Range", ""))
+        return int(m.group(1)) if m else None
+    cl = resp.headers.get("Content-Length", "")
+    return int(cl) if cl.isdigit() else None
+
+
+def _read(resp: Any, n: int) -> bytes:
+    return resp.raw.read(n, decode_content=False)
+
+
+class _ReadAhead:
+    """Read a response body in a thread into a bounded queue of blocks (at most ``limit`` bytes).
+
+    Iterating yields blocks; a connection failure is re-raised in the consumer as
+    :class:`_Dropped`. ``close()`` stops the thread and closes the response.
+    """
+
+    _EOF = object()
+
+    def __init__(self, resp: Any, limit: int | None, depth: int = READ_AHEAD) -> None:
+        self.resp = resp
+        self.limit = limit
+        self.q: queue.Queue[Any] = queue.Queue(depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="regexplore-read", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        left = self.limit
+        try:
+            while not self.stop.is_set() and (left is None or left > 0):
+                block = _read(self.resp, CHUNK if left is None else min(CHUNK, left))
+                if not block:
+                    break
+                if left is not None:
+                    left -= len(block)
+                if not self._put(block):
+                    return
+            self._put(self._EOF)
+        except BaseException as exc:  # handed to the consumer
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self.q.get()
+            if item is self._EOF:
+                return
+            if isinstance(item, BaseException):
+                if isinstance(item, _DROPS):
+                    raise _Dropped(type(item).__name__) from item
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.q.get_nowait()
+        self.thread.join(timeout=5)
+        self.resp.close()
+
+
+# ====================================================================== one blob into one file
+class _Partial:
+    """The ``.partial`` file of one blob: an open file, a hasher and how many bytes both hold."""
+
+    def __init__(self, path: Path, alg: str) -> None:
+        self.path = path
+        self.alg = alg
+        self.reused = 0
+        if path.exists():
+            self.hasher, self.offset = _hash_file(path, alg)
+            self.reused = self.offset
+            self.f = open(path, "r+b", buffering=0)
+            self.f.seek(self.offset)
+        else:
+            self.hasher, self.offset = hashlib.new(alg), 0
+            self.f = open(path, "w+b", buffering=0)
+
+    def restart(self) -> None:
+        self.f.seek(0)
+        self.f.truncate(0)
+        self.hasher = hashlib.new(self.alg)
+        self.offset = 0
+        self.reused = 0
+
+    def write(self, block: bytes) -> None:
+        self.hasher.update(block)
+        view = memoryview(block)
+        while view:
+            n = self.f.write(view)
+            view = view[n:]
+        self.offset += len(block)
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+
+
+def _fetch_sequential(job: _Job, part: _Partial, first: tuple[Any, int] | None = None) -> None:
+    """Stream the rest of the blob into ``part`` until ``job.size`` bytes (or a clean end of the
+    body when the size is unknown), resuming with a closed ``Range`` after a dropped connection.
+    ``first`` is an already opened ``(response, first_byte)`` to start with."""
+    failures = 0
+    while job.size is None or part.offset < job.size:
+        job.check()
+        if first is not None:
+            resp, got = first
+            first = None
+        else:
+            end = job.size - 1 if job.size is not None and part.offset > 0 else None
+            resp, got = _open_range(job, part.offset, end)
+        if got != part.offset:  # a 200 to our Range: take the whole body, from byte 0
+            part.restart()
+            job.emit(0)
+        if job.size is None:  # a blob named by digest alone: the first answer tells its size
+            job.size = _size_of(resp)
+        before = part.offset
+        reader = _ReadAhead(resp, None if job.size is None else job.size - part.offset)
+        dropped = False
+        try:
+            for block in reader:
+                job.check()
+                part.write(block)
+                job.emit(part.offset)
+        except _Dropped:
+            dropped = True
+        finally:
+            reader.close()
+        if not dropped and (job.size is None or part.offset >= job.size):
+            return
+        failures = 0 if part.offset > before else failures + 1
+        if failures >= MAX_RESUMES:
+            raise RegistryError(f"blob {job.digest[:19]}: the connection kept breaking at byte {part.offset}",
+                                url=getattr(resp, "url", None))
+        if failures:
+            time.sleep(min(0.05 * (2 ** failures), 2.0))
+
+
+def _fetch_parts(job: _Job, part: _Partial, probe: tuple[Any, int], parts: list[tuple[int, int]]) -> None:
+    """Fetch ``parts`` (``[start, end)`` ranges after ``part.offset``) over several connections,
+    writing in place, while this thread hashes the contiguous prefix in order."""
+    assert job.size is not None
+    fd = part.f.fileno()
+    os.ftruncate(fd, job.size)
+    written = [a for a, _ in parts]  # per part: first byte not yet written
+    cond = threading.Condition()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    next_index = iter(range(len(parts)))
+    take_lock = threading.Lock()
+    first = [probe]
+
+    def run_part(i: int) -> None:
+        a, b = parts[i]
+        pos = a
+        failures = 0
+        while pos < b:
+            if stop.is_set():
+                return
+            job.check()
+            if i == 0 and first[0] is not None:
+                resp, got = first[0]
+                first[0] = None
+            else:
+                resp, got = _open_range(job, pos, b - 1)
+            if got != pos:
+                resp.close()
+                raise _NoRange()
+            before = pos
+            try:
+                while pos < b and not stop.is_set():
+                    block = _read(resp, min(CHUNK, b - pos))
+                    if not block:
+                        raise _Dropped("short body")
+                    view = memoryview(block)
+                    while view:
+                        n = os.pwrite(fd, view, pos)
+                        view = view[n:]
+                        pos += n
+                    with cond:
+                        written[i] = pos
+                        cond.notify_all()
+            except (_Dropped, *_DROPS):
+                failures = 0 if pos > before else failures + 1
+                if failures >= MAX_RESUMES:
+                    raise
+            finally:
+                resp.close()
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                with take_lock:
+                    i = next(next_index, None)
+                if i is None:
+                    return
+                run_part(i)
+        except BaseException as exc:
+            with cond:
+                errors.append(exc)
+                stop.set()
+                cond.notify_all()
+
+    def contiguous() -> int:
+        for (a, b), w in zip(parts, written):
+            if w < b:
+                return w
+        return job.size  # type: ignore[return-value]
+
+    threads = [threading.Thread(target=worker, name="regexplore-part", daemon=True)
+               for _ in range(max(1, min(job.parallel, len(parts))))]
+    for t in threads:
+        t.start()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    try:
+        while part.offset < job.size:
+            with cond:
+                while not errors and contiguous() <= part.offset:
+                    cond.wait(0.5)
+                    if job.cancel is not None and job.cancel.is_set():
+                        break
+                upto = contiguous()
+                if errors:
+                    raise errors[0]
+            job.check()
+            while part.offset < upto:
+                n = os.preadv(fd, [view[: min(CHUNK, upto - part.offset)]], part.offset)
+                if n <= 0:
+                    raise RegistryError(f"could not read back {part.path.name}")
+                part.hasher.update(view[:n])
+                part.offset += n
+            job.emit(part.offset)
+    except BaseException:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        # keep only the hashed prefix, so that a later call can resume from it
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, part.offset)
+        raise
+    for t in threads:
+        t.join()
+
+
+def _fetch_into(job: _Job, final: Path) -> None:
+    """Download ``job``'s blob to ``final`` through ``final.partial``: verified, atomic, resumable.
+
+    Raises :class:`DigestMismatch` (the ``.partial`` is removed) or :class:`RegistryError`
+    (the ``.partial`` is kept for a later resume).
+    """
+    alg, hexpart = _split_digest(job.digest)
+    partial = final.with_name(final.name + ".partial")
+    retried_from_zero = False
+    while True:
+        part = _Partial(partial, alg)
+        try:
+            if job.size is not None and part.offset > job.size:
+                part.restart()
+            if part.offset:
+                job.emit(part.offset)
+            if job.size is None or part.offset < job.size:
+                _fetch_body(job, part)
+            actual = f"{alg}:{part.hasher.hexdigest()}"
+            size_ok = job.size is None or part.offset == job.size
+            if actual == job.digest and size_ok:
+                os.fsync(part.f.fileno())
+                part.close()
+                os.replace(partial, final)
+                _fsync_dir(final.parent)
+                job.emit(part.offset, done=True)
+                return
+            reused = part.reused
+            part.close()
+            partial.unlink()
+            if reused and not retried_from_zero:
+                retried_from_zero = True  # the prefix from an earlier call may be the bad part
+                continue
+            raise DigestMismatch(job.digest, actual if size_ok else f"{actual} ({part.offset} bytes, "
+                                 f"expected {job.size})", what=f"blob {job.label or ''}".strip())
+        finally:
+            part.close()
+
+
+def _fetch_body(job: _Job, part: _Partial) -> None:
+    """Choose sequential or ranged-parts transfer for the bytes after ``part.offset``."""
+    size = job.size
+    hinted = size is None and job.size_hint is not None
+    if hinted:
+        size = job.size_hint
+    remaining = None if size is None else size - part.offset
+    if size is None or job.parallel <= 1 or remaining is None or remaining < PARTS_MIN_SIZE:
+        _fetch_sequential(job, part)
+        return
+    bounds = list(range(part.offset, size, PART_SIZE))
+    parts = [(a, min(a + PART_SIZE, size)) for a in bounds]
+    probe = _open_range(job, parts[0][0], parts[0][1] - 1)
+    if probe[1] != parts[0][0] or probe[0].status_code == 200:
+        # the server ignores Range: stream the whole body from this response
+        _fetch_sequential(job, part, first=probe)
+        return
+    if _size_of(probe[0]) != size:  # a HEAD that said otherwise than the GET: trust neither, stream
+        probe[0].close()
+        _fetch_sequential(job, part)
+        return
+    job.size = size
+    try:
+        _fetch_parts(job, part, probe, parts)
+    except _NoRange:
+        part.f.seek(part.offset)
+        part.f.truncate(part.offset)
+        _fetch_sequential(job, part)
+
+
+def _fetch_blob(job: _Job, final: Path, cdir: Path | None) -> Path:
+    """Make ``final`` hold the verified blob: from the cache, from an existing good file, or
+    downloaded. Returns ``final``."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with _blob_lock(cdir, job.digest):
+        job.check()
+        hit = _cached(cdir, job.digest, job.size)
+        if hit is not None:
+            if not (final.exists() and os.path.samefile(hit, final)):
+                _place(hit, final)
+            job.emit(hit.stat().st_size, done=True, cached=True)
+            return final
+        if final.exists():  # from an earlier run without the cache: keep it if it is good
+            if job.size is None or final.stat().st_size == job.size:
+                alg, _ = _split_digest(job.digest)
+                h, n = _hash_file(final, alg)
+                if f"{alg}:{h.hexdigest()}" == job.digest:
+                    _remember(cdir, job.digest, final)
+                    job.emit(n, done=True, cached=True)
+                    return final
+            final.unlink()  # not the blob: never leave it under the blob's name
+        if job.repo is None:
+            raise NotFound(f"{job.digest} is not in the cache; name its repository: 'repo@{job.digest}'")
+        _fetch_into(job, final)
+        _remember(cdir, job.digest, final)
+        return final
+
+
+# ====================================================================== download()
+@dataclass
+class _Target:
+    repo: str | None
+    digest: str
+    size: int | None
+    label: str
+    size_hint: int | None = None
+
+
+def _plan(reg: Any, ref_or_digest: Any, platform: str | None, layers: Sequence[Any] | None,
+          cdir: Path | None) -> tuple[list[_Target], str]:
+    """What to download: (targets in output order, a description for the progress bar)."""
+    if isinstance(ref_or_digest, str) and _DIGEST.match(ref_or_digest.strip()):
+        d = ref_or_digest.strip()
+        hit = _cached(cdir, d, None)
+        if hit is None:
+            raise ValueError(f"a bare digest can only be served from the cache; name its repository: "
+                             f"'repo@{d}'")
+        return [_Target(None, d, hit.stat().st_size, "blob")], d[:19]
+    r: ImageRef = reg.ref(ref_or_digest)
+    if r.digest:
+        # a blob or a manifest? Ask the blob endpoint first: asking for a layer as a manifest makes
+        # distribution answer 500 (retried by the transport); a manifest's digest is 404 as a blob
+        # there, and elsewhere its Content-Type gives it away
+        try:
+            head = reg.transport.request("HEAD", f"/v2/{r.repository}/blobs/{r.digest}", what="blob")
+        except NotFound:
+            head = None
+        ctype = (head.headers.get("Content-Type") or "").split(";")[0].strip() if head is not None else ""
+        if head is not None and not ctype.startswith("application/vnd.oci.image.index") \
+                and "manifest" not in ctype:
+            cl = head.headers.get("Content-Length", "")
+            return [_Target(r.repository, r.digest, None, "blob", int(cl) if cl.isdigit() else None)], \
+                r.digest[:19]
+    top = reg.manifest(r)
+    image = top
+    if top.is_index:
+        entry = choose_platform(top.json, platform)
+        image = reg.manifest(r.with_digest(entry["digest"]))
+    targets: list[_Target] = []
+    cd = image.config_descriptor
+    layer_descs = image.layer_descriptors
+    if layers is None:
+        if cd and cd.get("digest"):
+            targets.append(_Target(r.repository, cd["digest"], cd.get("size"), "config"))
+        for i, d in enumerate(layer_descs):
+            targets.append(_Target(r.repository, d["digest"], d.get("size"), f"layer {i}"))
+    else:
+        by_digest = {d["digest"]: (i, d) for i, d in enumerate(layer_descs)}
+        for sel in layers:
+            if isinstance(sel, int):
+                try:
+                    d = layer_descs[sel]
+                except IndexError:
+                    raise IndexError(f"layer {sel} out of range: {r} has {len(layer_descs)} layers") from None
+                targets.append(_Target(r.repository, d["digest"], d.get("size"), f"layer {sel % len(layer_descs)}"))
+            elif cd and sel == cd.get("digest"):
+                targets.append(_Target(r.repository, sel, cd.get("size"), "config"))
+            elif sel in by_digest:
+                i, d = by_digest[sel]
+                targets.append(_Target(r.repository, sel, d.get("size"), f"layer {i}"))
+            else:
+                raise NotFound(f"{sel} is not a layer of {r}")
+    return targets, r.familiar()
+
+
+def _run_jobs(jobs: list[tuple[_Job, Path]], cdir: Path | None, parallel: int, cancel: threading.Event) -> None:
+    """Run blob jobs on up to ``parallel`` threads; the first failure cancels the rest and is raised."""
+    if len(jobs) == 1:
+        _fetch_blob(jobs[0][0], jobs[0][1], cdir)
+        return
+    with ThreadPoolExecutor(max(1, min(parallel, len(jobs))), thread_name_prefix="regexplore-blob") as ex:
+        futures: list[Future[Path]] = [ex.submit(_fetch_blob, job, final, cdir) for job, final in jobs]
+        try:
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                cancel.set()
+                for f in pending:
+                    f.cancel()
+                wait(futures)
+                raise failed[0].exception()  # type: ignore[misc]
+        except BaseException:  # KeyboardInterrupt in a notebook: stop the workers, keep .partial files
+            cancel.set()
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def download(reg: Any, ref_or_digest: "str | ImageRef", dest: "str | os.PathLike[str]" = ".", *,
+             platform: str | None = None, progress: Any = True, parallel: int = 4,
+             layers: Sequence["int | str"] | None = None,
+             cache: "bool | str | os.PathLike[str] | None" = None) -> list[Path]:
+    """Download an image's blobs (or one blob) into ``dest``, verified, atomic and resumable.
+
+    ``ref_or_digest``: an image reference (``"demo/app:1"``; for an index the ``platform`` is
+    chosen like :meth:`Registry.history` does: the given one, else linux/amd64, else the first),
+    ``"repo@sha256:…"`` of a manifest (an image) or of a blob (that blob), or a bare
+    ``"sha256:…"`` that is already in the cache.
+
+    ``layers``: indexes (negative allowed) or digests to download instead of the whole image.
+    ``progress``: True (tqdm bars), False, a callable taking a :class:`ProgressEvent`, or an
+    object with ``update``/``close``. ``parallel``: blobs fetched at once (and ranged parts of a
+    blob ≥ 64 MiB). ``cache``: see :func:`cache_dir`.
+
+    Returns the paths (``dest/sha256-<hex>``) in order: the config first, then every layer in
+    manifest order (a repeated layer repeats its path).
+
+    Raises :class:`DigestMismatch` (no file is left under the good name),
+    :class:`~regexplore.errors.NotFound`, :class:`RegistryError` for transfers that keep
+    failing (the ``.partial`` stays, and the next call resumes it).
+    """
+    cdir = cache_dir(cache)
+    folder = Path(dest).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    targets, desc = _plan(reg, ref_or_digest, platform, layers, cdir)
+    unique: dict[str, _Target] = {}
+    for t in targets:
+        unique.setdefault(t.digest, t)
+    sizes = [t.size for t in unique.values()]
+    total = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
+    reporter = resolve_progress(progress, total=total, count=len(unique), desc=desc)
+    cancel = threading.Event()
+    jobs = [(_Job(reg, t.repo, t.digest, t.size, reporter, t.label, cancel, parallel, t.size_hint),
+             folder / blob_filename(t.digest)) for t in unique.values()]
+    try:
+        _run_jobs(jobs, cdir, parallel, cancel)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    return [folder / blob_filename(t.digest) for t in targets]
+
+
+# ====================================================================== streaming reader
+def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = None, *,
+                         cache: "bool | str | os.PathLike[str] | None" = None) -> Iterator[bytes]:
+    """Yield the bytes of a blob in blocks of up to 1 MiB, without a temp file.
+
+    From the cache when the blob is there (no request at all); otherwise streamed from the
+    registry, hashed as it goes, resumed with ``Range`` after a dropped connection (a server that
+    answers 200 instead has the bytes already yielded skipped). After the last block the digest
+    (and ``size`` when given) is checked: :class:`DigestMismatch` is raised *at the end* if it is
+    wrong, so a consumer must treat what it read as unverified until the iterator is exhausted.
+    """
+    alg, _ = _split_digest(digest)
+    hit = _cached(cache_dir(cache), digest, size)
+    if hit is not None:
+        with open(hit, "rb") as f:
+            while True:
+                block = f.read(CHUNK)
+                if not block:
+                    return
+                yield block
+    job = _Job(reg, repo, digest, size)
+    h = hashlib.new(alg)
+    pos = 0
+    failures = 0
+    while True:
+        end = size - 1 if size is not None else None
+        if size is not None and pos >= size:
+            break
+        resp, got = _open_range(job, pos, end if pos > 0 or size is not None else None)
+        skip = pos - got
+        reader = _ReadAhead(resp, None if size is None else size - got)
+        before = pos
+        try:
+            for block in reader:
+                if skip:
+                    if len(block) <= skip:
+                        skip -= len(block)
+                        continue
+                    block = block[skip:]
+                    skip = 0
+                h.update(block)
+                pos += len(block)
+                yield block
+            if size is None:
+                break
+        except _Dropped:
+            pass
+        finally:
+            reader.close()
+        if size is not None and pos >= size:
+            break
+        failures = 0 if pos > before else failures + 1
+        if failures >= MAX_RESUMES:
+            raise RegistryError(f"blob {digest[:19]}: the connection kept breaking at byte {pos}")
+    actual = f"{alg}:{h.hexdigest()}"
+    if actual != digest or (size is not None and pos != size):
+        raise DigestMismatch(digest, actual, what="streamed blob")
+
+
+# ====================================================================== save(): OCI image layout
+def _collect(reg: Any, repo: str, m: Manifest, manifests: dict[str, Manifest], blobs: dict[str, _Target]) -> None:
+    """Every manifest and blob reachable from ``m`` (index children included)."""
+    manifests[m.digest] = m
+    if m.is_index:
+        for e in m.json.get("manifests") or []:
+            child = reg.manifest(ImageRef(reg.name, repo, None, e["digest"]))
+            _collect(reg, repo, child, manifests, blobs)
+        return
+    if m.is_schema1:
+        raise RegistryError("schema1 images cannot be written as an OCI layout")
+    cd = m.config_descriptor
+    if cd and cd.get("digest"):
+        blobs.setdefault(cd["digest"], _Target(repo, cd["digest"], cd.get("size"), "config"))
+    for i, d in enumerate(m.layer_descriptors):
+        if d.get("urls"):  # foreign / non-distributable layers live elsewhere
+            continue
+        blobs.setdefault(d["digest"], _Target(repo, d["digest"], d.get("size"), f"layer {i}"))
+
+
+def _layout_blob_path(root: Path, digest: str) -> Path:
+    alg, hexpart = _split_digest(digest)
+    return root / "blobs" / alg / hexpart
+
+
+def _write_layout(reg: Any, r: ImageRef, root: Path, platform: str | None, progress: Any, parallel: int,
+                  cdir: Path | None) -> None:
+    top = reg.manifest(r)
+    entry_extra: dict[str, Any] = {}
+    if top.is_index and platform is not None:
+        chosen = choose_platform(top.json, platform)
+        top = reg.manifest(r.with_digest(chosen["digest"]))
+        if chosen.get("platform"):
+            entry_extra["platform"] = chosen["platform"]
+    manifests: dict[str, Manifest] = {}
+    blobs: dict[str, _Target] = {}
+    _collect(reg, r.repository, top, manifests, blobs)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "blobs").mkdir(exist_ok=True)
+    sizes = [t.size for t in blobs.values()]
+    total = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
+    reporter = resolve_progress(progress, total=total, count=len(blobs), desc=f"save {r.familiar()}")
+    cancel = threading.Event()
+    jobs = [(_Job(reg, t.repo, t.digest, t.size, reporter, t.label, cancel, parallel),
+             _layout_blob_path(root, t.digest)) for t in blobs.values()]
+    try:
+        if jobs:
+            _run_jobs(jobs, cdir, parallel, cancel)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    for m in manifests.values():
+        p = _layout_blob_path(root, m.digest)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.exists():
+            _atomic_write(p, m.raw)
+    _atomic_write(root / "oci-layout", json.dumps(_LAYOUT_VERSION).encode())
+    desc: dict[str, Any] = {"mediaType": top.media_type, "digest": top.digest, "size": top.size}
+    desc.update(entry_extra)
+    if r.tag:
+        desc["annotations"] = {_REF_NAME: r.tag}
+    index_path = root / "index.json"
+    entries: list[dict[str, Any]] = []
+    if index_path.exists():
+        try:
+            old = json.loads(index_path.read_bytes())
+            entries = [e for e in old.get("manifests") or []
+                       if not (r.tag and (e.get("annotations") or {}).get(_REF_NAME) == r.tag)
+                       and not (not r.tag and e.get("digest") == top.digest and not e.get("annotations"))]
+        except (ValueError, AttributeError):
+            entries = []
+    entries.append(desc)
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    _atomic_write(index_path, json.dumps(index, indent=2).encode())
+    _fsync_dir(root)
+
+
+def save(reg: Any, ref: "str | ImageRef", path: "str | os.PathLike[str]", format: str = "oci",
+         platform: str | None = None, *, progress: Any = True, parallel: int = 4,
+         cache: "bool | str | os.PathLike[str] | None" = None) -> str:
+    """Write ``ref`` as an OCI image layout that ``skopeo copy oci:PATH[:TAG] …`` accepts.
+
+    ``path`` is a folder (created; an existing layout gets the entry added or replaced) or, when
+    it ends in ``.tar``, a tar archive of the layout (``oci-archive:``). With an index and no
+    ``platform`` the whole index (every platform, attestations included) is written; with a
+    ``platform`` only that image. ``index.json`` names the tag in
+    ``org.opencontainers.image.ref.name``. Blobs come through the verified download path (and
+    the cache). Returns ``str(path)``.
+
+    Raises ``ValueError`` for a ``format`` other than ``"oci"``, and what :func:`download` raises.
+    A failure leaves no ``index.json`` (folder) or no archive (``.tar``) naming missing blobs.
+    """
+    if format != "oci":
+        raise ValueError(f"unsupported format {format!r}: only 'oci' (an OCI image layout) is written")
+    r: ImageRef = reg.ref(ref)
+    cdir = cache_dir(cache)
+    out = Path(path).expanduser()
+    if out.suffix != ".tar":
+        _write_layout(reg, r, out, platform, progress, parallel, cdir)
+        return str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp_tar = out.with_name(out.name + ".partial")
+    try:
+        _write_layout(reg, r, stage, platform, progress, parallel, cdir)
+        with tarfile.open(tmp_tar, "w", format=tarfile.PAX_FORMAT) as tf:
+            for name in ("oci-layout", "index.json"):
+                tf.add(stage / name, arcname=name, recursive=False)
+            for p in sorted((stage / "blobs").rglob("*")):
+                if p.is_file() and not p.name.endswith(".partial"):
+                    tf.add(p, arcname=str(p.relative_to(stage)), recursive=False)
+        with open(tmp_tar, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_tar, out)
+        _fsync_dir(out.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_tar.unlink()
+        shutil.rmtree(stage, ignore_errors=True)
+    return str(out)
+
+
+# ====================================================================== push()
+class _Source:
+    """Read access to an OCI layout: a folder or a tar archive (members streamed, not extracted)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tar: tarfile.TarFile | None = None
+        self.members: dict[str, tarfile.TarInfo] = {}
+        if path.is_file():
+            self.tar = tarfile.open(path, "r:")
+            for m in self.tar.getmembers():
+                if m.isfile():
+                    self.members[m.name.removeprefix("./")] = m
+        elif not path.is_dir():
+            raise FileNotFoundError(f"no OCI layout at {path}")
+
+    def _rel(self, digest: str) -> str:
+        alg, hexpart = _split_digest(digest)
+        return f"blobs/{alg}/{hexpart}"
+
+    def size(self, rel: str) -> int:
+        if self.tar is not None:
+            if rel not in self.members:
+                raise FileNotFoundError(f"{rel} is not in {self.path}")
+            return self.members[rel].size
+        return (self.path / rel).stat().st_size
+
+    def open(self, rel: str) -> IO[bytes]:
+        if self.tar is not None:
+            if rel not in self.members:
+                raise FileNotFoundError(f"{rel} is not in {self.path}")
+            f = self.tar.extractfile(self.members[rel])
+            assert f is not None
+            return f
+        return open(self.path / rel, "rb")
+
+    def read(self, rel: str) -> bytes:
+        with self.open(rel) as f:
+            return f.read()
+
+    def blob(self, digest: str) -> tuple[Callable[[], IO[bytes]], int]:
+        rel = self._rel(digest)
+        return (lambda: self.open(rel)), self.size(rel)
+
+    def manifest(self, desc: dict) -> Manifest:
+        raw = self.read(self._rel(desc["digest"]))
+        return Manifest.from_bytes(raw, desc.get("mediaType"), expected=desc["digest"])
+
+    def close(self) -> None:
+        if self.tar is not None:
+            self.tar.close()
+
+
+class _UploadBody:
+    """A file-like body for requests: a known length, big reads, bytes counted for progress."""
+
+    def __init__(self, f: IO[bytes], length: int, on_bytes: Callable[[int], None] | None) -> None:
+        self.f = f
+        self.left = length
+        self.on_bytes = on_bytes
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.left if n is None or n < 0 else min(max(n, CHUNK), self.left)
+        block = self.f.read(want) if want else b""
+        self.left -= len(block)
+        if block and self.on_bytes:
+            self.on_bytes(len(block))
+        return block
+
+
+def _upload_stream(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
+                   chunk_size: int | None, on_bytes: Callable[[int], None] | None = None) -> None:
+    """Upload a blob from a file without reading it all into memory: monolithic (POST, PUT with
+    the streamed body) or chunked (PATCH ``chunk_size`` blocks, honouring
+    ``OCI-Chunk-Min-Length``), finished with ``PUT ?digest=``."""
+    t = reg.transport
+    resp = t.request("POST", f"/v2/{repo}/blobs/uploads/", ok=(202,), headers={"Content-Length": "0"},
+                     retry_body=True, what="start upload")
+    location = urljoin(resp.url, resp.headers["Location"])
+    with opener() as f:
+        if chunk_size:
+            min_len = resp.headers.get("OCI-Chunk-Min-Length")
+            if min_len and min_len.isdigit():
+                chunk_size = max(chunk_size, int(min_len))
+            pos = 0
+            while pos < size:
+                block = f.read(min(chunk_size, size - pos))
+                if not block:
+                    raise RegistryError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading")
+                r = t.request("PATCH", location, data=block, ok=(202,), what="upload chunk",
+                              headers={"Content-Type": "application/octet-stream",
+                                       "Content-Range": f"{pos}-{pos + len(block) - 1}",
+                                       "Content-Length": str(len(block))})
+                location = urljoin(r.url, r.headers.get("Location") or location)
+                pos += len(block)
+                if on_bytes:
+                    on_bytes(len(block))
+            t.request("PUT", _with_query(location, digest=digest), ok=(201,), what="finish upload",
+                      headers={"Content-Length": "0"})
+        else:
+            t.request("PUT", _with_query(location, digest=digest), data=_UploadBody(f, size, on_bytes),
+                      ok=(201,), what="upload blob",
+                      headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+
+
+def _ensure_blob(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
+                 chunk_size: int | None, mount_from: str | None) -> None:
+    """Make ``repo`` hold the blob: already there (HEAD), mounted from ``mount_from``, or uploaded."""
+    if reg.v2.blob_exists(repo, digest):
+        return
+    if mount_from and mount_from != repo and reg.v2.mount_blob(repo, digest, mount_from):
+        return
+    _upload_stream(reg, repo, digest, size, opener, chunk_size)
+
+
+def _push_tree(reg: Any, src: _Source, repo: str, desc: dict, reference: str | None, chunk_size: int | None,
+               mount_from: str | None, parallel: int) -> str:
+    """Push the manifest ``desc`` names (children and blobs first); returns its digest."""
+    m = src.manifest(desc)
+    if m.is_index:
+        for child in m.json.get("manifests") or []:
+            _push_tree(reg, src, repo, child, None, chunk_size, mount_from, parallel)
+    else:
+        descs = ([m.config_descriptor] if m.config_descriptor else []) + [
+            d for d in m.layer_descriptors if not d.get("urls")]
+        work = []
+        for d in descs:
+            opener, size = src.blob(d["digest"])
+            work.append((d["digest"], size, opener))
+        if src.tar is not None or parallel <= 1 or len(work) <= 1:  # a TarFile is not thread-safe
+            for digest, size, opener in work:
+                _ensure_blob(reg, repo, digest, size, opener, chunk_size, mount_from)
+        else:
+            with ThreadPoolExecutor(min(parallel, len(work)), thread_name_prefix="regexplore-push") as ex:
+                for fut in [ex.submit(_ensure_blob, reg, repo, dg, sz, op, chunk_size, mount_from)
+                            for dg, sz, op in work]:
+                    fut.result()
+    return reg.v2.put_manifest(repo, reference or m.digest, m.raw, m.media_type)
+
+
+def _files_layout(files: Sequence["str | os.PathLike[str]"], folder: Path, platform: str) -> None:
+    """Write a one-layer OCI layout in ``folder`` from ``files`` (each at the top of the layer under
+    its base name; folders recursively), with a small config carrying one history step."""
+    paths = [Path(p).expanduser() for p in files]
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two inputs share a base name: {sorted(names)}")
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(p)
+    blobs = folder / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    tmp_layer = blobs / "layer.tmp"
+    gz_hash, tar_hash = hashlib.sha256(), hashlib.sha256()
+
+    class _HashingWriter(io.RawIOBase):
+        def __init__(self, inner: Any, h: Any) -> None:
+            self.inner, self.h = inner, h
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            self.h.update(b)
+            return self.inner.write(b)
+
+    with open(tmp_layer, "wb") as raw:
+        gz_out = _HashingWriter(raw, gz_hash)
+        with gzip.GzipFile(fileobj=gz_out, mode="wb", mtime=0) as gz:  # type: ignore[arg-type]
+            tar_out = _HashingWriter(gz, tar_hash)
+            with tarfile.open(fileobj=tar_out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+                def clean(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+                    ti.uid = ti.gid = 0
+                    ti.uname = ti.gname = ""
+                    return ti
+
+                for p in paths:
+                    tf.add(p, arcname=p.name, filter=clean)
+    layer_digest = "sha256:" + gz_hash.hexdigest()
+    layer_size = tmp_layer.stat().st_size
+    os.replace(tmp_layer, blobs / layer_digest[7:])
+    os_, _, arch = platform.partition("/")
+    arch, _, variant = arch.partition("/")
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    config: dict[str, Any] = {
+        "created": now, "architecture": arch, "os": os_,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + tar_hash.hexdigest()]},
+        "history": [{"created": now, "created_by": "regexplore push " + " ".join(names),
+                     "comment": "files added by regexplore"}],
+    }
+    if variant:
+        config["variant"] = variant
+    cfg_raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    cfg_digest = "sha256:" + hashlib.sha256(cfg_raw).hexdigest()
+    (blobs / cfg_digest[7:]).write_bytes(cfg_raw)
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": len(cfg_raw)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest,
+                    "size": layer_size}],
+    }
+    m_raw = json.dumps(manifest, separators=(",", ":")).encode()
+    m_digest = "sha256:" + hashlib.sha256(m_raw).hexdigest()
+    (blobs / m_digest[7:]).write_bytes(m_raw)
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": m_digest, "size": len(m_raw)}]}
+    (folder / "index.json").write_text(json.dumps(index))
+    (folder / "oci-layout").write_text(json.dumps(_LAYOUT_VERSION))
+
+
+def push(reg: Any, source: Any, ref: "str | ImageRef", *, chunk_size: int | None = None,
+         mount_from: str | None = None, name: str | None = None, platform: str = "linux/amd64",
+         parallel: int = 4) -> str:
+    """Push to ``ref`` (``"repo:tag"`` or ``"repo"``); returns the pushed manifest's digest.
+
+    ``source``: an OCI image layout (a folder, or a ``.tar`` of one), or a list of files (and
+    folders) that become a one-layer image (gzip layer, an OCI config for ``platform`` with one
+    history step). In a layout with several entries, ``name`` (else the tag of ``ref``) picks the
+    one whose ``org.opencontainers.image.ref.name`` matches. Blobs the repository already has
+    are skipped (HEAD); with ``mount_from`` a cross-repository mount is tried first; uploads are
+    monolithic and streamed from disk by default, chunked (``PATCH``) with ``chunk_size``. Then
+    the manifests: children of an index by digest, the top one by tag.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` for a bad source, :class:`DigestMismatch` for a
+    layout manifest that does not hash to its name, and :class:`RegistryError` from the registry.
+    """
+    r: ImageRef = reg.ref(ref)
+    reference = r.tag if r.tag and not r.digest else (r.digest or r.tag)
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, (list, tuple)):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="regexplore-push-")))
+            _files_layout(source, folder, platform)
+            src = _Source(folder)
+        else:
+            src = _Source(Path(source).expanduser())
+        stack.callback(src.close)
+        index = json.loads(src.read("index.json"))
+        entries = list(index.get("manifests") or [])
+        if not entries:
+            raise ValueError(f"the layout at {source} lists no manifests")
+        chosen = entries[0] if len(entries) == 1 else None
+        wanted = name or r.tag
+        if chosen is None or name is not None:
+            matches = [e for e in entries if (e.get("annotations") or {}).get(_REF_NAME) == wanted]
+            if not matches:
+                have = [(e.get("annotations") or {}).get(_REF_NAME) for e in entries]
+                raise ValueError(f"the layout has {len(entries)} entries {have}; choose one with name=")
+            chosen = matches[0]
+        return _push_tree(reg, src, r.repository, chosen, reference, chunk_size, mount_from, parallel)
