@@ -1,8 +1,10 @@
 """Command line: ``python -m regexplore demo`` (or the ``regexplore`` console script).
 
 ``demo`` starts a real registry on loopback seeded with regexplore's demo content, prints what is in it
-(catalog, the tags of one repository, an image history) and keeps it running until Ctrl-C, so a notebook
-can point at the printed URL. ``--headless`` prints and exits.
+(catalog, the tags of one repository, an image history), then opens JupyterLab on ``notebooks/01-tour.ipynb``
+with ``REGEXPLORE_REGISTRY`` pointing at it (``--no-lab``: just keep the registry running until Ctrl-C).
+``--headless`` prints, executes the notebooks against the registry into HTML (``--output``, default
+``demo-output/``) and exits.
 """
 
 from __future__ import annotations
@@ -30,7 +32,13 @@ def _parser() -> argparse.ArgumentParser:
         "deterministic demo content, print its catalog, the tags of one repository and an image history, "
         "then keep it running until Ctrl-C so a notebook can use the printed URL.",
     )
-    demo.add_argument("--headless", action="store_true", help="print the tables and exit (do not keep running)")
+    demo.add_argument("--headless", action="store_true",
+                      help="print the tables, execute the notebooks to HTML (see --output) and exit")
+    demo.add_argument("--output", default="demo-output",
+                      help="where --headless writes the executed notebooks as HTML (demo-output)")
+    demo.add_argument("--no-lab", action="store_true",
+                      help="do not open JupyterLab: keep the registry running until Ctrl-C")
+    demo.add_argument("--no-browser", action="store_true", help="start JupyterLab without opening a browser")
     demo.add_argument("--port", type=int, default=None, help="port to listen on (default: a free one)")
     demo.add_argument("--content", choices=("demo", "test-scale"), default="demo",
                       help="what to seed: the demo repositories (default) or the large pagination set")
@@ -61,6 +69,31 @@ def _show(sandbox: object, args: argparse.Namespace) -> None:
         print(_table(reg.history(args.history)))
 
 
+def _notebooks(sandbox: object, args: argparse.Namespace) -> int | None:
+    """Headless: execute the notebooks to HTML and return 0. Otherwise run JupyterLab on the tour and
+    return its status, or None (no notebooks folder, JupyterLab missing, ``--no-lab``): keep serving."""
+    from .jupyter.demo import export_notebooks, notebooks_dir, run_lab
+
+    url = sandbox.url  # type: ignore[attr-defined]
+    folder = notebooks_dir()
+    if args.headless:
+        if folder is None or args.content != "demo":
+            return 0
+        print(f"\nExecuting the notebooks against {url} into {args.output}/ …", flush=True)
+        export_notebooks(url, args.output, folder)
+        return 0
+    if args.no_lab or folder is None or args.content != "demo":
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        print("JupyterLab is not installed (pip install 'regexplore[notebook]'); serving the registry only.")
+        return None
+    print(f"\nOpening JupyterLab on {folder / '01-tour.ipynb'} (REGEXPLORE_REGISTRY={url}); "
+          "Ctrl-C stops both.", flush=True)
+    return run_lab(url, folder, open_browser=not args.no_browser)
+
+
 def demo(args: argparse.Namespace) -> int:
     """Run the ``demo`` command; returns the exit status."""
     from .sandbox import LocalRegistry, RegistryBinaryMissing
@@ -74,8 +107,9 @@ def demo(args: argparse.Namespace) -> int:
     with sandbox:
         print(f"Registry running at {sandbox.url}\n")
         _show(sandbox, args)
-        if args.headless:
-            return 0
+        status = _notebooks(sandbox, args)
+        if status is not None:
+            return status
         print(f"\nThe registry keeps running at {sandbox.url} — in a notebook:\n"
               f"    import regexplore as rx\n    reg = rx.Registry({sandbox.url!r})\n"
               f"Press Ctrl-C to stop it.", flush=True)

@@ -348,6 +348,7 @@ class Transport:
                 err = error_from_response(resp, what)
                 if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
                     err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
+                    err.args = (err._text(),)
                 raise err
 
             if stream:
