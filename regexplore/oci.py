@@ -99,7 +99,7 @@ class Manifest:
     def from_bytes(cls, raw: bytes, content_type: str | None = None, *, expected: str | None = None,
                    url: str | None = None) -> "Manifest":
         media_type = detect_media_type(raw, content_type)
-        digest = sha256_digest(raw)
+        digest = sha256_digest(schema1_payload(raw) if media_type == SCHEMA1_SIGNED else raw)
         if expected and expected.startswith("sha256:") and expected != digest:
             raise DigestMismatch(expected, digest, url=url, what="manifest")
         if expected and not expected.startswith("sha256:"):
@@ -153,6 +153,26 @@ class Manifest:
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
                        for k, v in rows)
         return f"<table class='regexplore-manifest'>{body}</table>"
+
+
+def schema1_payload(raw: bytes) -> bytes:
+    """The bytes a signed schema1 manifest's digest is computed over: the JWS payload without the
+    ``signatures`` (``raw[:formatLength] + base64url(formatTail)`` from the protected header, as
+    distribution's libtrust does). Unsigned or unparseable input is returned unchanged."""
+    import base64
+
+    def b64(text: str) -> bytes:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+    try:
+        sigs = json.loads(raw).get("signatures") or []
+        protected = json.loads(b64(sigs[0]["protected"]))
+        length, tail = int(protected["formatLength"]), b64(protected["formatTail"])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return raw
+    if not 0 < length <= len(raw):
+        return raw
+    return raw[:length] + tail
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -237,3 +237,19 @@ def test_response_cap_refuses_large_bodies(reg):
     layer = json.loads(entry.raw)["layers"][0]["digest"]
     with pytest.raises(rx.ResponseTooLarge):
         reg.v2.get_blob("demo/big", layer, max_bytes=1024)
+
+
+def test_schema1_from_the_real_registry_verifies_and_gives_the_same_history(reg):
+    """Asked only for schema1, distribution 2.8 converts a schema2 image and signs it; its digest is
+    computed over the JWS payload without signatures, which regexplore reproduces."""
+    from regexplore.oci import SCHEMA1_SIGNED, history_rows
+
+    m = reg.v2.get_manifest("demo/busybox", "1.0", accept=SCHEMA1_SIGNED)
+    assert m.is_schema1 and m.digest == reg.v2.head_manifest("demo/busybox", "1.0", accept=SCHEMA1_SIGNED)["digest"]
+    h1 = pd.DataFrame(history_rows(m, None))
+    h2 = reg.history("demo/busybox:1.0")
+    # the converter writes each step's created_by as its v1 Cmd, except the top entry, which carries the
+    # image config itself (its container_config, absent in configs built without docker build)
+    assert h1["created_by"].tolist()[:-1] == h2["created_by"].tolist()[:-1]
+    assert h1["empty_layer"].tolist() == h2["empty_layer"].tolist()
+    assert [t.isoformat() for t in h1["created"]] == [t.isoformat() for t in h2["created"]]
