@@ -39,6 +39,10 @@ COLUMNS: dict[str, dict[str, str]] = {
         "step": INT, "created": TIME, "created_by": STR, "empty_layer": BOOL, "size": INT,
         "layer_digest": STR, "diff_id": STR, "comment": STR,
     },
+    "history_v1": {
+        "step": INT, "created": TIME, "created_by": STR, "empty_layer": BOOL, "size": INT,
+        "layer_digest": STR, "diff_id": STR, "comment": STR, "id": STR, "parent": STR,
+    },
     "layers": {
         "index": INT, "digest": STR, "media_type": STR, "compression": STR, "size": INT,
         "diff_id": STR, "created_by": STR,
@@ -67,6 +71,9 @@ DESCRIPTIONS: dict[str, str] = {
     "platforms": "entries of an index / manifest list; `attestation` flags unknown/unknown entries",
     "history": "docker-history-like steps, oldest first; `size` is the compressed layer size, 0 for empty "
                "steps, <NA> where unknown",
+    "history_v1": "`history` of a v1 registry (from the ancestry): the `history` columns, oldest first, plus "
+                  "the v1 image `id` and its `parent`; `size` is `X-Docker-Size` (stored layer bytes), else the "
+                  "JSON's `Size`; v1 has no digests",
     "layers": "layers in manifest order",
     "trace": "every HTTP exchange, redacted",
     "search": "search results",

@@ -27,6 +27,7 @@ from .oci import (
 )
 from .reference import DOCKER_HUB, ImageRef, parse_reference
 from .transport import Transport, base_url_for, is_loopback
+from .v1 import V1Client, normalize_repository
 from .v2 import MANIFEST_CAP, V2Client
 
 if TYPE_CHECKING:  # pandas is imported when the first table is built, not at import time
@@ -75,6 +76,11 @@ class Registry:
     cert : client certificate (path or ``(cert, key)``) for mTLS registries.
     max_workers : concurrent metadata requests (pooled connections), default 16.
     timeout : seconds per connect / read.
+    api : ``"v2"``, ``"v1"`` (the legacy Registry + Index API, ``reg.v1``) or ``"auto"`` (default):
+        v2 calls as usual; when one finds nothing (404) the registry is probed once, ``/v2/``
+        first, then ``/v1/_ping``, and a v1 registry is then spoken to in v1. With v1,
+        ``tags``/``history``/``search``/``download`` answer in the same frames (``history`` adds
+        ``id`` and ``parent``); ``catalog`` and the manifest-based calls raise ``RegistryError``.
 
     Examples
     --------
@@ -92,11 +98,19 @@ class Registry:
         cert: Any = None,
         max_workers: int = 16,
         timeout: float = 30.0,
+        api: str = "auto",
     ) -> None:
+        if api not in ("auto", "v2", "v1"):
+            raise ValueError(f"api must be 'auto', 'v2' or 'v1', not {api!r}")
         self.base_url = base_url_for(host_or_url)
         host = self.base_url.split("://", 1)[1]
         #: the registry part of image references that belong here (``docker.io`` for Docker Hub)
         self.name = DOCKER_HUB if host == "registry-1.docker.io" else host
+        if self.name == DOCKER_HUB:
+            if api == "v1":  # Docker Hub's v1 index (search still answers; pulls ended in 2019)
+                self.base_url, host = "https://index.docker.io", "index.docker.io"
+            else:
+                api = "v2"
         if insecure:
             warnings.warn(f"TLS verification is off for {host}: anyone on the path can read and change "
                           "what you fetch", stacklevel=2)
@@ -107,6 +121,12 @@ class Registry:
                                    pool_size=max_workers)
         self.max_workers = max_workers
         self.v2 = V2Client(self.transport)
+        #: the legacy v1 client when this registry speaks v1 (``api="v1"``, or found by ``"auto"``)
+        self.v1: V1Client | None = None
+        self._api: str | None = None if api == "auto" else api
+        self._api_lock = threading.Lock()
+        if api == "v1":
+            self._use_v1()
         self._hub: HubClient | None = None
         self._hub_lock = threading.Lock()
         self._manifests = _Once()
@@ -183,9 +203,71 @@ class Registry:
         entry = choose_platform(top.json, platform)
         return self._manifest_by_digest(ref.repository, entry["digest"]), top
 
+    # ----------------------------------------------------------------- v1 / v2
+    @property
+    def api(self) -> str:
+        """``"v2"``, ``"v1"``, or ``"auto"`` while not yet known (no request is made to find out)."""
+        return self._api or "auto"
+
+    def _use_v1(self) -> V1Client:
+        if self.v1 is None:
+            self.v1 = V1Client(self.transport, self._auth.credentials)
+        self._api = "v1"
+        return self.v1
+
+    def _probe_v1(self) -> bool:
+        """Once, in ``api="auto"``: True (and switch to v1) when ``/v2/`` is missing but
+        ``/v1/_ping`` answers."""
+        with self._api_lock:
+            if self._api is not None:
+                return self._api == "v1"
+            try:
+                resp = self.transport.request("GET", "/v2/", ok=(200, 401), what="v2 probe")
+                if resp.status_code == 200 or resp.headers.get("Docker-Distribution-API-Version") \
+                        or "bearer" in (resp.headers.get("WWW-Authenticate") or "").lower():
+                    self._api = "v2"
+                    return False
+            except NotFound:
+                pass
+            try:
+                resp = self.transport.request("GET", "/v1/_ping", ok=(200, 401), what="v1 probe")
+            except RegistryError:
+                self._api = "v2"
+                return False
+            if resp.status_code == 200 or any(h.lower().startswith("x-docker-registry") for h in resp.headers):
+                self._use_v1()
+                return True
+            self._api = "v2"
+            return False
+
+    def _by_api(self, v2_call: Callable[[], Any], v1_call: Callable[[], Any]) -> Any:
+        """Run the v2 or the v1 variant; in ``auto``, a v2 404 may reveal a v1 registry."""
+        if self._api == "v1":
+            return v1_call()
+        if self._api == "v2":
+            return v2_call()
+        try:
+            return v2_call()
+        except NotFound:
+            if self._probe_v1():
+                return v1_call()
+            raise
+
+    def _require_v1(self) -> V1Client:
+        assert self.v1 is not None
+        return self.v1
+
+    def _v2_only(self, what: str) -> Callable[[], Any]:
+        def refuse() -> Any:
+            raise RegistryError(f"{what} is not part of the v1 registry API ({self.base_url} speaks v1); "
+                                "use tags(), history(), search() or download(), or reg.v1 for raw calls")
+        return refuse
+
     # ----------------------------------------------------------------- public API
     def ping(self) -> dict:
         """``GET /v2/`` → dict: status, API version header, auth scheme offered, whether we are in."""
+        if self._api == "v1":
+            return self._require_v1().ping()
         out = self.v2.ping()
         if out.get("auth_scheme") is None:
             if self._auth._bearer is not None:
@@ -254,19 +336,34 @@ class Registry:
         ``"catalog"`` and the notes say so. ``df.attrs``: registry, source, total, notes.
         """
         hub = self.hub
-        if hub is not None:
+        if hub is not None and self._api != "v1":
             result = hub.search(term, limit)
         else:
-            names = (name for page in self.v2.catalog() for name in page)
-            result = HubResult(filter_catalog_search(names, term, limit), "catalog", None,
-                               [f"{self.name} has no search API: /v2/_catalog filtered by substring"])
+            def v1() -> HubResult:
+                rows, meta = self._require_v1().search(term, limit=limit)
+                return HubResult(rows, "v1/search", meta.get("total"), [])
+
+            def v2() -> HubResult:
+                names = (name for page in self.v2.catalog() for name in page)
+                return HubResult(filter_catalog_search(names, term, limit), "catalog", None,
+                                 [f"{self.name} has no search API: /v2/_catalog filtered by substring"])
+
+            result = self._by_api(v2, v1)
         return make_frame("search", result.rows, attrs={"registry": self.name, **result.attrs()})
 
     def catalog(self, limit: int | None = None) -> pd.DataFrame:
         """Every repository (``/v2/_catalog``, all pages; page size up to 1000) → DataFrame[repository]."""
-        repos: list[str] = []
-        for page in self.v2.catalog(limit=limit):
-            repos.extend(page)
+        def v2() -> list[str]:
+            repos: list[str] = []
+            for page in self.v2.catalog(limit=limit):
+                repos.extend(page)
+            return repos
+
+        def v1() -> list[str]:
+            raise RegistryError(f"catalog is not available: {self.base_url} speaks the v1 API, which has no "
+                                "catalog; search('') lists what a v1 registry's search knows")
+
+        repos = self._by_api(v2, v1)
         return make_frame("catalog", ({"repository": r} for r in repos), attrs={"registry": self.name})
 
     def tags(self, repo: "str | ImageRef", details: bool = False, limit: int | None = None) -> pd.DataFrame:
@@ -277,7 +374,13 @@ class Registry:
         name = self._repo(repo)
         if details and self.hub is not None:
             return self._hub_tag_details(name, limit)
-        tags = self.v2.tags(name, limit=limit)
+        api, tags = self._by_api(lambda: ("v2", self.v2.tags(name, limit=limit)),
+                                 lambda: ("v1", list(self._require_v1().tags(name))[:limit]))
+        if api == "v1":
+            if details:
+                self._v2_only("tags(details=True)")()
+            return make_frame("tags", ({"repository": normalize_repository(name), "tag": t} for t in tags),
+                              attrs={"registry": self.name, "api": "v1"})
         if not details:
             return make_frame("tags", ({"repository": name, "tag": t} for t in tags),
                               attrs={"registry": self.name})
@@ -335,6 +438,8 @@ class Registry:
     def manifest(self, ref: RefLike, platform: str | None = None) -> Manifest:
         """The manifest of ``ref`` (digest computed from the raw bytes and verified). With
         ``platform`` and an index, the platform's image manifest instead."""
+        if self._api == "v1":
+            self._v2_only("manifest()")()
         r = self.ref(ref)
         if r.digest:
             m = self._manifest_by_digest(r.repository, r.digest)
@@ -349,6 +454,8 @@ class Registry:
     def platforms(self, ref: RefLike) -> pd.DataFrame:
         """The platforms of an index (one row for a single image). Attestation entries
         (unknown/unknown) are kept but flagged in ``attestation``."""
+        if self._api == "v1":
+            self._v2_only("platforms()")()
         r = self.ref(ref)
         m = self.manifest(r)
         if m.is_index:
@@ -364,6 +471,8 @@ class Registry:
     def config(self, ref: RefLike, platform: str | None = None) -> dict:
         """The image config (dict) of ``ref``; for an index, of the chosen platform. For schema1
         the top ``v1Compatibility`` entry."""
+        if self._api == "v1":
+            self._v2_only("config()")()
         r = self.ref(ref)
         image, _ = self._resolve(r, platform)
         if image.is_schema1:
@@ -375,13 +484,26 @@ class Registry:
     def history(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """docker-history-like table, oldest step first (see the README's column table)."""
         r = self.ref(ref)
-        image, _ = self._resolve(r, platform)
-        cfg = None if image.is_schema1 else self._config_of(r.repository, image)
-        return make_frame("history", history_rows(image, cfg),
-                          attrs={"reference": str(r), "digest": image.digest})
+
+        def v1() -> pd.DataFrame:
+            if r.digest and not r.tag:
+                raise RegistryError("v1 has no digests: name a tag or a 64-hex image id")
+            rows = self._require_v1().history(r.repository, r.tag or "latest")
+            return make_frame("history_v1", rows, attrs={"reference": str(r), "digest": None,
+                                                         "image_id": rows[-1]["id"] if rows else None})
+
+        def v2() -> pd.DataFrame:
+            image, _ = self._resolve(r, platform)
+            cfg = None if image.is_schema1 else self._config_of(r.repository, image)
+            return make_frame("history", history_rows(image, cfg),
+                              attrs={"reference": str(r), "digest": image.digest})
+
+        return self._by_api(v2, v1)
 
     def layers(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """The layers of ``ref`` in manifest order."""
+        if self._api == "v1":
+            self._v2_only("layers()")()
         r = self.ref(ref)
         image, _ = self._resolve(r, platform)
         cfg = None if image.is_schema1 else self._config_of(r.repository, image)
@@ -394,6 +516,9 @@ class Registry:
         atomic and resumable; returns the paths. See :func:`regexplore.blobs.download`."""
         from .blobs import download
 
+        if self._api == "v1":  # every layer of the ancestry, each verified as far as v1 allows
+            r = self.ref(ref_or_digest)
+            return [d.path for d in self._require_v1().pull(r.repository, r.tag or "latest", dest)]
         return download(self, ref_or_digest, dest, platform=platform, progress=progress, parallel=parallel,
                         layers=layers, cache=cache)
 
