@@ -1,0 +1,92 @@
+"""The notebook side of ``python -m regexplore demo``: open JupyterLab on the tour, or (headless) execute
+every notebook against the running sandbox and write them as HTML.
+
+Both hand the sandbox to the notebooks through ``REGEXPLORE_REGISTRY`` — the variable every notebook reads
+first — so they use the registry the command started instead of starting their own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+__all__ = ["notebooks_dir", "lab_command", "run_lab", "export_notebooks", "TOUR"]
+
+TOUR = "01-tour.ipynb"
+
+
+def notebooks_dir() -> Path | None:
+    """The ``notebooks/`` folder of a source checkout (or an editable install), or None when regexplore was
+    installed without it. ``REGEXPLORE_NOTEBOOKS`` overrides."""
+    env = os.environ.get("REGEXPLORE_NOTEBOOKS")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "notebooks"
+    return path if (path / TOUR).is_file() else None
+
+
+def _env(registry_url: str) -> dict[str, str]:
+    return {**os.environ, "REGEXPLORE_REGISTRY": registry_url}
+
+
+def lab_command(folder: Path, notebook: str = TOUR, *, open_browser: bool = True) -> list[str]:
+    """The JupyterLab command line that opens ``folder/notebook`` (server on 127.0.0.1 only)."""
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder}", "--ServerApp.ip=127.0.0.1",
+           f"--LabApp.default_url=/lab/tree/{notebook}"]
+    if not open_browser:
+        cmd.append("--no-browser")
+    return cmd
+
+
+def run_lab(registry_url: str, folder: Path, notebook: str = TOUR, *, open_browser: bool = True) -> int:
+    """Run JupyterLab in the foreground on ``folder/notebook`` with ``REGEXPLORE_REGISTRY=registry_url``
+    until it exits (Ctrl-C); returns its exit status."""
+    proc = subprocess.Popen(lab_command(folder, notebook, open_browser=open_browser), env=_env(registry_url),
+                            cwd=folder)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            return proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+
+def export_notebooks(registry_url: str, out: str | os.PathLike[str], folder: Path | None = None,
+                     names: Iterable[str] | None = None, *, timeout: int = 300) -> list[Path]:
+    """Execute each notebook of ``folder`` (default :func:`notebooks_dir`; ``names`` to choose) against
+    ``registry_url`` and write ``out/<name>.html``; returns the HTML paths. A failing cell raises
+    ``nbclient.exceptions.CellExecutionError`` (the HTML of the notebooks before it is kept)."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbconvert import HTMLExporter
+
+    folder = folder or notebooks_dir()
+    if folder is None:
+        raise FileNotFoundError("the notebooks/ folder was not found (set REGEXPLORE_NOTEBOOKS)")
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    found = [p.name for p in folder.glob("*.ipynb")]
+    chosen: Sequence[str] = sorted(names if names is not None else found)
+    written = []
+    saved = os.environ.get("REGEXPLORE_REGISTRY")
+    os.environ["REGEXPLORE_REGISTRY"] = registry_url   # the kernel inherits it
+    try:
+        for name in chosen:
+            nb = nbformat.read(folder / name, as_version=4)
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(out_dir)}}).execute()
+            body, _ = HTMLExporter().from_notebook_node(nb)
+            target = out_dir / (Path(name).stem + ".html")
+            target.write_text(body, encoding="utf-8")
+            written.append(target)
+            print(f"wrote {target}", flush=True)
+    finally:
+        if saved is None:
+            os.environ.pop("REGEXPLORE_REGISTRY", None)
+        else:
+            os.environ["REGEXPLORE_REGISTRY"] = saved
+    return written
