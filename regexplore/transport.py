@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import random
 import threading
 import time
@@ -62,6 +63,8 @@ _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.
 _REDIRECTS = {301, 302, 303, 307, 308}
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
+_PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+               "no_proxy", "NO_PROXY")
 
 
 def is_loopback(host: str) -> bool:
@@ -179,11 +182,16 @@ class Transport:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.session = requests.Session()
+        if verify is True:  # what requests' trust_env would read on every request
+            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self.session.verify = verify
         if cert is not None:
             self.session.cert = cert
         self.session.headers["User-Agent"] = f"regexplore/{__version__} (+python-requests)"
-        self.session.trust_env = True  # proxies from HTTP(S)_PROXY / NO_PROXY
+        # HTTP(S)_PROXY / NO_PROXY are honoured through _proxies_for (cached per origin and proxy settings):
+        # requests' own trust_env re-reads the environment and ~/.netrc on every request (~1/3 of our CPU)
+        self.session.trust_env = False
+        self._env_proxies: dict[tuple[str | None, ...], dict[str, str]] = {}
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4) + 4, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -201,6 +209,16 @@ class Transport:
         if path_or_url.startswith(("http://", "https://")):
             return path_or_url
         return urljoin(self.base_url + "/", path_or_url)
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        """``HTTP(S)_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` for ``url``, recomputed only when they change."""
+        p = urlsplit(url)
+        env = os.environ
+        key = (p.scheme, p.netloc.lower(), *(env.get(v) for v in _PROXY_VARS))
+        proxies = self._env_proxies.get(key)
+        if proxies is None:
+            proxies = self._env_proxies[key] = requests.utils.get_environ_proxies(url)
+        return proxies
 
     def same_origin(self, url: str) -> bool:
         p = urlsplit(url)
@@ -278,6 +296,7 @@ class Transport:
                 resp = self.session.request(
                     method, url, headers=send_headers, params=params if hops == 0 else None,
                     data=data, stream=True, allow_redirects=False, timeout=self.timeout,
+                    proxies=self._proxies_for(url),
                     verify=self.session.verify,  # per request: REQUESTS_CA_BUNDLE would override the session's
                 )
             except requests.exceptions.SSLError:
