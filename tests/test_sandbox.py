@@ -364,7 +364,7 @@ def test_cli_help_names_the_demo_command(capsys: pytest.CaptureFixture[str]) -> 
 def test_cli_demo_prints_tables_and_stops_on_ctrl_c() -> None:
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "regexplore", "demo"], cwd=PROJECT, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "regexplore", "demo", "--no-lab"], cwd=PROJECT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONPATH": str(PROJECT)})
     lines: list[str] = []

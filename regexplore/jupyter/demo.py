@@ -36,6 +36,8 @@ def lab_command(folder: Path, notebook: str = TOUR, *, open_browser: bool = True
            f"--LabApp.default_url=/lab/tree/{notebook}"]
     if not open_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses without it
     return cmd
 
 
