@@ -110,18 +110,21 @@ def demo(args: argparse.Namespace) -> int:
         status = _notebooks(sandbox, args)
         if status is not None:
             return status
-        print(f"\nThe registry keeps running at {sandbox.url} — in a notebook:\n"
-              f"    import regexplore as rx\n    reg = rx.Registry({sandbox.url!r})\n"
-              f"Press Ctrl-C to stop it.", flush=True)
+        # Ctrl-C and SIGTERM only set an event: installing the handlers before the
+        # prompt means a signal that arrives at any moment afterwards stops cleanly.
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            print(f"\nThe registry keeps running at {sandbox.url} — in a notebook:\n"
+                  f"    import regexplore as rx\n    reg = rx.Registry({sandbox.url!r})\n"
+                  f"Press Ctrl-C to stop it.", flush=True)
             while not stop.wait(1.0):
                 if not sandbox.running:
                     print(f"error: the registry exited; see {sandbox.log_path}", file=sys.stderr)
                     return 1
-        except KeyboardInterrupt:
-            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         print("\nStopping the registry.")
     return 0
 
