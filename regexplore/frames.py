@@ -8,7 +8,7 @@ never a wrong 0 or a float.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,20 +95,32 @@ def _to_time(values: list[Any]) -> "pd.Series":
     return out
 
 
-def make_frame(kind: str, rows: Iterable[Mapping[str, Any]], *, attrs: Mapping[str, Any] | None = None) -> "pd.DataFrame":
+def make_frame(kind: str, rows: Iterable[Mapping[str, Any]] = (), *, columns: Mapping[str, Sequence[Any]] | None = None,
+               attrs: Mapping[str, Any] | None = None) -> "pd.DataFrame":
     """A DataFrame of table ``kind`` from row dicts: exactly the declared columns, in order, with
-    the declared dtypes (missing keys become <NA>). ``attrs`` go into ``df.attrs``."""
+    the declared dtypes (missing keys become <NA>). ``attrs`` go into ``df.attrs``.
+
+    Or column-wise, faster for big tables: ``columns`` maps a column to its values (one per row; a
+    missing column is all <NA>); a ``pd.Series`` that already has the declared dtype is used as is.
+    """
     import pandas as pd
 
     spec = COLUMNS[kind]
-    rows = list(rows)
+    if columns is None:
+        rows = list(rows)
+        values_of = {col: [r.get(col) for r in rows] for col in spec}
+    else:
+        n = len(next(iter(columns.values()), ()))
+        values_of = {col: columns[col] if col in columns else [None] * n for col in spec}
     data: dict[str, pd.Series] = {}
     for col, dtype in spec.items():
-        values = [r.get(col) for r in rows]
-        if dtype == TIME:
-            data[col] = _to_time(values)
+        values = values_of[col]
+        if isinstance(values, pd.Series) and values.dtype == dtype:
+            data[col] = values.reset_index(drop=True)
+        elif dtype == TIME:
+            data[col] = _to_time(list(values))
         elif dtype == OBJ:
-            data[col] = pd.Series(values, dtype=OBJ)
+            data[col] = pd.Series(list(values), dtype=OBJ)
         elif dtype == INT:
             data[col] = pd.Series([None if v is None or v == "" else int(v) for v in values], dtype=OBJ).astype(INT)
         elif dtype == BOOL:
