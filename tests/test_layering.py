@@ -10,7 +10,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "regexplore"
 CORE = ["errors", "reference", "transport", "auth", "v2", "v1", "hub", "oci", "blobs", "layers", "tarsum",
-        "sandbox", "seed", "progress"]
+        "sandbox", "v1sandbox", "seed", "progress"]
 HEAVY = {"pandas", "ipywidgets", "tqdm", "matplotlib"}
 
 

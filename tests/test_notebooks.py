@@ -77,6 +77,7 @@ def test_notebook_runs_against_the_sandbox(name: str, registry_sandbox: Any, tmp
         download_cell = next(c for c in nb.cells if "cache=False" in c.source)
         shown = outputs_text(nbformat.v4.new_notebook(cells=[download_cell]))
         assert shown.count("/v2/demo/multiarch/blobs/sha256:") >= 3   # config + 2 layers on the wire
+        assert "/v1/repositories/demo/busybox/images" in text and "/ancestry" in text  # the v1 contrast ran
 
 
 def test_pull_notebook_starts_its_own_registry_with_auth(tmp_path: Path) -> None:
