@@ -11,7 +11,10 @@ Data flow of one blob (docs/protocol.md §2.2, §5)::
 - **Resumable**: a dropped connection is resumed within the call with a closed
   ``Range: bytes=N-(size-1)``; a ``.partial`` left by an earlier call is hashed and resumed the
   same way. A server that answers ``200`` to a Range request is handled (the transfer restarts
-  from byte 0, rewriting the prefix).
+  from byte 0, rewriting the prefix); a ``206`` covering less than asked is kept and the rest
+  asked for; a 206 for any other range is refused. A redirect to storage whose signed URL is
+  refused (4xx, e.g. an expired signature) is asked for again at the registry, once per request,
+  which issues a fresh URL; the bytes already on disk are kept.
 - **Concurrent and fast**: the blobs of an image download in parallel (``parallel``); one
   thread reads the socket in 1 MiB blocks while another hashes and writes (hashlib and file I/O
   release the GIL); a blob of 64 MiB or more whose server honours Range is fetched in 16 MiB
@@ -49,16 +52,17 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
 import requests
 import urllib3
 
 from .errors import DigestMismatch, NotFound, RegistryError
-from .oci import INDEX_TYPES, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
+from .oci import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
 from .reference import ImageRef
 from .transport import MiB
+from .v2 import _with_query, request_blob
 
 try:  # POSIX advisory locks; Windows falls back to msvcrt
     import fcntl
@@ -83,6 +87,7 @@ PART_SIZE = 16 * MiB  #: size of one ranged part
 READ_AHEAD = 8  #: blocks buffered between the socket reader and the hasher/writer (8 MiB)
 MAX_RESUMES = 8  #: consecutive failed attempts (without progress) before giving up on a blob
 _DIGEST = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]{64,128})$")
+_CONTENT_RANGE = re.compile(r"^\s*(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _DROPS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
 _LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 _REF_NAME = "org.opencontainers.image.ref.name"
@@ -163,12 +168,6 @@ def _hash_file(path: Path, alg: str, limit: int | None = None) -> tuple[Any, int
             h.update(view[:got])
             n += got
     return h, n
-
-
-def _with_query(url: str, **extra: str) -> str:
-    p = urlsplit(url)
-    q = parse_qsl(p.query, keep_blank_values=True) + list(extra.items())
-    return urlunsplit((p.scheme, p.netloc, p.path, urlencode(q), p.fragment))
 
 
 # ====================================================================== the cache
@@ -329,33 +328,42 @@ class _Job:
             raise _Cancelled()
 
 
-def _open_range(job: _Job, start: int, end: int | None) -> tuple[Any, int]:
-    """GET the blob from ``start`` (to ``end`` inclusive when given) through the transport.
+_Opened = tuple[Any, int, "int | None"]  #: (response, first byte it holds, byte it stops before or None)
 
-    Returns ``(response, first_byte)``: ``first_byte`` is ``start`` for a matching 206 and 0 for
-    a 200 (the server sent everything). Raises :class:`RegistryError` on a 206 for another range.
+
+def _open_range(job: _Job, start: int, end: int | None) -> _Opened:
+    """GET the blob from ``start`` (to ``end`` inclusive when given) through the transport; a
+    storage hop that refuses the redirect (expired signed URL) is retried once from the registry.
+
+    Returns ``(response, first, stop)``: the body holds the blob's bytes ``first`` up to ``stop``
+    (exclusive; None: to the end of the blob). A 200 gives ``(resp, 0, None)`` (the server sent
+    everything). A 206 may cover less than asked: it must start at ``start`` and end at or before
+    ``end`` (or the blob's last byte); the caller asks again for the rest. Raises
+    :class:`RegistryError` on a 206 for any other range (bytes that could not be placed).
     """
     assert job.repo is not None
     headers = {"Accept-Encoding": "identity"}
     if start > 0 or end is not None:  # resumes and parts; a whole blob is a plain GET
         headers["Range"] = f"bytes={start}-{'' if end is None else end}"
-    resp = job.reg.transport.request("GET", f"/v2/{job.repo}/blobs/{job.digest}", headers=headers, stream=True,
-                                     ok=(200, 206), what=f"blob {job.digest[:19]}")
+    resp = request_blob(job.reg.transport, "GET", f"/v2/{job.repo}/blobs/{job.digest}", headers=headers,
+                        stream=True, ok=(200, 206), what=f"blob {job.digest[:19]}")
     if resp.status_code == 200:
-        return resp, 0
-    m = re.match(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
-    if not m or int(m.group(1)) != start or (end is not None and int(m.group(2)) != end):
+        return resp, 0, None
+    m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+    limit = end if end is not None else (job.size - 1 if job.size is not None else None)
+    if not m or int(m.group(1)) != start or int(m.group(2)) < start \
+            or (limit is not None and int(m.group(2)) > limit):
         resp.close()
-        raise RegistryError(f"asked for bytes {start}-{end}, the server sent "
+        raise RegistryError(f"asked for bytes {start}-{'' if end is None else end}, the server sent "
                             f"{resp.headers.get('Content-Range')!r}", status=206, url=resp.url)
-    return resp, start
+    return resp, start, int(m.group(2)) + 1
 
 
 def _size_of(resp: Any) -> int | None:
     """The whole blob's size from a 206's ``Content-Range`` total or a 200's ``Content-Length``."""
     if resp.status_code == 206:
-        m = re.match(r"\s*bytes\s+\d+-\d+/(\d+)", resp.headers.get("Content-Range", ""))
-        return int(m.group(1)) if m else None
+        m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        return int(m.group(3)) if m and m.group(3) != "*" else None
     cl = resp.headers.get("Content-Length", "")
     return int(cl) if cl.isdigit() else None
 
@@ -462,26 +470,27 @@ class _Partial:
             self.f.close()
 
 
-def _fetch_sequential(job: _Job, part: _Partial, first: tuple[Any, int] | None = None) -> None:
+def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None) -> None:
     """Stream the rest of the blob into ``part`` until ``job.size`` bytes (or a clean end of the
-    body when the size is unknown), resuming with a closed ``Range`` after a dropped connection.
-    ``first`` is an already opened ``(response, first_byte)`` to start with."""
+    body when the size is unknown), asking with a closed ``Range`` for what is missing after a
+    dropped connection or a short 206. ``first`` is an already opened :func:`_open_range` result."""
     failures = 0
     while job.size is None or part.offset < job.size:
         job.check()
         if first is not None:
-            resp, got = first
+            resp, got, stop = first
             first = None
         else:
             end = job.size - 1 if job.size is not None and part.offset > 0 else None
-            resp, got = _open_range(job, part.offset, end)
+            resp, got, stop = _open_range(job, part.offset, end)
         if got != part.offset:  # a 200 to our Range: take the whole body, from byte 0
             part.restart()
             job.emit(0)
         if job.size is None:  # a blob named by digest alone: the first answer tells its size
             job.size = _size_of(resp)
         before = part.offset
-        reader = _ReadAhead(resp, None if job.size is None else job.size - part.offset)
+        upto = stop if stop is not None else job.size
+        reader = _ReadAhead(resp, None if upto is None else upto - part.offset)
         dropped = False
         try:
             for block in reader:
@@ -502,7 +511,7 @@ def _fetch_sequential(job: _Job, part: _Partial, first: tuple[Any, int] | None =
             time.sleep(min(0.05 * (2 ** failures), 2.0))
 
 
-def _fetch_parts(job: _Job, part: _Partial, probe: tuple[Any, int], parts: list[tuple[int, int]]) -> None:
+def _fetch_parts(job: _Job, part: _Partial, probe: _Opened, parts: list[tuple[int, int]]) -> None:
     """Fetch ``parts`` (``[start, end)`` ranges after ``part.offset``) over several connections,
     writing in place, while this thread hashes the contiguous prefix in order."""
     assert job.size is not None
@@ -514,7 +523,7 @@ def _fetch_parts(job: _Job, part: _Partial, probe: tuple[Any, int], parts: list[
     stop = threading.Event()
     next_index = iter(range(len(parts)))
     take_lock = threading.Lock()
-    first = [probe]
+    first: list[_Opened | None] = [probe]
 
     def run_part(i: int) -> None:
         a, b = parts[i]
@@ -525,17 +534,18 @@ def _fetch_parts(job: _Job, part: _Partial, probe: tuple[Any, int], parts: list[
                 return
             job.check()
             if i == 0 and first[0] is not None:
-                resp, got = first[0]
+                resp, got, upto = first[0]
                 first[0] = None
             else:
-                resp, got = _open_range(job, pos, b - 1)
+                resp, got, upto = _open_range(job, pos, b - 1)
             if got != pos:
                 resp.close()
                 raise _NoRange()
+            limit = b if upto is None else min(b, upto)  # a short 206: the rest is asked for next
             before = pos
             try:
-                while pos < b and not stop.is_set():
-                    block = _read(resp, min(CHUNK, b - pos))
+                while pos < limit and not stop.is_set():
+                    block = _read(resp, min(CHUNK, limit - pos))
                     if not block:
                         raise _Dropped("short body")
                     view = memoryview(block)
@@ -732,7 +742,7 @@ def _plan(reg: Any, ref_or_digest: Any, platform: str | None, layers: Sequence[A
         # distribution answer 500 (retried by the transport); a manifest's digest is 404 as a blob
         # there, and elsewhere its Content-Type gives it away
         try:
-            head = reg.transport.request("HEAD", f"/v2/{r.repository}/blobs/{r.digest}", what="blob")
+            head = request_blob(reg.transport, "HEAD", f"/v2/{r.repository}/blobs/{r.digest}", what="blob")
         except NotFound:
             head = None
         ctype = (head.headers.get("Content-Type") or "").split(";")[0].strip() if head is not None else ""
@@ -864,13 +874,13 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
     h = hashlib.new(alg)
     pos = 0
     failures = 0
-    while True:
-        end = size - 1 if size is not None else None
-        if size is not None and pos >= size:
-            break
-        resp, got = _open_range(job, pos, end if pos > 0 or size is not None else None)
+    while size is None or pos < size:
+        resp, got, stop = _open_range(job, pos, None if size is None else size - 1)
+        if size is None:
+            size = job.size = _size_of(resp)
         skip = pos - got
-        reader = _ReadAhead(resp, None if size is None else size - got)
+        upto = stop if stop is not None else size
+        reader = _ReadAhead(resp, None if upto is None else upto - got)
         before = pos
         try:
             for block in reader:

@@ -24,9 +24,10 @@ Auth (§1.4), handled by :class:`V1Auth` through the transport's auth hook:
   :class:`~regexplore.errors.Unauthorized` saying so, as Docker 1.3 did ("Docker will not send
   auth headers over HTTP").
 
-v1 has no content digests. A downloaded layer is verified against ``X-Docker-Checksum-Payload``
-(``sha256(image JSON + "\\n" + layer)``, sent by the Python registry with the image JSON) and,
-when given, the index's checksum for the image (``sha256:`` payload form or ``tarsum+sha256:``);
+v1 has no content digests. A downloaded layer is verified against the checksums the registry
+sends with the image JSON — ``X-Docker-Payload-Checksum`` (the Python registry; older versions and
+the 2014 docs call it ``X-Docker-Checksum``), each ``sha256(image JSON + "\\n" + layer)`` or a
+``tarsum+sha256:`` — and, when given, the index's checksum for the image (same two forms);
 :class:`LayerDownload` says when nothing could be verified.
 
 Example
@@ -58,12 +59,14 @@ from .errors import (
     DigestMismatch,
     NotFound,
     RegistryError,
+    Secret,
     Unauthorized,
 )
 from .hub import parse_v1_search
 from .oci import parse_time
 from .tarsum import PayloadChecksum, TarSum, TarSumError
 from .transport import MiB, RetryPolicy, Transport, base_url_for, is_loopback
+from .v2 import request_blob
 
 __all__ = [
     "V1Client",
@@ -88,6 +91,10 @@ MAX_LAYER_TRIES = 5  #: Docker 1.3: up to 5 tries for a layer, 5 resumes of its 
 HUB_INDEX = "https://index.docker.io"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^\s*(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+#: where registries put the layer checksums in the answer to ``GET /v1/images/<id>/json``, in the
+#: order they are read: the Python registry's name, the older name (its 2013-14 versions and the
+#: 2014 docs), and the push header's name (tolerated)
+CHECKSUM_HEADERS = ("X-Docker-Payload-Checksum", "X-Docker-Checksum", "X-Docker-Checksum-Payload")
 _DROPS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 
@@ -348,7 +355,7 @@ class V1Auth:
             with self._lock:
                 tokens = list(self._tokens.get(scope, ()))
             if tokens:
-                return {"Authorization": "Token " + ",".join(tokens)}
+                return {"Authorization": Secret("Token " + ",".join(tokens))}
         return {}
 
     def handle_challenge(self, www: str, url: str, method: str, scope: str | None, transport: Any) -> bool:
@@ -392,7 +399,8 @@ class RepositoryData:
 class ImageJSON:
     """``GET /v1/images/<id>/json``: ``raw`` (bytes as served; they enter the payload checksum),
     ``doc`` (parsed), ``size`` (``X-Docker-Size``, None when absent or -1), ``payload_checksums``
-    (every ``X-Docker-Checksum-Payload`` value), ``endpoint`` (the registry that answered)."""
+    (every value of the first of :data:`CHECKSUM_HEADERS` present: ``sha256:`` payload checksums or
+    tarsums), ``endpoint`` (the registry that answered), ``checksum_header`` (the header's name)."""
 
     id: str
     raw: bytes
@@ -400,6 +408,7 @@ class ImageJSON:
     size: int | None
     payload_checksums: list[str]
     endpoint: str
+    checksum_header: str | None = None
 
 
 @dataclass
@@ -407,7 +416,8 @@ class LayerDownload:
     """One downloaded v1 layer.
 
     ``verified`` is True only when the bytes matched a checksum the registry or index gave
-    (``verified_against`` names it: ``"X-Docker-Checksum-Payload"``, ``"index checksum"``);
+    (``verified_against`` names it: ``"X-Docker-Payload-Checksum"`` or whichever header carried it,
+    ``"index checksum"``);
     with nothing to check against it is False and ``note`` says so. ``checksum`` is the payload
     checksum we computed (``sha256:…`` of JSON + ``\\n`` + layer); ``resumes`` counts ranged
     resumes after dropped connections, ``restarts`` transfers restarted from byte 0.
@@ -693,8 +703,8 @@ class V1Client:
 
     def image_json(self, image_id: str, *, repo: str, endpoints: Sequence[str] | None = None) -> ImageJSON:
         """``GET <registry>/v1/images/<id>/json``: the raw JSON, ``X-Docker-Size`` (a non-integer
-        value is an error, as in Docker 1.3) and ``X-Docker-Checksum-Payload``. Raises
-        :class:`NotFound` when no endpoint has it."""
+        value is an error, as in Docker 1.3) and the layer checksums (``X-Docker-Payload-Checksum``,
+        or the older ``X-Docker-Checksum``). Raises :class:`NotFound` when no endpoint has it."""
         name = normalize_repository(repo)
 
         def one(ep: str) -> ImageJSON:
@@ -710,8 +720,13 @@ class V1Client:
                     raise RegistryError(f"X-Docker-Size is not an integer: {size_text[:40]!r}", url=resp.url)
                 if size < 0:
                     size = None
-            return ImageJSON(image_id, resp.content, doc, size,
-                             _header_values(resp, "X-Docker-Checksum-Payload"), ep)
+            sums: list[str] = []
+            header = None
+            for header in CHECKSUM_HEADERS:
+                sums = _header_values(resp, header)
+                if sums:
+                    break
+            return ImageJSON(image_id, resp.content, doc, size, sums, ep, header if sums else None)
 
         return self._on_endpoints(self._endpoints(name, endpoints), one, stop_on_404=False)
 
@@ -745,12 +760,16 @@ class V1Client:
         ``<dest>/<id>.layer``), verified, atomic and resumable.
 
         The bytes go to ``<file>.partial`` (an existing one is resumed with ``Range``), then are
-        checked against the size (``X-Docker-Size``) and against ``X-Docker-Checksum-Payload``
-        and/or ``checksum`` (the index's value for the image: ``sha256:`` payload form or
-        ``tarsum+sha256:``), then renamed into place. A dropped connection is resumed with
-        ``Range: bytes=<n>-`` when the registry said ``Accept-Ranges: bytes`` and the size is
-        known (Docker 1.3's rule), else the transfer restarts; ``Content-Range`` is accepted
-        with or without the ``bytes`` unit. ``progress(done, total)`` is called per block.
+        checked against the size (``X-Docker-Size``) and against the registry's checksums
+        (``X-Docker-Payload-Checksum`` / ``X-Docker-Checksum``) and/or ``checksum`` (the index's
+        value for the image: ``sha256:`` payload form or ``tarsum+sha256:``), then renamed into
+        place. A dropped connection is resumed with ``Range: bytes=<n>-`` when the registry said
+        ``Accept-Ranges: bytes`` and the size is known (Docker 1.3's rule), else the transfer
+        restarts. The Python registry's 206 answers are understood (``Content-Range`` without the
+        ``bytes`` unit, ``N-size/size``, a body one byte shorter than announced), as is its 416 for
+        a range at the end (the layer is complete) or for an empty layer. A layer redirected to
+        storage whose signed URL is refused (4xx) is asked for again at the registry, once per
+        request. ``progress(done, total)`` is called per block.
 
         Raises :class:`DigestMismatch` (the ``.partial`` is removed), :class:`NotFound`, or
         :class:`RegistryError` when the connection keeps breaking (the ``.partial`` is kept).
@@ -997,17 +1016,25 @@ class _Checks:
 
 
 class _LayerFetch:
-    """One layer into one ``.partial`` file: resumable, hashed while streaming."""
+    """One layer into one ``.partial`` file: resumable, hashed while streaming.
+
+    ``size`` is ``X-Docker-Size`` (or, without it, the total of a ``Content-Range``); no byte past
+    it, nor past the end of a 206's range, is ever written.
+    """
 
     def __init__(self, t: Transport, repo: str, meta: ImageJSON, partial: Path, checksum: str | None,
                  progress: Callable[[int, int | None], None] | None) -> None:
         self.t = t
         self.repo = repo
         self.meta = meta
+        self.size = meta.size
         self.partial = partial
         self.checksum = checksum or None
         self.progress = progress
-        self.checks = _Checks(meta.raw, bool(self.checksum and self.checksum.startswith("tarsum")))
+        header_kinds = {c.split(":", 1)[0] for c in meta.payload_checksums}
+        want_tarsum = bool(self.checksum and self.checksum.startswith("tarsum")) or (
+            any(k.startswith("tarsum") for k in header_kinds) and "sha256" not in header_kinds)
+        self.checks = _Checks(meta.raw, want_tarsum)
         self.resumes = 0
         self.restarts = 0
         self.ranges_ok = False
@@ -1030,40 +1057,77 @@ class _LayerFetch:
         self.checks.reset()
         self.restarts += 1
 
-    def _open(self) -> requests.Response:
+    def _open(self) -> tuple[requests.Response, int | None] | None:
+        """GET the layer from byte ``n`` (``Range: bytes=n-``, Docker 1.3's open range, when
+        ``n`` > 0). Returns ``(response, how many bytes of its body to take, None: all)``, or
+        None when the registry answered 416 because nothing is left (``n`` at the size, or an
+        empty layer: the Python registry's answers). Raises :class:`RegistryError` for a range
+        that cannot be placed."""
+        n = self.checks.n
         headers = {"Accept-Encoding": "identity"}
-        if self.checks.n:
-            headers["Range"] = f"bytes={self.checks.n}-"
-        resp = self.t.request("GET", f"/v1/images/{self.meta.id}/layer", headers=headers, stream=True,
-                              ok=(200, 206), scope=self.repo, what=f"layer {self.meta.id[:12]}")
+        if n:
+            headers["Range"] = f"bytes={n}-"
+        resp = request_blob(self.t, "GET", f"/v1/images/{self.meta.id}/layer", headers=headers, stream=True,
+                            ok=(200, 206, 416), scope=self.repo, what=f"layer {self.meta.id[:12]}")
         self.ranges_ok = self.ranges_ok or "bytes" in (resp.headers.get("Accept-Ranges") or "").lower()
-        if resp.status_code == 206:
-            cr = parse_content_range(resp.headers.get("Content-Range"))
-            if cr is None or cr[0] != self.checks.n:
-                resp.close()
-                raise RegistryError(f"asked for bytes {self.checks.n}-, the registry sent Content-Range "
-                                    f"{resp.headers.get('Content-Range')!r}", status=206, url=resp.url)
-        elif self.checks.n:
-            self._restart()  # a 200 to our Range: the whole layer again, from byte 0
-        return resp
+        if resp.status_code == 416:
+            resp.close()
+            if self.size is None or n >= self.size:
+                return None
+            raise RegistryError(f"layer {self.meta.id[:12]}: 416 for bytes={n}- of a {self.size}-byte layer",
+                                status=416, url=resp.url)
+        if resp.status_code == 200:
+            if n:
+                self._restart()  # a 200 to our Range: the whole layer again, from byte 0
+            return resp, None  # all of it: more than X-Docker-Size is caught by finish()
+        cr = parse_content_range(resp.headers.get("Content-Range"))
+        total = cr[2] if cr else None
+        # the Python registry ends an open range at the size (``N-size/size``): clip at the total
+        ok = cr is not None and cr[0] == n and cr[1] >= n and (total is None or cr[1] <= total) \
+            and (self.size is None or total is None or total == self.size)
+        if not ok:
+            resp.close()
+            raise RegistryError(f"asked for bytes {n}-, the registry sent Content-Range "
+                                f"{resp.headers.get('Content-Range')!r}", status=206, url=resp.url)
+        assert cr is not None
+        if self.size is None and total is not None:
+            self.size = total
+        stop = cr[1] + 1 if total is None else min(cr[1] + 1, total)
+        return resp, stop - n
+
+    def _copy(self, resp: requests.Response, limit: int | None) -> None:
+        """Append up to ``limit`` bytes of the body (all when None) to the file and the hashes."""
+        left = limit
+        while left is None or left > 0:
+            block = resp.raw.read(CHUNK if left is None else min(CHUNK, left), decode_content=False)
+            if not block:
+                return
+            if left is not None:
+                left -= len(block)
+            self.f.write(block)
+            self.checks.update(block)
+            if self.progress:
+                self.progress(self.checks.n, self.size)
 
     def run(self) -> None:
-        size = self.meta.size
-        if size is not None and self.checks.n == size:
+        """Fetch until the layer is whole: ``size`` bytes, or a clean end of a body when the size
+        is unknown, or the registry's 416 at the end. Resumes or restarts after a drop."""
+        if self.size is not None and self.checks.n == self.size:
             return  # already whole (a finished .partial), or an empty layer (the Python registry 416s it)
         failures = 0
         while True:
-            resp = self._open()
+            opened = self._open()
+            if opened is None:
+                return
+            resp, limit = opened
             before = self.checks.n
             try:
-                for block in resp.raw.stream(CHUNK, decode_content=False):
-                    self.f.write(block)
-                    self.checks.update(block)
-                    if self.progress:
-                        self.progress(self.checks.n, size)
-                dropped = size is not None and self.checks.n < size
+                self._copy(resp, limit)
+                dropped = self.size is not None and self.checks.n < self.size
             except _DROPS:
-                dropped = True
+                # the Python registry announces one byte more than it sends for ``bytes=N-``: a cut
+                # after the last byte is the end, not a drop
+                dropped = self.size is None or self.checks.n < self.size
             finally:
                 resp.close()
             if not dropped:
@@ -1072,26 +1136,49 @@ class _LayerFetch:
             if failures >= MAX_LAYER_TRIES:
                 raise RegistryError(f"layer {self.meta.id[:12]}: the connection kept breaking at byte "
                                     f"{self.checks.n}", url=self.t.url(f"/v1/images/{self.meta.id}/layer"))
-            if self.ranges_ok and size is not None and size > 0:
+            if self.ranges_ok and self.size is not None and self.size > 0:
                 self.resumes += 1
             else:
                 self._restart()
             time.sleep(min(0.05 * (2 ** failures), 2.0))
 
+    def _header_check(self, payload: str) -> tuple[str | None, str | None]:
+        """Check the registry's checksums. Returns ``(header name verified against, note)``;
+        raises :class:`DigestMismatch` when none of them matches what could be computed."""
+        sums = self.meta.payload_checksums
+        if not sums:
+            return None, None
+        name = self.meta.checksum_header or "X-Docker-Payload-Checksum"
+        payloads = [c for c in sums if c.startswith("sha256:")]
+        tarsums = [c for c in sums if c.startswith("tarsum")]
+        if payload in payloads:
+            return name, None
+        actual = self.checks.tarsum_value() if tarsums and self.checks.tarsum is not None else None
+        if actual is not None and actual in tarsums:
+            return name, None
+        if payloads or actual is not None:
+            raise DigestMismatch(sums[0], payload if payloads else actual or payload,
+                                 what=f"v1 layer {self.meta.id[:12]} ({name})")
+        return None, f"{name} {sums[0][:40]!r} could not be checked"
+
     def finish(self, target: Path) -> LayerDownload:
         """Check size and checksums, then rename the ``.partial`` into place."""
-        size = self.meta.size
+        size = self.size
         n = self.checks.n
         payload = self.checks.payload.checksum
         if size is not None and n != size:
             raise RegistryError(f"layer {self.meta.id[:12]}: got {n} bytes, X-Docker-Size said {size}")
         verified_against: list[str] = []
-        if self.meta.payload_checksums:
-            if payload not in self.meta.payload_checksums:
-                self.partial.unlink(missing_ok=True)
-                raise DigestMismatch(self.meta.payload_checksums[0], payload, what=f"v1 layer {self.meta.id[:12]}")
-            verified_against.append("X-Docker-Checksum-Payload")
         notes = []
+        try:
+            header, note = self._header_check(payload)
+        except DigestMismatch:
+            self.partial.unlink(missing_ok=True)
+            raise
+        if header:
+            verified_against.append(header)
+        if note:
+            notes.append(note)
         if self.checksum:
             if self.checksum.startswith("sha256:"):
                 actual: str | None = payload
@@ -1107,8 +1194,8 @@ class _LayerFetch:
             else:
                 verified_against.append("index checksum")
         if not verified_against:
-            notes.append("not verified: the registry sent no X-Docker-Checksum-Payload and the index no "
-                         "usable checksum (v1 has no content digests)")
+            notes.append("not verified: the registry sent no usable X-Docker-Payload-Checksum (or "
+                         "X-Docker-Checksum) and the index no usable checksum (v1 has no content digests)")
         with open(self.partial, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(self.partial, target)

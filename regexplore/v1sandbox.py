@@ -12,7 +12,8 @@ What it does is faithful, as far as those sources go: behaviour follows the 2014
 ``lib/checksums.py``) and what Docker 1.3's ``registry/session.go`` expects. See
 ``/work/shared/docs/protocol.md`` section 1. Every body and header shape below is one of those
 sources'; nothing is a convenience of this server. Where the sources disagree a knob picks
-(``tags_form``, ``token_prefix``, ``standalone_header``, ``odd_whitespace``).
+(``tags_form``, ``token_prefix``, ``standalone_header``, ``odd_whitespace``, ``checksum_header``,
+``content_range``).
 
 Two roles:
 
@@ -289,6 +290,18 @@ class LocalV1Registry:
     drop_layer_after, drop_layer_times
         Fault injection: cut the connection after sending this many bytes of a layer body,
         for the first ``drop_layer_times`` layer GETs (then serve normally).
+    checksum_header
+        The header carrying the stored layer checksums on ``GET /v1/images/<id>/json`` (one
+        header per checksum, as Flask sends a list): ``"X-Docker-Payload-Checksum"`` (default: the
+        Python registry, ``images._get_image_json``) or ``"X-Docker-Checksum"`` (its 2013-14
+        versions and the 2014 ``registry_api.md``).
+    content_range
+        How a ranged layer GET is answered. ``"python"`` (default) is ``images._get_image_layer``:
+        ``Content-Range: <start>-<end>/<size>`` without the ``bytes`` unit, an open range
+        ``bytes=N-`` ending at ``size`` (not ``size - 1``) with a ``Content-Length`` one byte more
+        than the body (the connection then closes), and 416 for any range of fewer than two bytes
+        (so for ``bytes=<size>-`` and for an empty layer). ``"rfc"``: RFC 7233 answers
+        (``bytes <start>-<last>/<size>``, exact lengths), as a storage server would send.
     verify_tarsum
         Compute the tarsum of uploaded layers (gunzipping as needed) and reject a
         ``X-Docker-Checksum`` that differs with 400 ``Checksum mismatch``.
@@ -332,12 +345,18 @@ class LocalV1Registry:
         accept_ranges: bool = True,
         drop_layer_after: int | None = None,
         drop_layer_times: int = 1,
+        checksum_header: str = "X-Docker-Payload-Checksum",
+        content_range: str = "python",
         verify_tarsum: bool = True,
         host: str = "127.0.0.1",
         seed: bool = False,
     ) -> None:
         if tags_form not in ("dict", "list", "list-empty"):
             raise ValueError("tags_form must be 'dict', 'list' or 'list-empty'")
+        if checksum_header not in ("X-Docker-Payload-Checksum", "X-Docker-Checksum"):
+            raise ValueError("checksum_header must be 'X-Docker-Payload-Checksum' or 'X-Docker-Checksum'")
+        if content_range not in ("python", "rfc"):
+            raise ValueError("content_range must be 'python' or 'rfc'")
         self.users = dict(users or {})
         self.tags_form = tags_form
         self.standalone = standalone
@@ -352,6 +371,8 @@ class LocalV1Registry:
         self.accept_ranges = accept_ranges
         self.drop_layer_after = drop_layer_after
         self.drop_layer_times = drop_layer_times
+        self.checksum_header = checksum_header
+        self.content_range = content_range
         self.verify_tarsum = verify_tarsum
         self.host = host
         self.requests: list[dict[str, Any]] = []
@@ -1007,7 +1028,7 @@ class _Handler(BaseHTTPRequestHandler):
         if stored.layer is not None:
             headers["X-Docker-Size"] = str(len(stored.layer))
         if stored.checksums:
-            headers["X-Docker-Checksum-Payload"] = stored.checksums
+            headers[self.app.checksum_header] = stored.checksums
         raise _Reply(200, stored.json, headers, raw=True)
 
     def h_get_ancestry(self, image: str) -> None:
@@ -1028,23 +1049,39 @@ class _Handler(BaseHTTPRequestHandler):
         if self.app.accept_ranges:
             headers["Accept-Ranges"] = "bytes"
             byte_range = _parse_bytes_range(self.headers.get("Range"))
-        if byte_range and byte_range[1] == -1 and size:
-            byte_range = (byte_range[0], size - 1)
-        status = 200
-        if byte_range:
-            start, end = byte_range
-            if start < 0 or end < 1 or end - start + 1 < 2 or start >= size:  # _valid_bytes_range
+        if byte_range is None:
+            if size == 0:  # images._get_image_layer: an empty layer is 416 even without Range
                 raise _Reply(416, b"", headers, raw=True)
-            end = min(end, size - 1)
-            status, body = 206, layer[start : end + 1]
-            headers["Content-Range"] = f"{start}-{end}/{size}"  # no "bytes " unit: Python server
-        elif size > 0:
-            body = layer
-        else:
+            self._send_layer(200, headers, layer)
+            return
+        if self.app.content_range == "rfc":
+            self._send_rfc_range(headers, layer, byte_range)
+            return
+        start, end = byte_range
+        if end == -1 and size:
+            end = size  # images._get_image_layer: (start, layer_size), one past the last byte
+        if start < 0 or end < 1 or end - start + 1 < 2:  # images._valid_bytes_range
             raise _Reply(416, b"", headers, raw=True)
-        self._send_layer(status, headers, body)
+        headers["Content-Range"] = f"{start}-{end}/{size}"  # no "bytes " unit
+        # Content-Length is the range's length; the storage reads what the file has
+        self._send_layer(206, headers, layer[start:end + 1], length=end - start + 1)
 
-    def _send_layer(self, status: int, headers: dict[str, Any], body: bytes) -> None:
+    def _send_rfc_range(self, headers: dict[str, Any], layer: bytes, byte_range: tuple[int, int]) -> None:
+        """An RFC 7233 answer to ``bytes=a-[b]``: 206 with ``bytes a-last/size``, or 416 with
+        ``bytes */size`` when ``a`` is at or past the end."""
+        size = len(layer)
+        start, end = byte_range
+        if start >= size or (end != -1 and end < start):
+            raise _Reply(416, b"", {**headers, "Content-Range": f"bytes */{size}"}, raw=True)
+        last = size - 1 if end == -1 else min(end, size - 1)
+        headers["Content-Range"] = f"bytes {start}-{last}/{size}"
+        self._send_layer(206, headers, layer[start:last + 1])
+
+    def _send_layer(self, status: int, headers: dict[str, Any], body: bytes,
+                    length: int | None = None) -> None:
+        """Send a layer body; ``length`` is the ``Content-Length`` to announce (default: the body's).
+        When the body is shorter the connection is closed after it (as a WSGI server does)."""
+        length = len(body) if length is None else length
         all_headers = self._base_headers()
         all_headers.update(self.extra_headers)
         all_headers.update(headers)
@@ -1053,24 +1090,28 @@ class _Handler(BaseHTTPRequestHandler):
             if self.app.drop_layer_after is not None and self.app._drops_done < self.app.drop_layer_times:
                 self.app._drops_done += 1
                 cut = self.app.drop_layer_after
-        self._log_response(status, {**all_headers, "Content-Length": len(body)})
+        self._log_response(status, {**all_headers, "Content-Length": length})
         self.send_response(status)
         for key, value in all_headers.items():
             self.send_header(key, str(value))
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(length))
+        if length > len(body):
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command == "HEAD":
             return
         if cut is not None and cut < len(body):
-            self.wfile.write(body[:cut])
-            self.wfile.flush()
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            body = body[:cut]
+        elif length <= len(body):
+            self.wfile.write(body)
             return
         self.wfile.write(body)
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def h_put_image_json(self, image: str) -> None:
         body = self._body()

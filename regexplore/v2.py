@@ -7,41 +7,119 @@ DataFrames.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any, Callable, Iterator
-from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import quote, urljoin
 
-from .errors import DigestMismatch, NotFound, RegistryError
-from .oci import MANIFEST_ACCEPT, Manifest, check_digest, sha256_digest
+from .errors import DigestMismatch, NotFound, RegistryError, UnsupportedMediaType
+from .oci import MANIFEST_ACCEPT, SCHEMA1_SIGNED, Manifest, check_digest, schema1_payload, sha256_digest
 from .transport import MiB, Transport
 
-__all__ = ["V2Client", "next_link", "MANIFEST_CAP", "LISTING_CAP"]
+__all__ = ["V2Client", "next_link", "parse_link_header", "check_header_digest", "request_blob",
+           "refused_by_storage", "MANIFEST_CAP", "LISTING_CAP"]
 
 MANIFEST_CAP = 8 * MiB
 LISTING_CAP = 64 * MiB
 CATALOG_PAGE = 1000
 
-_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]+)*)')
+# one link-value of a Link header (RFC 8288): <target> then ;-separated params whose values may
+# be quoted strings holding commas or semicolons
+_LINK_TARGET = re.compile(r"\s*,?\s*<([^>]*)>")
+_LINK_PARAM = re.compile(r'\s*;\s*([^\s=;,]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^;,]*))?')
+
+
+def parse_link_header(value: str | None) -> list[tuple[str, dict[str, str]]]:
+    """``[(target, {param: value})]`` from a ``Link`` header, targets as written.
+
+    Each link is read from its ``<…>`` brackets, so commas inside a target (``last=a,b``) or
+    inside a quoted parameter (``title="a, b"``) never split it. Parameter names are lower-cased;
+    quoted values are unquoted. Unreadable text ends the parse.
+    """
+    out: list[tuple[str, dict[str, str]]] = []
+    pos = 0
+    text = value or ""
+    while True:
+        m = _LINK_TARGET.match(text, pos)
+        if not m:
+            return out
+        target, params = m.group(1).strip(), {}
+        pos = m.end()
+        while True:
+            pm = _LINK_PARAM.match(text, pos)
+            if not pm:
+                break
+            raw = (pm.group(2) or "").strip()
+            if raw.startswith('"'):
+                raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            params.setdefault(pm.group(1).lower(), raw)
+            pos = pm.end()
+        out.append((target, params))
 
 
 def next_link(value: str | None, base: str) -> str | None:
     """The ``rel="next"`` target of a ``Link`` header, resolved against ``base`` (relative or
-    absolute links, any parameter order)."""
-    if not value:
-        return None
-    for m in _LINK.finditer(value):
-        params = m.group(2)
-        if re.search(r'rel\s*=\s*"?next"?', params):
-            return urljoin(base, m.group(1))
+    absolute links, any parameter order, ``rel`` lists such as ``"next last"``); None if absent."""
+    for target, params in parse_link_header(value):
+        if "next" in params.get("rel", "").lower().split():
+            return urljoin(base, target)
     return None
 
 
 def _with_query(url: str, **extra: str) -> str:
-    p = urlsplit(url)
-    q = parse_qsl(p.query, keep_blank_values=True) + list(extra.items())
-    return urlunsplit((p.scheme, p.netloc, p.path, urlencode(q), p.fragment))
+    """``url`` with ``key=value`` pairs appended after ``&`` (or ``?``): the existing query is kept
+    byte for byte (an upload ``Location`` may carry opaque signed state, protocol.md §2.6);
+    values are percent-encoded except ``:`` (``digest=sha256:…`` goes out verbatim)."""
+    base, hash_, fragment = url.partition("#")
+    pairs = "&".join(f"{quote(k, safe='')}={quote(str(v), safe=':')}" for k, v in extra.items())
+    if not pairs:
+        return url
+    sep = "" if base.endswith(("?", "&")) else ("&" if "?" in base else "?")
+    return f"{base}{sep}{pairs}{hash_}{fragment}"
+
+
+_DIGEST_ALGS = ("sha256", "sha384", "sha512")
+
+
+def check_header_digest(header: str, m: Manifest, *, url: str | None = None,
+                        what: str = "manifest (Docker-Content-Digest)") -> None:
+    """Check a ``Docker-Content-Digest`` value against manifest ``m`` with the header's own
+    algorithm (sha256, sha384 or sha512, hashed over the bytes the digest covers).
+
+    Raises :class:`DigestMismatch`, or :class:`UnsupportedMediaType` naming an algorithm that
+    cannot be verified (never silently accepted).
+    """
+    value = header.strip()
+    if value == m.digest:
+        return
+    alg, _, hexpart = value.partition(":")
+    if alg not in _DIGEST_ALGS or not re.fullmatch(r"[0-9a-f]+", hexpart):
+        raise UnsupportedMediaType(f"{what}: cannot verify {value[:80]!r} (regexplore verifies "
+                                   f"{', '.join(_DIGEST_ALGS)} digests)", url=url)
+    covered = schema1_payload(m.raw) if m.media_type == SCHEMA1_SIGNED else m.raw
+    check_digest(covered, value, url=url, what=what)
+
+
+def refused_by_storage(t: Transport, exc: RegistryError) -> bool:
+    """True when ``exc`` is a 4xx (not 416 or 429) answered by another origin than ``t``'s
+    registry: the signed storage / CDN URL a blob GET was redirected to refused it (an expired
+    signature, protocol.md §5). The registry issues a fresh redirect when asked again."""
+    status = exc.status or 0
+    return 400 <= status < 500 and status not in (416, 429) and bool(exc.url) \
+        and not t.same_origin(exc.url or "")
+
+
+def request_blob(t: Transport, method: str, path: str, **kw: Any) -> Any:
+    """``t.request(method, path, **kw)`` for a blob (v2) or layer (v1) URL; when the storage hop
+    it was redirected to refuses it (:func:`refused_by_storage`) the request is sent once more
+    to the registry URL, which answers with a fresh redirect. ``kw`` (a ``Range`` for the bytes
+    already on disk) is sent again unchanged."""
+    try:
+        return t.request(method, path, **kw)
+    except RegistryError as exc:
+        if not refused_by_storage(t, exc):
+            raise
+    return t.request(method, path, **kw)
 
 
 class V2Client:
@@ -114,8 +192,9 @@ class V2Client:
         """``GET /v2/<repo>/manifests/<reference>`` with a full ``Accept`` list.
 
         The digest is computed from the raw bytes and checked against ``Docker-Content-Digest``
-        and against ``reference`` when it is a digest. Raises :class:`NotFound`,
-        :class:`DigestMismatch`, :class:`ResponseTooLarge` (over 8 MiB).
+        (with that header's own algorithm) and against ``reference`` when it is a digest. Raises
+        :class:`NotFound`, :class:`DigestMismatch`, :class:`UnsupportedMediaType` (a header digest
+        that cannot be verified), :class:`ResponseTooLarge` (over 8 MiB).
         """
         resp = self.t.request("GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": accept},
                               max_bytes=MANIFEST_CAP, what=f"manifest {repo}:{reference}")
@@ -123,8 +202,8 @@ class V2Client:
         expected = reference if ":" in reference else None
         m = Manifest.from_bytes(raw, resp.headers.get("Content-Type"), expected=expected, url=resp.url)
         header = resp.headers.get("Docker-Content-Digest")
-        if header and header.startswith("sha256:") and header != m.digest:
-            raise DigestMismatch(header, m.digest, url=resp.url, what="manifest (Docker-Content-Digest)")
+        if header:
+            check_header_digest(header, m, url=resp.url)
         return m
 
     def head_manifest(self, repo: str, reference: str, *, accept: str = MANIFEST_ACCEPT) -> dict:
@@ -141,15 +220,19 @@ class V2Client:
         }
 
     def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> str:
-        """``PUT /v2/<repo>/manifests/<reference>``; returns the digest, checked against the
-        registry's ``Docker-Content-Digest``."""
+        """``PUT /v2/<repo>/manifests/<reference>``; returns the sha256 digest, checked against the
+        registry's ``Docker-Content-Digest`` (in whatever algorithm the registry chose)."""
         digest = sha256_digest(raw)
         resp = self.t.request("PUT", f"/v2/{repo}/manifests/{reference}", data=raw,
                               headers={"Content-Type": media_type}, ok=(200, 201, 202), retry_body=True,
                               what=f"push manifest {repo}:{reference}")
         got = resp.headers.get("Docker-Content-Digest")
-        if got and got != digest:
-            raise DigestMismatch(digest, got, url=resp.url, what="pushed manifest")
+        if got and got.strip() != digest:
+            pushed = Manifest(raw, media_type, digest, {})
+            try:
+                check_header_digest(got, pushed, url=resp.url, what="pushed manifest (Docker-Content-Digest)")
+            except DigestMismatch:
+                raise DigestMismatch(digest, got.strip(), url=resp.url, what="pushed manifest") from None
         return digest
 
     def delete_manifest(self, repo: str, digest: str) -> None:
@@ -173,7 +256,8 @@ class V2Client:
     def get_blob(self, repo: str, digest: str, *, max_bytes: int = LISTING_CAP) -> bytes:
         """A whole (small) blob, verified against ``digest``. For layers use
         :mod:`regexplore.blobs`, which streams to disk."""
-        resp = self.t.request("GET", f"/v2/{repo}/blobs/{digest}", max_bytes=max_bytes, what=f"blob {digest[:19]}")
+        resp = request_blob(self.t, "GET", f"/v2/{repo}/blobs/{digest}", max_bytes=max_bytes,
+                            what=f"blob {digest[:19]}")
         check_digest(resp.content, digest, url=resp.url, what="blob")
         return resp.content
 
@@ -183,13 +267,14 @@ class V2Client:
 
     def open_blob(self, repo: str, digest: str, *, offset: int = 0, end: int | None = None) -> Any:
         """A streaming response for a blob (redirects followed without credentials), from
-        ``offset`` (a closed ``Range`` when ``end`` is known). The caller closes it and checks
-        ``status_code`` (206 or 200: a server may ignore Range)."""
+        ``offset`` (a closed ``Range`` when ``end`` is known; a refused storage hop is asked for
+        again once, :func:`request_blob`). The caller closes it and checks ``status_code`` (206 or
+        200: a server may ignore Range) and ``Content-Range`` (a 206 may cover less than asked)."""
         headers = {}
         if offset or end is not None:
             headers["Range"] = f"bytes={offset}-{'' if end is None else end}"
-        return self.t.request("GET", f"/v2/{repo}/blobs/{digest}", headers=headers, stream=True,
-                              ok=(200, 206), what=f"blob {digest[:19]}")
+        return request_blob(self.t, "GET", f"/v2/{repo}/blobs/{digest}", headers=headers, stream=True,
+                            ok=(200, 206), what=f"blob {digest[:19]}")
 
     def delete_blob(self, repo: str, digest: str) -> None:
         self.t.request("DELETE", f"/v2/{repo}/blobs/{digest}", ok=(200, 202), what="delete blob")

@@ -117,3 +117,21 @@ class Skopeo:
 def skopeo() -> Skopeo:
     """A ``Skopeo`` runner (see its docstring)."""
     return Skopeo(_require_skopeo())
+
+
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A test's own download cache folder (never the user's), and no progress bars."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("REGEXPLORE_CACHE", str(folder))
+    monkeypatch.setenv("REGEXPLORE_PROGRESS", "0")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def plain() -> Iterator[tuple[LocalRegistry, Any]]:
+    """A registry of the module's own holding one image whose layer is 300 kB of random bytes."""
+    from servers import push_tiny_image
+
+    with LocalRegistry() as reg:
+        yield reg, push_tiny_image(reg.url, "demo/rand", payload=os.urandom(300_000))

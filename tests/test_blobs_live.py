@@ -20,7 +20,7 @@ from regexplore import blobs
 from regexplore.progress import ProgressEvent, resolve_progress
 from regexplore.sandbox import LocalRegistry
 from regexplore.transport import RetryPolicy
-from servers import FaultProxy, TinyImage, TokenServer, push_tiny_image
+from servers import FaultProxy, TinyImage, TokenServer
 
 PASSWORD = "pw-Blobs-91f2!secret"
 MiB = 1024 * 1024
@@ -30,21 +30,7 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own cache folder (never the user's)."""
-    folder = tmp_path / "cache"
-    monkeypatch.setenv("REGEXPLORE_CACHE", str(folder))
-    monkeypatch.setenv("REGEXPLORE_PROGRESS", "0")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def plain() -> Iterator[tuple[LocalRegistry, TinyImage]]:
-    """An empty registry holding one image whose layer is 300 kB of random bytes."""
-    with LocalRegistry() as reg:
-        img = push_tiny_image(reg.url, "demo/rand", payload=os.urandom(300_000))
-        yield reg, img
+pytestmark = pytest.mark.usefixtures("private_cache")  # conftest: a cache folder of its own per test
 
 
 @pytest.fixture

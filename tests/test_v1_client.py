@@ -142,7 +142,7 @@ def test_push_a_chain_then_read_it_back(tmp_path: Path) -> None:
         assert [d.image_id for d in got] == [i.id for i in chain]
         for d, img in zip(got, chain):
             assert d.path.read_bytes() == img.layer and d.verified and d.size == len(img.layer)
-            assert "X-Docker-Checksum-Payload" in (d.verified_against or "")
+            assert "X-Docker-Payload-Checksum" in (d.verified_against or "")
             assert "index checksum" in (d.verified_against or "")  # the tarsum the index now holds
         assert not list(tmp_path.glob("*.partial"))
         client.close()

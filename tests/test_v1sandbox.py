@@ -95,7 +95,7 @@ def test_seeded_registry_over_plain_http_tokens_endpoints_cookie() -> None:
             js = s.get(f"{srv.registry_url}/v1/images/{app.id}/json", timeout=5)
             assert js.content == app.json and js.headers["X-Docker-Size"] == str(len(app.layer))
             payload = "sha256:" + hashlib.sha256(app.json + b"\n" + app.layer).hexdigest()
-            assert js.headers["X-Docker-Checksum-Payload"] == payload
+            assert js.headers["X-Docker-Payload-Checksum"] == payload
             assert s.get(f"{srv.registry_url}/v1/images/{app.id}/layer", timeout=5).content == app.layer
             cookie = s.cookies["session"]
         signature = token.split(",")[0].split("=", 1)[1]
@@ -161,7 +161,7 @@ def test_notebook_v1_section_runs_on_its_own(tmp_path: Path) -> None:
             out.append(o.get("text", "") + json.dumps(o.get("data", {})))
     text = "\n".join(out)
     assert "Traceback" not in text and "stopped False" in text
-    for expected in ("demo/busybox", "/ancestry", "/json", "/layer", "X-Docker-Checksum-Payload",
+    for expected in ("demo/busybox", "/ancestry", "/json", "/layer", "X-Docker-Payload-Checksum",
                      "Token &lt;redacted&gt;", "signature=&lt;redacted&gt;", "session=&lt;redacted&gt;"):
         assert expected in text or expected.replace("&lt;", "<").replace("&gt;", ">") in text, expected
     assert "demo-password" not in text

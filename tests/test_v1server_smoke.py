@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import json
 from typing import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -35,6 +37,23 @@ def srv(chain: list[V1Image]) -> Iterator[V1Server]:
 def _token(srv: V1Server, repo: str = "alice/app", **kw: object) -> requests.Response:
     return requests.get(f"{srv.index_url}/v1/repositories/{repo}/images",
                         headers={"X-Docker-Token": "true"}, timeout=5, **kw)  # type: ignore[arg-type]
+
+
+def _raw_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes, bool]:
+    """GET with http.client: ``(status, headers, body, complete)``; a body shorter than its
+    Content-Length (the Python registry's open ranges) is returned with ``complete`` False."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.netloc, timeout=5)
+    try:
+        conn.request("GET", parts.path, headers=headers or {})
+        resp = conn.getresponse()
+        try:
+            body, complete = resp.read(), True
+        except http.client.IncompleteRead as exc:
+            body, complete = exc.partial, False
+        return resp.status, dict(resp.getheaders()), body, complete
+    finally:
+        conn.close()
 
 
 def test_ping_headers_and_standalone_flag() -> None:
@@ -110,18 +129,26 @@ def test_layer_range_uses_python_content_range(srv: V1Server, chain: list[V1Imag
         meta = s.get(f"{srv.registry_url}/v1/images/{chain[1].id}/json", timeout=5)
         assert meta.content == chain[1].json
         assert meta.headers["X-Docker-Size"] == str(len(layer))
-        assert meta.headers["X-Docker-Checksum-Payload"] == (
+        # images._get_image_json: the stored checksums, one header each, under this name
+        assert meta.headers["X-Docker-Payload-Checksum"] == (
             "sha256:" + hashlib.sha256(chain[1].json + b"\n" + layer).hexdigest())
+        assert "X-Docker-Checksum-Payload" not in meta.headers and "X-Docker-Checksum" not in meta.headers
         full = s.get(f"{srv.registry_url}/v1/images/{chain[1].id}/layer", timeout=5)
         assert full.status_code == 200 and full.content == layer
         assert full.headers["Accept-Ranges"] == "bytes"
-        part = s.get(f"{srv.registry_url}/v1/images/{chain[1].id}/layer",
-                     headers={"Range": "bytes=100-"}, timeout=5)
-        assert part.status_code == 206 and part.content == layer[100:]
-        assert part.headers["Content-Range"] == f"100-{len(layer) - 1}/{len(layer)}"
-        bad = s.get(f"{srv.registry_url}/v1/images/{chain[1].id}/layer",
-                    headers={"Range": "bytes=5-5"}, timeout=5)
-        assert bad.status_code == 416
+        url = f"{srv.registry_url}/v1/images/{chain[1].id}/layer"
+        auth = {"Cookie": f"session={s.cookies['session']}"}
+        # images._get_image_layer: an open range ends at layer_size, Content-Length counts one byte
+        # more than the file holds, no "bytes " unit
+        status, headers, body, complete = _raw_get(url, {**auth, "Range": "bytes=100-"})
+        assert status == 206 and body == layer[100:] and not complete
+        assert headers["Content-Range"] == f"100-{len(layer)}/{len(layer)}"
+        assert headers["Content-Length"] == str(len(layer) - 100 + 1)
+        status, headers, body, complete = _raw_get(url, {**auth, "Range": "bytes=100-199"})
+        assert (status, headers["Content-Range"], body, complete) == (
+            206, f"100-199/{len(layer)}", layer[100:200], True)
+        for rng in ("bytes=5-5", f"bytes={len(layer)}-", f"bytes={len(layer) + 7}-"):  # _valid_bytes_range
+            assert _raw_get(url, {**auth, "Range": rng})[0] == 416, rng
 
 
 def test_dropped_layer_connection_then_resume(chain: list[V1Image]) -> None:
@@ -130,8 +157,28 @@ def test_dropped_layer_connection_then_resume(chain: list[V1Image]) -> None:
         url = f"{srv.registry_url}/v1/images/{chain[1].id}/layer"
         with pytest.raises(requests.exceptions.RequestException):
             requests.get(url, timeout=5).content  # noqa: B018
-        rest = requests.get(url, headers={"Range": "bytes=300-"}, timeout=5)
-        assert rest.status_code == 206 and rest.content == chain[1].layer[300:]
+        status, _, body, _ = _raw_get(url, {"Range": "bytes=300-"})
+        assert status == 206 and body == chain[1].layer[300:]
+
+
+def test_older_checksum_header_and_rfc_ranges(chain: list[V1Image]) -> None:
+    """The knobs for what other sources show: ``X-Docker-Checksum`` (registry_api.md 2014, the
+    Python registry's 2013-14 versions) and RFC 7233 ranges (a storage server behind a redirect)."""
+    with V1Server(standalone=True, checksum_header="X-Docker-Checksum", content_range="rfc") as srv:
+        srv.preload("library/app", chain)
+        layer = chain[1].layer
+        meta = requests.get(f"{srv.registry_url}/v1/images/{chain[1].id}/json", timeout=5)
+        payload = "sha256:" + hashlib.sha256(chain[1].json + b"\n" + layer).hexdigest()
+        assert meta.headers["X-Docker-Checksum"] == payload
+        assert "X-Docker-Payload-Checksum" not in meta.headers
+        url = f"{srv.registry_url}/v1/images/{chain[1].id}/layer"
+        status, headers, body, complete = _raw_get(url, {"Range": "bytes=100-"})
+        assert (status, headers["Content-Range"], body, complete) == (
+            206, f"bytes 100-{len(layer) - 1}/{len(layer)}", layer[100:], True)
+        status, headers, _, _ = _raw_get(url, {"Range": f"bytes={len(layer)}-"})
+        assert status == 416 and headers["Content-Range"] == f"bytes */{len(layer)}"
+    with pytest.raises(ValueError):
+        V1Server(checksum_header="X-Docker-Checksum-Payload")
 
 
 def _push(srv: V1Server, image: V1Image, *, tarsum_header: str | None, payload: str | None) -> requests.Response:

@@ -25,10 +25,14 @@ searched in the request path; ``method``; they are used in the order added, one 
 - :meth:`expire_token` — corrupt the Bearer token of the request before forwarding, so the real
   registry answers its genuine ``401`` with ``error="invalid_token"`` (a token that died
   mid-session).
-- :meth:`add_headers` — add response headers (e.g. Docker Hub's ``ratelimit-*``).
-- :meth:`redirect_blobs` — answer blob GETs with ``307`` to an :class:`S3LikeStore` holding the
-  registry's bytes under a presigned-looking URL; the store rejects any request that carries
-  ``Authorization`` with S3's real ``400 InvalidArgument`` "Only one auth mechanism allowed" error.
+- :meth:`add_headers` — add response headers (e.g. Docker Hub's ``ratelimit-*``), or with
+  ``replace=True`` put them in place of the upstream's (e.g. another ``Docker-Content-Digest``).
+- :meth:`redirect_blobs` — answer blob GETs (or any GET matching ``path``, e.g. v1 layers) with
+  ``307`` to an :class:`S3LikeStore` holding the registry's bytes under a presigned-looking URL
+  (the upstream is asked without ``Range``; the store serves the range); the store rejects any
+  request that carries ``Authorization`` with S3's real ``400 InvalidArgument`` "Only one auth
+  mechanism allowed" error, and can hand out URLs that have expired (:meth:`S3LikeStore.expire`,
+  S3's ``403 AccessDenied`` "Request has expired") or cut bodies (:meth:`S3LikeStore.drop`).
 
 The proxy also works as a forward HTTP proxy (absolute-URI requests and ``CONNECT``), so it can
 stand in for ``HTTP_PROXY`` / ``HTTPS_PROXY``; those requests are recorded with ``proxied=True``.
@@ -113,12 +117,23 @@ class S3LikeStore:
     ``X-Amz-Signature`` query). A GET carrying ``Authorization`` gets S3's real answer: ``400``
     ``InvalidArgument`` "Only one auth mechanism allowed; ...". Otherwise it serves the bytes,
     honouring ``Range: bytes=a-[b]`` with ``206``. ``requests`` records every request
-    (Authorization redacted to its scheme); ``signature`` is the secret in the URLs.
+    (Authorization redacted to its scheme, ``status`` answered); ``signature`` is the secret in
+    the URLs.
+
+    Faults: :meth:`expire` makes URLs handed out later already expired (a CDN answering with a
+    cached redirect whose signature has run out); :meth:`drop` cuts bodies; ``max_range`` (bytes,
+    None: no limit) makes a 206 cover at most that much of what was asked, as RFC 9110 allows.
     """
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        self.expired: set[str] = set()
         self.requests: list[dict[str, Any]] = []
+        self._issued = 0
+        self._expire_from: int | None = None
+        self._expire_until: int | None = None
+        self._drops: list[int] = []
+        self.max_range: int | None = None
         self.signature = secrets.token_hex(32)
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -155,8 +170,25 @@ class S3LikeStore:
         key = secrets.token_hex(8)
         with self._lock:
             self.objects[key] = data
+            self._issued += 1
+            n = self._issued
+            if self._expire_from is not None and n >= self._expire_from and (
+                    self._expire_until is None or n < self._expire_until):
+                self.expired.add(key)
         return (f"{self.url}/registry-v2/blobs/{key}/data?X-Amz-Algorithm=AWS4-HMAC-SHA256"
                 f"&X-Amz-Expires=1200&X-Amz-Signature={self.signature}")
+
+    def expire(self, *, after: int = 0, times: int | None = 1) -> None:
+        """URLs that :meth:`put` hands out from now on, after the next ``after`` good ones, are
+        born expired, ``times`` of them (None: all): GETs get ``403 AccessDenied``."""
+        with self._lock:
+            self._expire_from = self._issued + after + 1
+            self._expire_until = None if times is None else self._expire_from + times
+
+    def drop(self, after_bytes: int, *, times: int = 1) -> None:
+        """The next ``times`` object GETs send ``after_bytes`` bytes of the body, then close."""
+        with self._lock:
+            self._drops.extend([after_bytes] * times)
 
 
 class _StoreHandler(BaseHTTPRequestHandler):
@@ -169,10 +201,10 @@ class _StoreHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         store = self.owner
         parts = urlsplit(self.path)
+        self.record = {"method": "GET", "path": parts.path, "authorization": "Authorization" in self.headers,
+                       "headers": _redact_headers(self.headers), "status": None}
         with store._lock:
-            store.requests.append({"method": "GET", "path": parts.path,
-                                   "authorization": "Authorization" in self.headers,
-                                   "headers": _redact_headers(self.headers)})
+            store.requests.append(self.record)
         if "Authorization" in self.headers:
             body = (
                 '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidArgument</Code>'
@@ -185,6 +217,16 @@ class _StoreHandler(BaseHTTPRequestHandler):
             return
         m = re.match(r"^/registry-v2/blobs/([0-9a-f]+)/data$", parts.path)
         data = store.objects.get(m.group(1)) if m else None
+        if m and m.group(1) in store.expired:
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+                "<Message>Request has expired</Message><X-Amz-Expires>1200</X-Amz-Expires>"
+                "<Expires>2014-10-16T19:59:20Z</Expires><ServerTime>2014-10-16T20:12:03Z</ServerTime>"
+                f"<RequestId>{secrets.token_hex(8).upper()}</RequestId><HostId>{secrets.token_urlsafe(40)}"
+                "</HostId></Error>"
+            ).encode()
+            self._send(403, body, {"Content-Type": "application/xml"})
+            return
         if data is None:
             self._send(404, b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
                             b"<Message>The specified key does not exist.</Message></Error>",
@@ -194,6 +236,13 @@ class _StoreHandler(BaseHTTPRequestHandler):
         if rng:
             start = int(rng.group(1))
             end = int(rng.group(2)) if rng.group(2) else len(data) - 1
+            if store.max_range is not None:
+                end = min(end, start + store.max_range - 1)
+            if start >= len(data):  # S3's InvalidRange
+                self._send(416, b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidRange</Code>'
+                                b"<Message>The requested range is not satisfiable</Message></Error>",
+                           {"Content-Type": "application/xml", "Content-Range": f"bytes */{len(data)}"})
+                return
             part = data[start:end + 1]
             self._send(206, part, {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes",
                                    "Content-Range": f"bytes {start}-{start + len(part) - 1}/{len(data)}"})
@@ -201,12 +250,24 @@ class _StoreHandler(BaseHTTPRequestHandler):
         self._send(200, data, {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"})
 
     def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        store = self.owner
+        cut = None
+        with store._lock:
+            self.record["status"] = status
+            if status in (200, 206) and store._drops:
+                cut = store._drops.pop(0)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if cut is None or cut >= len(body):
+            self.wfile.write(body)
+            return
+        self.wfile.write(body[:cut])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
 
 
 class FaultProxy:
@@ -294,16 +355,20 @@ class FaultProxy:
         """Corrupt the Bearer token so the real registry answers 401 ``invalid_token``."""
         return self._add(Fault("expire_token", times, path))
 
-    def add_headers(self, headers: dict[str, str], *, times: int | None = None, path: str | None = None,
-                    method: str | None = None) -> Fault:
-        """Add response headers to matching (forwarded) answers."""
-        return self._add(Fault("headers", times, path, method, headers=dict(headers)))
+    def add_headers(self, headers: dict[str, Any], *, times: int | None = None, path: str | None = None,
+                    method: str | None = None, replace: bool = False) -> Fault:
+        """Add response headers to matching (forwarded) answers; with ``replace`` the upstream's
+        headers of those names are dropped first (and a value of None only drops them)."""
+        return self._add(Fault("replace_headers" if replace else "headers", times, path, method,
+                               headers=dict(headers)))
 
-    def redirect_blobs(self, *, times: int | None = None, status: int = 307) -> S3LikeStore:
-        """Serve blob GETs from an :class:`S3LikeStore` through a ``status`` redirect; returns the store."""
+    def redirect_blobs(self, *, times: int | None = None, status: int = 307,
+                       path: str = r"/v2/.+/blobs/sha256:") -> S3LikeStore:
+        """Serve GETs matching ``path`` (blob GETs by default; ``r"/v1/images/.+/layer$"`` for v1
+        layers) from an :class:`S3LikeStore` through a ``status`` redirect; returns the store."""
         if self.store is None:
             self.store = S3LikeStore().start()
-        self._add(Fault("redirect", times, r"/v2/.+/blobs/sha256:", "GET", status=status))
+        self._add(Fault("redirect", times, path, "GET", status=status))
         return self.store
 
     def hits(self, path: str | None = None, method: str | None = None) -> int:
@@ -395,7 +460,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         pre = None if proxied else proxy._take(method, parts.path, {"expire_token", "ignore_range"})
         if pre and pre.kind == "expire_token" and send_headers.get("Authorization", "").startswith("Bearer "):
             send_headers["Authorization"] += "x"
-        elif pre and pre.kind == "ignore_range":
+        if (pre and pre.kind == "ignore_range") or (fault and fault.kind == "redirect"):
+            # a redirect stores the whole object: the store answers the Range itself
             send_headers = {k: v for k, v in send_headers.items() if k.lower() != "range"}
         try:
             status, rheaders, rbody = self._upstream(method, parts, path, send_headers, body)
@@ -413,13 +479,18 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         post = None
         if not proxied:  # flips hit a body worth flipping, not a 401 challenge
-            post = proxy._take(method, parts.path, {"flip", "headers"} if status in (200, 206) else {"headers"})
+            kinds = {"headers", "replace_headers"}
+            post = proxy._take(method, parts.path, kinds | {"flip"} if status in (200, 206) else kinds)
         if post and post.kind == "flip" and len(rbody) > post.offset:
             b = bytearray(rbody)
             b[post.offset] ^= 0x01
             rbody = bytes(b)
         elif post and post.kind == "headers":
             rheaders = [*rheaders, *post.headers.items()]
+        elif post and post.kind == "replace_headers":
+            names = {k.lower() for k in post.headers}
+            rheaders = [(k, v) for k, v in rheaders if k.lower() not in names] + [
+                (k, v) for k, v in post.headers.items() if v is not None]
         used = fault or pre or post
         self._record(parts.path, status, used, proxied)
         cut = fault.after_bytes if fault and fault.kind == "drop" else None
