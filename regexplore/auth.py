@@ -11,17 +11,25 @@ The flow (distribution's token spec, docs/protocol.md §3):
    - ``GET realm?service=…&scope=…`` with HTTP Basic credentials (or none: anonymous);
    - the OAuth2 ``POST`` (``grant_type=refresh_token`` for an identity token, and
      ``grant_type=password`` when ``RegistryAuth(oauth=True)``), falling back to the GET on 404/405.
-3. Tokens are cached per scope until ``expires_in`` (60 s when absent) runs out, renewed a little
+   The token server may redirect (301/302/303/307/308, up to 5 hops, followed by hand):
+   ``Authorization`` never follows a hop to another origin, no hop may be plain http to a
+   non-loopback host (``InsecureCredentials``), each hop gets its own origin's cookies and the
+   configured proxy.
+3. Tokens are cached per scope until ``issued_at + expires_in`` (60 s when absent; ``issued_at``
+   read against the answer's ``Date``, so our clock's skew does not matter), renewed a little
    early; a 401 on a token we still believed in (it expired or was revoked server-side) fetches a
    new one, the challenge's scopes first (some registries read only the first ``scope``).
-4. A 401 with ``error="insufficient_scope"`` after a fresh token means "not allowed": ``Denied``.
+4. A 401 or 403 with ``error="insufficient_scope"`` on a cached token fetches one token for the
+   challenge's scopes; on a token just fetched for those very scopes it means "not allowed":
+   ``Denied``.
 
 Where credentials come from (:func:`resolve_credentials`): ``auth=(user, password)``;
 ``auth="<registry token>"`` (sent as ``Bearer`` as is); a :class:`Credentials`; else the Docker
 config file (``DOCKER_CONFIG`` or ``~/.docker/config.json``: ``credHelpers``, then ``credsStore``,
 then ``auths`` with ``auth`` / ``identitytoken`` / ``registrytoken``; Docker Hub's key is
 ``https://index.docker.io/v1/``); else anonymous. :attr:`Credentials.source` says which; no secret
-ever appears in a repr, a log record, the trace or an exception.
+ever appears in a repr, a log record, the trace or an exception; the values we hold are
+:class:`~regexplore.errors.Secret` strings, so a traceback's locals show ``'<redacted>'``.
 """
 
 from __future__ import annotations
@@ -36,12 +44,14 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, Iterable
+from urllib.parse import urljoin, urlsplit
 
-from .errors import InsecureCredentials, RegistryError, Unauthorized, error_from_response
+from .errors import InsecureCredentials, RegistryError, Secret, Unauthorized, error_from_response, url_origin
 
 __all__ = [
     "Challenge",
@@ -60,6 +70,8 @@ DEFAULT_TOKEN_LIFETIME = 60.0  # the token spec's default when expires_in is abs
 _HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 _HUB_HOSTS = {"registry-1.docker.io", "docker.io", "index.docker.io", "registry.hub.docker.com"}
 _CLIENT_ID = "regexplore"
+MAX_TOKEN_REDIRECTS = 5
+_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 # --------------------------------------------------------------------------- challenges
@@ -185,18 +197,19 @@ class Credentials:
         if kind not in ("password", "identitytoken", "token"):
             raise ValueError(f"unknown credential kind {kind!r}")
         self.username = username
-        self._secret = secret
+        self._secret = Secret(secret) if secret is not None else None
         self.kind = kind
         self.source = source
 
     @property
     def secret(self) -> str | None:
+        """The secret, as a :class:`~regexplore.errors.Secret` (its repr is ``'<redacted>'``)."""
         return self._secret
 
     def basic_header(self) -> str:
         """``Basic base64(user:secret)`` (an identity token goes with user ``<token>`` if none)."""
         user = self.username or ("<token>" if self.kind == "identitytoken" else "")
-        return "Basic " + base64.b64encode(f"{user}:{self._secret or ''}".encode()).decode()
+        return Secret("Basic " + base64.b64encode(f"{user}:{self._secret or ''}".encode()).decode())
 
     def describe(self) -> str:
         """``"password for alice from docker config /…/config.json"`` — safe to show."""
@@ -331,13 +344,61 @@ def resolve_credentials(host: str, auth: Any) -> Credentials | None:
 # --------------------------------------------------------------------------- tokens
 @dataclass
 class _Token:
-    value: str
+    """A Bearer token: ``value`` (never in the repr), when we stop using it (``expires``, epoch
+    seconds, a little before it really runs out), the ``scopes`` it was asked for, when it came."""
+
+    value: str = field(repr=False)
     expires: float
     scopes: tuple[str, ...] = ()
     fetched: float = 0.0
 
     def valid(self) -> bool:
         return self.expires > time.time()
+
+
+def _covers(have: Iterable[str], want: Iterable[str]) -> bool:
+    """True if scopes ``have`` (``type:name:actions``) include every action of every ``want``."""
+    granted: dict[str, set[str]] = {}
+    for s in have:
+        resource, _, actions = s.rpartition(":")
+        granted.setdefault(resource, set()).update(actions.split(","))
+    return all(set(actions.split(",")) <= granted.get(resource, set())
+               for resource, _, actions in (w.rpartition(":") for w in want))
+
+
+def _token_age(issued_at: Any, date_header: str | None) -> float:
+    """How old a token already was when its answer left the server, in seconds (>= 0): the
+    answer's ``Date`` minus ``issued_at``, both the server's clock (our clock's skew does not
+    enter). 0 when either is missing or unreadable (the token counts as issued now)."""
+    if not isinstance(issued_at, str) or not date_header:
+        return 0.0
+    try:
+        issued = datetime.fromisoformat(issued_at.strip())
+        sent = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return 0.0
+    if issued.tzinfo is None:
+        issued = issued.replace(tzinfo=timezone.utc)
+    if sent.tzinfo is None:
+        sent = sent.replace(tzinfo=timezone.utc)
+    return max(0.0, (sent - issued).total_seconds())
+
+
+_SECRET_FIELDS = {"token", "access_token", "refresh_token", "id_token"}
+
+
+def _check_token_url(url: str, what: str) -> None:
+    """Refuse a token URL that is not http(s) (``RegistryError``) or that is plain http to a
+    non-loopback host (``InsecureCredentials``: credentials and tokens would cross in clear)."""
+    from .transport import is_loopback
+
+    p = urlsplit(url)
+    if p.scheme not in ("http", "https") or not p.netloc:
+        raise RegistryError(f"{what} is not an http(s) URL: {p.scheme or '?'}://…")
+    if p.scheme == "http" and not is_loopback(p.netloc):
+        raise InsecureCredentials(
+            f"{what} is plain http on a non-loopback host; refusing to ask it for a token (use https)",
+            url=url)
 
 
 def _jwt_claims(token: str) -> dict[str, Any]:
@@ -423,12 +484,16 @@ class RegistryAuth:
 
     def headers_for(self, url: str, method: str, scope: str | None) -> dict[str, str]:
         """The ``Authorization`` header for this request, or ``{}``."""
+        # what this thread sends, for handle_challenge: the token, and whether it was fetched for
+        # this very request (just now, or by the challenge that this request is the retry of)
+        just_fetched, self._local.just_fetched = getattr(self._local, "just_fetched", None), None
         self._local.sent = None
+        self._local.sent_fresh = False
         creds = self.credentials
         if self._basic and creds is not None and creds.kind == "password":
             return {"Authorization": creds.basic_header()}
         if creds is not None and creds.kind == "token":
-            return {"Authorization": f"Bearer {creds.secret}"}
+            return {"Authorization": Secret(f"Bearer {creds.secret}")}
         scope = scope or scope_for(url, method)
         tok = self._cached(scope)
         if tok is None and self._bearer is not None and self._transport is not None:
@@ -438,15 +503,19 @@ class RegistryAuth:
                 tok = self._cached(scope)
                 if tok is None:
                     tok = self._fetch_token(self._bearer, [scope] if scope else [], self._transport)
+                    just_fetched = tok
                     with self._lock:
                         self._tokens[scope or ""] = tok
         if tok is None:
             return {}
-        self._local.sent = tok.value
-        return {"Authorization": f"Bearer {tok.value}"}
+        self._local.sent = tok
+        self._local.sent_fresh = tok is just_fetched
+        return {"Authorization": Secret(f"Bearer {tok.value}")}
 
     def handle_challenge(self, www: str, url: str, method: str, scope: str | None, transport: Any) -> bool:
-        """React to a 401: fetch a token (Bearer) or switch to Basic. True if a retry makes sense.
+        """React to a 401 (or a 403 ``insufficient_scope``): fetch a token (Bearer) or switch to
+        Basic. True if a retry makes sense; False for ``insufficient_scope`` on a token fetched
+        for this request that already asked for every scope the challenge names (not allowed).
 
         Raises ``InsecureCredentials`` (realm on plain http to a non-loopback host),
         ``Unauthorized`` (the token server refused the credentials) or ``RegistryError``.
@@ -460,17 +529,21 @@ class RegistryAuth:
             self._transport = transport
             if creds is not None and creds.kind == "token":
                 return False  # a fixed registry token was refused: nothing to renew
-            sent = getattr(self._local, "sent", None)
+            sent: _Token | None = getattr(self._local, "sent", None)
+            wanted = [s for s in bearer.scopes]  # the challenge's (new) scopes first
+            if scope and scope not in wanted:
+                wanted.append(scope)
+            if (bearer.error == "insufficient_scope" and sent is not None
+                    and getattr(self._local, "sent_fresh", False) and _covers(sent.scopes, wanted)):
+                return False  # the token server was just asked for exactly this and said no
             with self._fetch_lock:
                 cached = self._cached(scope)
-                if cached is not None and cached.value != sent:
+                if cached is not None and cached is not sent:
                     return True  # another worker renewed it while we were refused
-                wanted = [s for s in bearer.scopes]  # the challenge's (new) scopes first
-                if scope and scope not in wanted:
-                    wanted.append(scope)
                 token = self._fetch_token(bearer, wanted, transport)
                 with self._lock:
                     self._tokens[scope or ""] = token
+            self._local.just_fetched = token
             return True
         if any(c.scheme == "basic" for c in challenges):
             if creds is None or creds.kind != "password" or self._basic:
@@ -481,16 +554,9 @@ class RegistryAuth:
 
     # ----------------------------------------------------------------- token fetching
     def _fetch_token(self, ch: Challenge, scopes: list[str], transport: Any) -> _Token:
-        from .transport import is_loopback
-
         realm = ch.realm or ""
         rp = urlsplit(realm)
-        if rp.scheme not in ("http", "https") or not rp.netloc:
-            raise RegistryError(f"the token realm is not an http(s) URL: {rp.scheme or '?'}://…")
-        if rp.scheme == "http" and not is_loopback(rp.netloc):
-            raise InsecureCredentials(
-                "the registry's token realm is plain http on a non-loopback host; refusing to "
-                "ask it for a token (use https)", url=realm)
+        _check_token_url(realm, "the registry's token realm")
         creds = self.credentials
         resp = None
         if creds is not None and (creds.kind == "identitytoken" or (self.oauth and creds.kind == "password")
@@ -503,17 +569,43 @@ class RegistryAuth:
                   rp.netloc, token.expires - time.time())
         return token
 
-    def _send(self, transport: Any, method: str, realm: str, **kw: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            resp = transport.session.request(method, realm, timeout=transport.timeout, allow_redirects=False,
-                                             verify=transport.session.verify, **kw)
-        except Exception as exc:  # requests' messages may carry the URL: keep only the type
-            transport._record(method, realm, "error", None, started, "token")
-            raise RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm) from None
-        transport._record(method, resp.url if method == "GET" else realm, resp.status_code,
-                          len(resp.content or b""), started, "token")
-        return resp
+    def _send(self, transport: Any, method: str, realm: str, *, headers: dict[str, str] | None = None,
+              params: Any = None, data: Any = None) -> Any:
+        """One token request through ``transport.send_once`` (its proxy, TLS settings, per-origin
+        cookies), following up to :data:`MAX_TOKEN_REDIRECTS` redirects by hand.
+
+        ``Authorization`` is dropped at the first hop to another origin and stays dropped; a POST
+        (its form holds the credentials) follows only a 307/308 on the same origin, any other
+        redirect of it is returned to the caller. Raises ``InsecureCredentials`` before a hop to
+        plain http on a non-loopback host, ``RegistryError`` when unreachable or past 5 hops.
+        """
+        from .transport import show_query_in_logs
+
+        show_query_in_logs(realm)  # the realm's service/scope/account are no secret; its hops' may be
+        url = realm
+        headers = dict(headers or {})
+        for _hop in range(MAX_TOKEN_REDIRECTS + 1):
+            started = time.perf_counter()
+            try:
+                resp = transport.send_once(method, url, headers=headers, params=params, data=data)
+            except Exception as exc:  # requests' messages may carry the URL: keep only the type
+                transport._record(method, url, "error", None, started, "token", origin=realm)
+                raise RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm) from None
+            location = resp.headers.get("Location")
+            redirect = resp.status_code in _REDIRECTS and bool(location)
+            transport._record(method, resp.url, resp.status_code, len(resp.content or b""), started,
+                              "token redirect" if redirect else "token", origin=realm)
+            if not redirect:
+                return resp
+            target = urljoin(resp.url, location)
+            _check_token_url(target, "the token server redirected to a URL that")
+            moved = url_origin(target) != url_origin(url)
+            if method != "GET" and (moved or resp.status_code not in (307, 308)):
+                return resp
+            if moved:
+                headers.pop("Authorization", None)
+            url, params = target, None  # the Location carries its own query
+        raise RegistryError(f"the token server redirected more than {MAX_TOKEN_REDIRECTS} times", url=realm)
 
     def _basic_get(self, realm: str, ch: Challenge, scopes: list[str], transport: Any) -> Any:
         creds = self.credentials
@@ -521,7 +613,7 @@ class RegistryAuth:
         if ch.service:
             params.append(("service", ch.service))
         params.extend(("scope", s) for s in scopes)
-        headers = {}
+        headers: dict[str, str] = {}
         if creds is not None and creds.kind in ("password", "identitytoken"):
             headers["Authorization"] = creds.basic_header()
             if creds.username:
@@ -532,18 +624,19 @@ class RegistryAuth:
         return resp
 
     def _oauth_post(self, realm: str, ch: Challenge, scopes: list[str], transport: Any) -> Any:
-        """The OAuth2 POST; None when the server does not do it (404/405) so the caller uses GET."""
+        """The OAuth2 POST; None when the server does not do it (404/405, or a redirect a POST
+        does not follow) so the caller uses GET."""
         creds = self.credentials
         assert creds is not None
         form = {"service": ch.service or "", "client_id": self.client_id, "scope": " ".join(scopes)}
         refresh = self._refresh_token or (creds.secret if creds.kind == "identitytoken" else None)
         if refresh:
-            form.update(grant_type="refresh_token", refresh_token=refresh)
+            form.update(grant_type="refresh_token", refresh_token=Secret(refresh))
         else:
-            form.update(grant_type="password", username=creds.username or "", password=creds.secret or "",
-                        access_type="offline")
+            form.update(grant_type="password", username=creds.username or "",
+                        password=Secret(creds.secret or ""), access_type="offline")
         resp = self._send(transport, "POST", realm, data=form)
-        if resp.status_code in (404, 405):
+        if resp.status_code in (404, 405) or resp.status_code in _REDIRECTS:
             log.debug("token server at %s has no OAuth2 POST (%s): using GET", urlsplit(realm).netloc,
                       resp.status_code)
             return None
@@ -561,12 +654,15 @@ class RegistryAuth:
         return err
 
     def _token_from(self, resp: Any, scopes: list[str], realm: str) -> _Token:
+        """The token of a 200 answer, valid until ``issued_at + expires_in`` (60 s when absent),
+        less a renewal margin. Raises ``RegistryError`` for an answer without a token."""
         try:
             doc = resp.json()
         except ValueError:
             raise RegistryError("the token server answered with something that is not JSON", url=realm) from None
         if not isinstance(doc, dict):
             raise RegistryError("the token server answered with JSON that is not an object", url=realm)
+        doc = {k: Secret(v) if k in _SECRET_FIELDS and isinstance(v, str) else v for k, v in doc.items()}
         value = doc.get("token") or doc.get("access_token")
         if not value or not isinstance(value, str):
             raise RegistryError("the token server answered without a token", url=realm)
@@ -576,8 +672,10 @@ class RegistryAuth:
             lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (TypeError, ValueError):
             lifetime = DEFAULT_TOKEN_LIFETIME
-        # counted from the end of the exchange (issued_at is the server's clock); renewed early
-        # so a token does not expire in flight: 10% of its life, at most 30 s
+        # the part of its life the token had already spent when it arrived (issued_at against the
+        # answer's Date: one clock), then renewed early so it does not expire in flight: 10% of
+        # its life, at most 30 s; and at least 1 s of use, so a stale token cannot loop us
+        age = _token_age(doc.get("issued_at"), (getattr(resp, "headers", None) or {}).get("Date"))
         now = time.time()
         margin = min(30.0, lifetime * 0.1)
-        return _Token(value, now + max(lifetime - margin, 1.0), tuple(scopes), now)
+        return _Token(value, now + max(lifetime - age - margin, 1.0), tuple(scopes), now)

@@ -40,20 +40,71 @@ __all__ = [
     "UnsafeLayer",
     "InvalidReference",
     "redact_url",
+    "Secret",
+    "secret_headers",
+    "url_origin",
     "error_from_response",
 ]
 
-# Query parameters that carry credentials in signed URLs (S3, CloudFront, Docker Hub's CDN, GCS, Azure).
-_SECRET_PARAMS = re.compile(
-    r"^(x-amz-signature|x-amz-credential|x-amz-security-token|signature|sig|verify|token|access_token|"
-    r"refresh_token|password|x-goog-signature|x-goog-credential|se|sp|sv|skoid|sktid|skt|ske|sks|skv|"
-    r"key-pair-id|policy|expires|x-amz-date|code)$",
-    re.IGNORECASE,
-)
+# Query parameters that carry credentials in signed URLs: any name containing one of these words
+# (S3 / GCS / Azure / OSS / Swift / CloudFront / Akamai / Docker Hub's CDN), plus short names that
+# cannot be guessed from a word (Azure SAS fields, Akamai's hdnts, Docker Hub's verify, OAuth's code).
+_SECRET_WORDS = re.compile(r"sig|token|key|cred|auth|secret|pass|hmac|policy|session", re.IGNORECASE)
+_SECRET_NAMES = {"verify", "code", "hdnts", "se", "sp", "sv", "skoid", "sktid", "skt", "ske", "sks", "skv",
+                 "expires", "x-amz-date"}
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-registry-auth"}
 
 
-def redact_url(url: str) -> str:
-    """Return ``url`` with user-info and credential-bearing query values replaced by ``REDACTED``."""
+def _is_secret_param(name: str) -> bool:
+    return bool(_SECRET_WORDS.search(name)) or name.lower() in _SECRET_NAMES
+
+
+class Secret(str):
+    """A string whose ``repr`` is ``'<redacted>'``: hold ``Authorization`` values, passwords and
+    tokens in one, so tracebacks that show locals (pytest ``--showlocals``, rich, IPython) do not
+    print them. Everything else (``str()``, sending it, comparing it) sees the real value; a slice
+    of a secret is still a secret (rich cuts long strings before taking their repr)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'<redacted>'"
+
+    def __getitem__(self, key: Any) -> "Secret":
+        return Secret(str.__getitem__(self, key))
+
+
+def secret_headers(headers: Any) -> dict[str, Any]:
+    """A copy of ``headers`` with credential-bearing values (``Authorization``,
+    ``Proxy-Authorization``, ``Cookie``, ``X-Registry-Auth``) wrapped in :class:`Secret`."""
+    return {k: Secret(v) if isinstance(v, str) and k.lower() in _SECRET_HEADERS else v
+            for k, v in dict(headers or {}).items()}
+
+
+def url_origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of ``url``, lowercase, with the scheme's default port filled in:
+    ``https://R.example`` and ``https://r.example:443`` are one origin."""
+    try:
+        p = urlsplit(url)
+        port = p.port
+    except ValueError:
+        return ("", "", None)
+    scheme = p.scheme.lower()
+    return scheme, (p.hostname or "").lower(), port or {"http": 80, "https": 443}.get(scheme)
+
+
+def redact_url(url: str, *, all_values: bool = False) -> str:
+    """Return ``url`` with user-info and credential-bearing query values replaced by ``REDACTED``.
+
+    A query value is redacted when its name looks like a credential (it contains ``sig``,
+    ``token``, ``key``, ``cred``, ``auth``, ``secret``, ``pass``, ``hmac``, ``policy`` or
+    ``session``, any case, or is one of a few known short names such as ``hdnts`` or ``se``);
+    with ``all_values=True`` every value is (for URLs off the registry's origin: a storage or CDN
+    redirect whose parameters we cannot judge). Names stay, so a trace still shows what was sent.
+
+    >>> redact_url("https://s.example/o?temp_url_sig=abc&temp_url_expires=9")
+    'https://s.example/o?temp_url_sig=REDACTED&temp_url_expires=9'
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -65,7 +116,7 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode(
-            [(k, "REDACTED" if _SECRET_PARAMS.match(k) else v) for k, v in pairs], safe="/:,"
+            [(k, "REDACTED" if all_values or _is_secret_param(k) else v) for k, v in pairs], safe="/:,"
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
@@ -218,8 +269,11 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, s
     return None, text.splitlines()[0][:300], None
 
 
-def error_from_response(resp: Any, what: str | None = None) -> RegistryError:
-    """Build the right ``RegistryError`` subclass from a ``requests.Response``-like object."""
+def error_from_response(resp: Any, what: str | None = None, *, url: str | None = None) -> RegistryError:
+    """Build the right ``RegistryError`` subclass from a ``requests.Response``-like object.
+
+    ``url`` replaces ``resp.url`` in the error (the transport passes it redacted with what it
+    knows: every query value of a URL off the registry's origin)."""
     status = getattr(resp, "status_code", None)
     try:
         body = resp.content if not getattr(resp, "_content_consumed", False) or resp._content else b""
@@ -233,7 +287,7 @@ def error_from_response(resp: Any, what: str | None = None) -> RegistryError:
         message = getattr(resp, "reason", None) or "request failed"
     if what:
         message = f"{what}: {message}"
-    url = getattr(resp, "url", None)
+    url = url or getattr(resp, "url", None)
     if cls is TooManyRequests:
         return TooManyRequests(
             message, retry_after=parse_retry_after(resp.headers.get("Retry-After")),

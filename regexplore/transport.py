@@ -7,9 +7,12 @@ Everything regexplore sends to a registry goes through :meth:`Transport.request`
   goes to the registry's own origin, and reacts to a 401 challenge once;
 - follows redirects itself (never with ``requests``' automatic redirects), so a blob redirected
   to object storage is fetched without the registry's credentials;
+- keeps cookies per origin (scheme, host, port): a cookie goes back only to the origin that set
+  it, never to a storage redirect on the same host (``requests``' jar matches on the host alone);
 - retries 429 / 502 / 503 / 504 and dropped connections for requests without a body, with
   exponential backoff and jitter, honouring ``Retry-After``, bounded in count and total time;
-- records every exchange (redacted) in :attr:`Transport.trace_records` for ``Registry.trace``;
+- records every exchange (redacted) in :attr:`Transport.trace_records` for ``Registry.trace``:
+  credential-looking query values always, every query value off the registry's origin;
 - parses Docker Hub's ``ratelimit-*`` headers into :attr:`Transport.rate_limit`;
 - turns error answers into the :mod:`regexplore.errors` tree.
 """
@@ -20,14 +23,18 @@ import ipaddress
 import logging
 import os
 import random
+import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 
 from . import __version__
 from .errors import (
@@ -38,18 +45,46 @@ from .errors import (
     error_from_response,
     parse_retry_after,
     redact_url,
+    secret_headers,
+    url_origin,
 )
 
 log = logging.getLogger("regexplore")
 
 
+# Origins of the registries our transports talk to and of their token servers: the log filter
+# below redacts every query value of a request line for any other origin (object storage, CDNs).
+_KNOWN_ORIGINS: set[tuple[str, str, int | None]] = set()
+
+
+def show_query_in_logs(url: str) -> None:
+    """Let urllib3's DEBUG lines for ``url``'s origin keep their non-secret query values (a
+    registry, its token realm); other origins' lines have every query value redacted."""
+    _KNOWN_ORIGINS.add(url_origin(url))
+
+
+def _logged_origin(args: tuple[Any, ...]) -> tuple[str, str, int | None] | None:
+    """The origin of urllib3's request line ``'%s://%s:%s "%s %s %s" %s %s'`` (scheme, host, port,
+    method, url, ...); the url is absolute when sent through a proxy. None for other shapes."""
+    if len(args) < 5 or args[0] not in ("http", "https") or not isinstance(args[4], str):
+        return None
+    if "://" in args[4]:
+        return url_origin(args[4])
+    host = str(args[1])
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return url_origin(f"{args[0]}://{host}:{args[2]}/")
+
+
 class _RedactUrlsFilter(logging.Filter):
     """urllib3 logs every request line at DEBUG, query string included: a presigned blob URL's
-    signature would land in the user's logs. Redact such arguments (``redact_url``)."""
+    signature would land in the user's logs. Redact such arguments (``redact_url``): every query
+    value unless the line is for a registry's own origin."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
-            record.args = tuple(redact_url(a) if isinstance(a, str) and "?" in a else a for a in record.args)
+            everything = _logged_origin(record.args) not in _KNOWN_ORIGINS
+            record.args = tuple(redact_url(a, all_values=everything) if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
         return True
 
 
@@ -63,6 +98,7 @@ _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.
 _REDIRECTS = {301, 302, 303, 307, 308}
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
+_INSUFFICIENT_SCOPE = re.compile(r'\berror\s*=\s*"?insufficient_scope\b', re.IGNORECASE)
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
                "no_proxy", "NO_PROXY")
 
@@ -177,7 +213,8 @@ class Transport:
         parts = urlsplit(self.base_url)
         self.scheme = parts.scheme
         self.host = parts.netloc
-        self.origin = (parts.scheme, parts.netloc.lower())
+        self.origin = url_origin(self.base_url)
+        show_query_in_logs(self.base_url)
         self.auth = auth
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
@@ -195,6 +232,8 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4) + 4, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._jars: dict[tuple[str, str, int | None], RequestsCookieJar] = {}
+        self._jars_lock = threading.Lock()
         self.trace_records: list[dict[str, Any]] = []
         self._trace_lock = threading.Lock()
         self.rate_limit = _RateLimit()
@@ -221,15 +260,50 @@ class Transport:
         return proxies
 
     def same_origin(self, url: str) -> bool:
-        p = urlsplit(url)
-        return (p.scheme, p.netloc.lower()) == self.origin
+        """True if ``url`` is on the registry's origin (scheme, host and port)."""
+        return url_origin(url) == self.origin
+
+    def redact(self, url: str, origin: str | None = None) -> str:
+        """``url`` redacted for a trace, a log or an error: credential-looking query values, and
+        every query value when ``url`` is not on ``origin`` (default: the registry's)."""
+        home = url_origin(origin) if origin else self.origin
+        return redact_url(url, all_values=url_origin(url) != home)
+
+    def cookies_for(self, url: str) -> RequestsCookieJar:
+        """The cookie jar of ``url``'s origin: what that origin set, and all it will be sent."""
+        key = url_origin(url)
+        with self._jars_lock:
+            jar = self._jars.get(key)
+            if jar is None:
+                jar = self._jars[key] = RequestsCookieJar()
+            return jar
+
+    def send_once(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                  params: Any = None, data: Any = None, stream: bool = False) -> requests.Response:
+        """One HTTP exchange, no redirects followed, no retries: the session's pool, TLS settings
+        and ``User-Agent``, the proxy for ``url`` (``HTTP(S)_PROXY`` / ``NO_PROXY``) and the cookies
+        of ``url``'s origin only (cookies it answers with go back to that origin's jar).
+
+        Raises ``requests.RequestException`` as ``requests`` does."""
+        jar = self.cookies_for(url)
+        prepared = requests.Request(
+            method, url, params=params, data=data, cookies=jar,
+            headers=merge_setting(headers, self.session.headers, dict_class=CaseInsensitiveDict),
+        ).prepare()
+        resp = self.session.send(prepared, stream=stream, allow_redirects=False, timeout=self.timeout,
+                                 proxies=self._proxies_for(url), cert=self.session.cert,
+                                 verify=self.session.verify)  # per request: REQUESTS_CA_BUNDLE would override
+        extract_cookies_to_jar(jar, prepared, resp.raw)
+        return resp
 
     def _record(self, method: str, url: str, status: int | str, nbytes: int | None, started: float,
-                note: str = "") -> None:
+                note: str = "", *, origin: str | None = None) -> None:
+        """Add one exchange to the trace; ``url`` is redacted with :meth:`redact` (``origin``: the
+        origin whose query values may be shown, the registry's by default)."""
         rec = {
             "time": time.time(),
             "method": method,
-            "url": redact_url(url),
+            "url": self.redact(url, origin),
             "status": status,
             "bytes": nbytes,
             "elapsed_ms": (time.perf_counter() - started) * 1000.0,
@@ -276,33 +350,31 @@ class Transport:
         method = method.upper()
         ok = tuple(ok)
         url = self.url(path_or_url)
+        headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
         can_retry = method in _IDEMPOTENT or retry_body or data is None
         attempt = 0
         slept = 0.0
-        auth_retried = False
+        challenges = 0  # answered by the auth layer in this request (at most 2, see _answer_challenge)
         hops = 0
         while True:
             started = time.perf_counter()
-            send_headers = dict(headers or {})
+            send_headers = dict(headers)
             attach_auth = self.auth is not None and self.same_origin(url)
             if attach_auth:
-                auth_headers = self.auth.headers_for(url, method, scope)
+                auth_headers = secret_headers(self.auth.headers_for(url, method, scope))
                 if auth_headers and urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).netloc):
                     raise InsecureCredentials(
                         "refusing to send credentials over plain http to a non-loopback host; "
-                        "use https (or a loopback address)", url=url)
+                        "use https (or a loopback address)", url=self.redact(url))
                 send_headers.update(auth_headers)
             try:
-                resp = self.session.request(
-                    method, url, headers=send_headers, params=params if hops == 0 else None,
-                    data=data, stream=True, allow_redirects=False, timeout=self.timeout,
-                    proxies=self._proxies_for(url),
-                    verify=self.session.verify,  # per request: REQUESTS_CA_BUNDLE would override the session's
-                )
+                resp = self.send_once(method, url, headers=send_headers, params=params if hops == 0 else None,
+                                      data=data, stream=True)
             except requests.exceptions.SSLError:
                 self._record(method, url, "error", None, started, "SSLError")
                 raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
-                                    "trusted, or a client certificate is required)", url=url) from None
+                                    "trusted, or a client certificate is required)",
+                                    url=self.redact(url)) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._record(method, url, "error", None, started, type(exc).__name__)
                 if can_retry and attempt + 1 < self.retry.attempts:
@@ -312,10 +384,11 @@ class Transport:
                         slept += d
                         time.sleep(d)
                         continue
-                raise RegistryError(f"cannot reach {self.host}: {type(exc).__name__}", url=url) from None
+                raise RegistryError(f"cannot reach {self.host}: {type(exc).__name__}",
+                                    url=self.redact(url)) from None
             except requests.RequestException as exc:
                 self._record(method, url, "error", None, started, type(exc).__name__)
-                raise RegistryError(f"request failed: {type(exc).__name__}", url=url) from None
+                raise RegistryError(f"request failed: {type(exc).__name__}", url=self.redact(url)) from None
             self._note_rate_limit(resp)
             status = resp.status_code
 
@@ -325,25 +398,25 @@ class Transport:
                 self._discard(resp)
                 hops += 1
                 if hops > 10:
-                    raise RegistryError("too many redirects", status=status, url=url)
+                    raise RegistryError("too many redirects", status=status, url=self.redact(url))
                 url = urljoin(url, resp.headers["Location"])
                 if status == 303:
                     method, data = "GET", None
                 continue
 
-            # auth challenge: let the auth layer get a token / switch to Basic, then retry once
-            if status == 401 and self.auth is not None and self.same_origin(url) and not auth_retried:
+            # auth challenge: let the auth layer get a token / switch to Basic, then retry
+            if self.auth is not None and self.same_origin(url) and self._answer_challenge(resp, challenges):
                 www = resp.headers.get("WWW-Authenticate", "")
                 resp.content  # drain so the connection goes back to the pool
                 self._record(method, url, status, len(resp.content or b""), started, "challenge")
                 if self.auth.handle_challenge(www, url, method, scope, self):
-                    auth_retried = True
+                    challenges += 1
                     if data is not None and not (retry_body or isinstance(data, (bytes, str))):
-                        raise error_from_response(resp, what)
+                        raise self._error(resp, what)
                     continue
                 if status in ok:
                     return resp
-                raise error_from_response(resp, what)
+                raise self._error(resp, what)
 
             if status in _RETRY_STATUS and can_retry and attempt + 1 < self.retry.attempts:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -355,7 +428,7 @@ class Transport:
                     slept += d
                     time.sleep(d)
                     continue
-                raise error_from_response(resp, what)
+                raise self._error(resp, what)
 
             if status not in ok:
                 try:
@@ -364,7 +437,7 @@ class Transport:
                     body = resp._content = b""
                     resp._content_consumed = True
                 self._record(method, url, status, len(body), started)
-                err = error_from_response(resp, what)
+                err = self._error(resp, what)
                 if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
                     err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
                     err.args = (err._text(),)
@@ -392,6 +465,20 @@ class Transport:
             return resp
 
     @staticmethod
+    def _answer_challenge(resp: requests.Response, answered: int) -> bool:
+        """Whether to hand this answer to the auth layer: the first 401 of a request, and one
+        ``insufficient_scope`` challenge (401 or 403) after that, so a token that does not cover
+        the scope the registry now names is fetched again once before giving up."""
+        insufficient = _INSUFFICIENT_SCOPE.search(resp.headers.get("WWW-Authenticate", "")) is not None
+        if resp.status_code == 401 and answered == 0:
+            return True
+        return resp.status_code in (401, 403) and insufficient and answered < 2
+
+    def _error(self, resp: requests.Response, what: str | None) -> RegistryError:
+        """``error_from_response`` with the URL redacted by :meth:`redact`."""
+        return error_from_response(resp, what, url=self.redact(resp.url))
+
+    @staticmethod
     def _discard(resp: requests.Response) -> None:
         """Finish with a response whose body we do not need: a small body is read so the
         connection goes back to the pool; a large or unknown-length one closes the connection."""
@@ -410,7 +497,8 @@ class Transport:
         cl = resp.headers.get("Content-Length")
         if cap is not None and cl and cl.isdigit() and int(cl) > cap:
             resp.close()
-            raise ResponseTooLarge(f"response of {int(cl)} bytes is over the {cap}-byte cap", url=url)
+            raise ResponseTooLarge(f"response of {int(cl)} bytes is over the {cap}-byte cap",
+                                   url=self.redact(url))
         chunks: list[bytes] = []
         total = 0
         try:
@@ -418,10 +506,11 @@ class Transport:
                 total += len(chunk)
                 if cap is not None and total > cap:
                     resp.close()
-                    raise ResponseTooLarge(f"response is over the {cap}-byte cap", url=url)
+                    raise ResponseTooLarge(f"response is over the {cap}-byte cap", url=self.redact(url))
                 chunks.append(chunk)
         except requests.RequestException as exc:
-            raise RegistryError(f"connection broke while reading: {type(exc).__name__}", url=url) from None
+            raise RegistryError(f"connection broke while reading: {type(exc).__name__}",
+                                url=self.redact(url)) from None
         body = b"".join(chunks)
         resp._content = body
         resp._content_consumed = True
