@@ -1,6 +1,6 @@
 """Download speed and memory: regexplore vs python-dxf vs curl, against the real registry on loopback.
 
-    /work/venv/bin/python benchmarks/bench_download.py [--reps 5] [--size-mib 256] [--rss-mib 1024]
+    /work/venv/bin/python benchmarks/bench_download.py [--reps 9] [--size-mib 256] [--rss-mib 1024]
 
 A random layer (incompressible) is pushed into a ``LocalRegistry``; then, in one run and interleaved,
 each client downloads it ``--reps`` times into a fresh file:
@@ -102,7 +102,7 @@ print(base, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--rss-mib", type=int, default=1024)
     args = ap.parse_args()
@@ -149,7 +149,7 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         mbps = {k: args.size_mib / v for k, v in med.items()}
         result = {
-            "size_mib": args.size_mib, "reps": args.reps, "median_s": med, "MiB_per_s": mbps,
+            "size_mib": args.size_mib, "reps": args.reps, "median_s": med, "runs_s": times, "MiB_per_s": mbps,
             "speedup_vs_python_dxf": med["python-dxf"] / med["regexplore"],
             "ratio_to_curl": med["regexplore"] / med["curl"],
             "rss_layer_mib": args.rss_mib, "peak_rss_mb": rss_mb, "rss_after_import_mb": base_mb,
@@ -158,7 +158,7 @@ def main() -> None:
         print(f"\n{args.size_mib} MiB random layer, median of {args.reps} (loopback, {os.cpu_count()} CPUs)")
         print(f"{'client':<12}{'median s':>10}{'MiB/s':>10}")
         for k in clients:
-            print(f"{k:<12}{med[k]:>10.3f}{mbps[k]:>10.0f}")
+            print(f"{k:<12}{med[k]:>10.3f}{mbps[k]:>10.0f}   runs: {' '.join(f'{t:.3f}' for t in times[k])}")
         print(f"regexplore vs python-dxf: {result['speedup_vs_python_dxf']:.2f}x faster (target >= 2)")
         print(f"regexplore / curl time:   {result['ratio_to_curl']:.2f} (target <= 1.5)")
         print(f"peak RSS downloading a {args.rss_mib} MiB layer: {rss_mb:.0f} MB (target < 100); "

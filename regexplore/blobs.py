@@ -84,6 +84,8 @@ __all__ = [
 CHUNK = 1 * MiB  #: read / hash / write block
 PARTS_MIN_SIZE = 64 * MiB  #: blobs at least this big may be fetched in ranged parts
 PART_SIZE = 16 * MiB  #: size of one ranged part
+SYNC_EVERY = 32 * MiB  #: a background fdatasync starts after this many new bytes of a download
+FAST_LINK = 256 * MiB  #: bytes/s: a link that streams the first part this fast gets no parallel parts
 READ_AHEAD = 8  #: blocks buffered between the socket reader and the hasher/writer (8 MiB)
 MAX_RESUMES = 8  #: consecutive failed attempts (without progress) before giving up on a blob
 _DIGEST = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]{64,128})$")
@@ -105,6 +107,13 @@ def blob_filename(digest: str) -> str:
     """The file name a blob gets in a download folder: ``sha256:ab…`` → ``sha256-ab…``."""
     alg, hexpart = _split_digest(digest)
     return f"{alg}-{hexpart}"
+
+
+def _datasync(fd: int) -> None:
+    """``fdatasync`` where the OS has it (it skips metadata), else ``fsync``; errors are the final
+    ``fsync``'s to report."""
+    with contextlib.suppress(OSError):
+        (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -424,13 +433,16 @@ class _ReadAhead:
                 raise item
             yield item
 
-    def close(self) -> None:
+    def close(self, keep_response: bool = False) -> None:
+        """Stop the thread; close the response unless ``keep_response`` (the thread read up to its
+        limit and the rest of the body is someone else's to read)."""
         self.stop.set()
         with contextlib.suppress(queue.Empty):
             while True:
                 self.q.get_nowait()
         self.thread.join(timeout=5)
-        self.resp.close()
+        if not keep_response or self.thread.is_alive():
+            self.resp.close()
 
 
 # ====================================================================== one blob into one file
@@ -441,6 +453,8 @@ class _Partial:
         self.path = path
         self.alg = alg
         self.reused = 0
+        self._synced = 0
+        self._syncing: threading.Thread | None = None
         if path.exists():
             self.hasher, self.offset = _hash_file(path, alg)
             self.reused = self.offset
@@ -456,6 +470,7 @@ class _Partial:
         self.hasher = hashlib.new(self.alg)
         self.offset = 0
         self.reused = 0
+        self._synced = 0
 
     def write(self, block: bytes) -> None:
         self.hasher.update(block)
@@ -464,24 +479,49 @@ class _Partial:
             n = self.f.write(view)
             view = view[n:]
         self.offset += len(block)
+        if self.offset - self._synced >= SYNC_EVERY:
+            self._start_sync()
+
+    def _start_sync(self) -> None:
+        """Start writing what is on the page cache to disk in the background (one ``fdatasync``
+        at a time), so that the final ``fsync`` before the rename has little left to wait for."""
+        if self._syncing is not None and self._syncing.is_alive():
+            return
+        self._synced = self.offset
+        fd = self.f.fileno()
+        self._syncing = threading.Thread(target=_datasync, args=(fd,), name="regexplore-sync", daemon=True)
+        self._syncing.start()
+
+    def sync(self) -> None:
+        """Everything written is on disk (waits for a background sync, then ``fsync``)."""
+        if self._syncing is not None:
+            self._syncing.join()
+        os.fsync(self.f.fileno())
 
     def close(self) -> None:
+        if self._syncing is not None:
+            self._syncing.join()
         if not self.f.closed:
             self.f.close()
 
 
-def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None) -> None:
+def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
+                      until: int | None = None) -> _Opened | None:
     """Stream the rest of the blob into ``part`` until ``job.size`` bytes (or a clean end of the
     body when the size is unknown), asking with a closed ``Range`` for what is missing after a
-    dropped connection or a short 206. ``first`` is an already opened :func:`_open_range` result."""
+    dropped connection or a short 206. ``first`` is an already opened :func:`_open_range` result.
+
+    ``until`` stops at that byte instead (the first part of a big blob); if the response then
+    holds more of the blob, it is returned still open, as an ``_Opened`` that continues it."""
     failures = 0
-    while job.size is None or part.offset < job.size:
+    while (job.size is None and until is None) or part.offset < (until if until is not None else job.size):
         job.check()
         if first is not None:
             resp, got, stop = first
             first = None
         else:
-            end = job.size - 1 if job.size is not None and part.offset > 0 else None
+            last = until if until is not None else job.size
+            end = last - 1 if last is not None and (part.offset > 0 or until is not None) else None
             resp, got, stop = _open_range(job, part.offset, end)
         if got != part.offset:  # a 200 to our Range: take the whole body, from byte 0
             part.restart()
@@ -490,28 +530,34 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None) -
             job.size = _size_of(resp)
         before = part.offset
         upto = stop if stop is not None else job.size
+        if until is not None and (upto is None or upto > until):
+            upto = until
         reader = _ReadAhead(resp, None if upto is None else upto - part.offset)
-        dropped = False
+        dropped = keep = False
         try:
             for block in reader:
                 job.check()
                 part.write(block)
                 job.emit(part.offset)
+            keep = until is not None and part.offset == until and (stop is None or stop > until)
         except _Dropped:
             dropped = True
         finally:
-            reader.close()
-        if not dropped and (job.size is None or part.offset >= job.size):
-            return
+            reader.close(keep_response=keep)
+        if keep:
+            return resp, part.offset, stop
+        if not dropped and (job.size is None or part.offset >= (until if until is not None else job.size)):
+            return None
         failures = 0 if part.offset > before else failures + 1
         if failures >= MAX_RESUMES:
             raise RegistryError(f"blob {job.digest[:19]}: the connection kept breaking at byte {part.offset}",
                                 url=getattr(resp, "url", None))
         if failures:
             time.sleep(min(0.05 * (2 ** failures), 2.0))
+    return None
 
 
-def _fetch_parts(job: _Job, part: _Partial, probe: _Opened, parts: list[tuple[int, int]]) -> None:
+def _fetch_parts(job: _Job, part: _Partial, probe: _Opened | None, parts: list[tuple[int, int]]) -> None:
     """Fetch ``parts`` (``[start, end)`` ranges after ``part.offset``) over several connections,
     writing in place, while this thread hashes the contiguous prefix in order."""
     assert job.size is not None
@@ -640,7 +686,7 @@ def _fetch_into(job: _Job, final: Path) -> None:
             actual = f"{alg}:{part.hasher.hexdigest()}"
             size_ok = job.size is None or part.offset == job.size
             if actual == job.digest and size_ok:
-                os.fsync(part.f.fileno())
+                part.sync()
                 part.close()
                 os.replace(partial, final)
                 _fsync_dir(final.parent)
@@ -670,7 +716,7 @@ def _fetch_body(job: _Job, part: _Partial) -> None:
         return
     bounds = list(range(part.offset, size, PART_SIZE))
     parts = [(a, min(a + PART_SIZE, size)) for a in bounds]
-    probe = _open_range(job, parts[0][0], parts[0][1] - 1)
+    probe = _open_range(job, parts[0][0], size - 1)
     if probe[1] != parts[0][0] or probe[0].status_code == 200:
         # the server ignores Range: stream the whole body from this response
         _fetch_sequential(job, part, first=probe)
@@ -680,8 +726,24 @@ def _fetch_body(job: _Job, part: _Partial) -> None:
         _fetch_sequential(job, part)
         return
     job.size = size
+    # The first part streams in order from a response that holds the rest of the blob too. A
+    # link that delivers it faster than FAST_LINK gains nothing from more connections (writing,
+    # reading back and hashing out of order would cost more than it saves): the same response
+    # goes on to the end. A slower link, where one connection is the bottleneck (a CDN, a long
+    # fat pipe), gets the rest in parallel ranged parts.
+    started, t0 = part.offset, time.monotonic()
+    rest_of_body = _fetch_sequential(job, part, first=probe, until=parts[0][1])
+    rate = (part.offset - started) / max(time.monotonic() - t0, 1e-6)
+    rest = [(a, b) for a, b in parts if a >= part.offset]
+    if rest and (rate >= FAST_LINK or len(rest) == 1):
+        _fetch_sequential(job, part, first=rest_of_body)
+        return
+    if rest_of_body is not None:
+        rest_of_body[0].close()
+    if not rest:
+        return
     try:
-        _fetch_parts(job, part, probe, parts)
+        _fetch_parts(job, part, None, rest)
     except _NoRange:
         part.f.seek(part.offset)
         part.f.truncate(part.offset)

@@ -253,7 +253,8 @@ def big() -> Iterator[tuple[LocalRegistry, str, bytes]]:
         yield lr, digest, data
 
 
-def test_big_blob_comes_in_parallel_ranged_parts(big: tuple, tmp_path: Path) -> None:
+def test_big_blob_comes_in_parallel_ranged_parts(big: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blobs, "FAST_LINK", float("inf"))  # as if the first part came over a slow link
     lr, digest, data = big
     reg = lr.client()
     events: list[ProgressEvent] = []
@@ -261,14 +262,30 @@ def test_big_blob_comes_in_parallel_ranged_parts(big: tuple, tmp_path: Path) -> 
     assert sha(p.read_bytes()) == digest
     gets = blob_gets(reg)
     assert len(gets) == 5 and all(g["status"] == 206 for g in gets)  # 70 MiB = 4 x 16 MiB + 6 MiB
-    assert sorted(g["bytes"] for g in gets) == [6 * MiB] + [16 * MiB] * 4
+    # the first answer covers the whole blob (its first 16 MiB are read, then the link speed decides)
+    assert gets[0]["bytes"] == len(data)
+    assert sorted(g["bytes"] for g in gets[1:]) == [6 * MiB] + [16 * MiB] * 3
     done = [e for e in events if e.done]
     assert len(done) == 1 and done[0].bytes_done == len(data)
     steps = [e.bytes_done for e in events]
     assert steps == sorted(steps)  # hashed in order
 
 
-def test_big_blob_part_cut_and_server_ignoring_range(big: tuple, tmp_path: Path) -> None:
+def test_big_blob_on_a_fast_link_streams_the_rest_on_one_connection(big: tuple, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blobs, "FAST_LINK", 0)  # any link counts as fast: no parallel parts
+    lr, digest, data = big
+    reg = lr.client()
+    [p] = blobs.download(reg, f"demo/big@{digest}", tmp_path, progress=False, cache=False, parallel=4)
+    assert sha(p.read_bytes()) == digest
+    gets = blob_gets(reg)
+    assert [g["status"] for g in gets] == [206]  # one ranged answer holding the whole blob, read to its end
+    assert [g["bytes"] for g in gets] == [len(data)]
+
+
+def test_big_blob_part_cut_and_server_ignoring_range(big: tuple, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(blobs, "FAST_LINK", float("inf"))
     lr, digest, data = big
     with FaultProxy(lr.url) as proxy:
         reg = Registry(proxy.url)
