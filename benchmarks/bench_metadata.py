@@ -9,6 +9,8 @@ Measured (wall time, fresh client each repetition, so no warm caches or connecti
 - ``python-dxf``: the same reads, sequential as its API is: ``list_aliases()``, then per tag
   ``get_manifest_and_response(tag)`` and ``pull_blob(config digest)`` (digest-verified), configs deduplicated
   by digest, inside ``with DXF(...)`` so that it keeps one pooled connection (its fastest mode);
+- ``bare urllib3 x16``: the floor for any Python client, the same reads on 16 threads over one urllib3
+  pool with nothing else (no auth, retries, checks, trace or frame);
 - ``catalog``: ``Registry(url).catalog()`` of 2,001 repositories: HTTP requests seen by the proxy (round trips)
   against the pages the server needs at its maximum page size; python-dxf's ``list_repos()`` beside it.
 
@@ -30,7 +32,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from concurrent.futures import ThreadPoolExecutor
+
 import regexplore as rx
+from regexplore.oci import MANIFEST_ACCEPT
 
 from .content import TAGS_REPO, bench_registry, push_content
 from .latency_proxy import LatencyProxyProcess as LatencyProxy  # in a child process: no GIL sharing
@@ -81,6 +86,35 @@ def run_dxf(netloc: str, expected: dict[str, str]) -> float:
     secs, got = _timed(go)
     if got != expected:
         raise AssertionError("python-dxf returned wrong details")
+    return secs
+
+
+def run_floor(url: str, expected: dict[str, str], workers: int = 16) -> float:
+    """The floor for any Python client: bare urllib3, ``workers`` threads on one pool, the same
+    1,001 reads and nothing else (no auth, retries, digest checks, trace or frame)."""
+    import urllib3
+
+    accept = MANIFEST_ACCEPT
+    u = urllib3.util.parse_url(url)
+
+    def go() -> dict[str, str]:
+        pool = urllib3.HTTPConnectionPool(u.host, u.port, maxsize=workers)
+
+        def one(tag: str) -> tuple[str, str]:
+            r = pool.request("GET", f"/v2/{TAGS_REPO}/manifests/{tag}", headers={"Accept": accept})
+            config = json.loads(r.data)["config"]["digest"]
+            json.loads(pool.request("GET", f"/v2/{TAGS_REPO}/blobs/{config}").data)
+            return tag, r.headers["Docker-Content-Digest"]
+
+        tags = json.loads(pool.request("GET", f"/v2/{TAGS_REPO}/tags/list?n=1000").data)["tags"]
+        with ThreadPoolExecutor(workers) as ex:
+            got = dict(ex.map(one, tags))
+        pool.close()
+        return got
+
+    secs, got = _timed(go)
+    if got != expected:
+        raise AssertionError("the urllib3 floor returned wrong digests")
     return secs
 
 
@@ -154,6 +188,7 @@ def _tags_runs(args: Any, kw: dict, direct_url: str, proxy: LatencyProxy, expect
     rx_s: list[float] = []
     rx_direct: list[float] = []
     dxf_s: list[float] = []
+    floor_s: list[float] = []
     rx_cpu: list[float] = []
     srv_cpu: list[float] = []
     proxy_cpu: list[float] = []
@@ -170,6 +205,7 @@ def _tags_runs(args: Any, kw: dict, direct_url: str, proxy: LatencyProxy, expect
             proxy_cpu.append(server_cpu(1) - p0)
             rx_counts = proxy.counts()
             rx_direct.append(run_regexplore(direct_url, expected, **kw))
+            floor_s.append(run_floor(proxy.url, expected))
             print(f"  regexplore rep {i + 1}: {rx_s[-1]:.3f} s, cpu {rx_cpu[-1]:.2f} s  (no proxy: {rx_direct[-1]:.3f} s)  {rx_counts}",
                   flush=True)
         if i < args.dxf_reps:
@@ -189,6 +225,8 @@ def _tags_runs(args: Any, kw: dict, direct_url: str, proxy: LatencyProxy, expect
             "regexplore_no_proxy_s": [round(x, 4) for x in rx_direct],
             "regexplore_no_proxy_median_s": round(_median(rx_direct), 4),
             "regexplore_http": rx_counts,
+            "urllib3_floor_s": [round(x, 4) for x in floor_s],
+            "urllib3_floor_median_s": round(_median(floor_s), 4),
             "python_dxf_s": [round(x, 4) for x in dxf_s],
             "python_dxf_median_s": round(_median(dxf_s), 4),
             "python_dxf_http": dxf_counts,
@@ -254,6 +292,8 @@ def _print(r: dict[str, Any]) -> None:
           f"{t['speedup_vs_python_dxf']:>8.2f}")
     print(f"{'regexplore, no proxy':<28}{len(t['regexplore_no_proxy_s']):>5}"
           f"{t['regexplore_no_proxy_median_s']:>10.3f}")
+    print(f"{'bare urllib3 x16 (floor)':<28}{len(t['urllib3_floor_s']):>5}"
+          f"{t['urllib3_floor_median_s']:>10.3f}")
     print(f"client CPU s (median): regexplore {_median(t['regexplore_cpu_s']):.2f}, "
           f"python-dxf {_median(t['python_dxf_cpu_s']):.2f}; registry during regexplore "
           f"{_median(t['registry_cpu_s_during_regexplore']):.2f}, proxy {_median(t['proxy_cpu_s_during_regexplore']):.2f}; load average {r['loadavg_start'][0]:.1f} -> "
