@@ -26,7 +26,7 @@ from .oci import (
     platform_rows,
 )
 from .reference import DOCKER_HUB, ImageRef, parse_reference
-from .transport import Transport, base_url_for, is_loopback
+from .transport import Transport, base_url_for
 from .v1 import V1Client, normalize_repository
 from .v2 import MANIFEST_CAP, V2Client
 
@@ -60,6 +60,12 @@ class _Once:
                 with self._lock:
                     self._futures.pop(key, None)
         return fut.result()
+
+    def has(self, key: Any) -> bool:
+        """True if ``key``'s value is computed (not pending, not failed)."""
+        with self._lock:
+            fut = self._futures.get(key)
+        return fut is not None and fut.done() and fut.exception() is None
 
 
 class Registry:
@@ -130,6 +136,7 @@ class Registry:
         self._hub: HubClient | None = None
         self._hub_lock = threading.Lock()
         self._manifests = _Once()
+        self._tag_digests: dict[tuple[str, str], str] = {}  # (repo, tag) -> digest last seen
         self._configs = _Once()
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -188,6 +195,23 @@ class Registry:
     # ----------------------------------------------------------------- protocol with caching
     def _manifest_by_digest(self, repo: str, digest: str) -> Manifest:
         return self._manifests.get((repo, digest), lambda: self.v2.get_manifest(repo, digest))
+
+    def _manifest_by_tag(self, repo: str, tag: str) -> Manifest:
+        """The manifest a tag names now. A tag moves and a digest does not: for a tag seen before, a
+        HEAD (not a pull on Docker Hub) says which digest it names, and the manifest is fetched
+        again only if that digest is new to this client. A first sight is one GET."""
+        if (repo, tag) in self._tag_digests:
+            try:
+                digest = self.v2.head_manifest(repo, tag)["digest"]
+            except RegistryError:  # a HEAD has no body: the GET below brings the registry's words
+                digest = None
+            if digest and self._manifests.has((repo, digest)):
+                self._tag_digests[(repo, tag)] = digest
+                return self._manifest_by_digest(repo, digest)
+        m = self.v2.get_manifest(repo, tag)
+        self._manifests.get((repo, m.digest), lambda: m)
+        self._tag_digests[(repo, tag)] = m.digest
+        return m
 
     def _config_of(self, repo: str, m: Manifest) -> dict | None:
         cd = m.config_descriptor
@@ -266,7 +290,7 @@ class Registry:
     # ----------------------------------------------------------------- public API
     def ping(self) -> dict:
         """``GET /v2/`` → dict: status, API version header, auth scheme offered, whether we are in."""
-        if self._api == "v1":
+        if self._api == "v1" or (self._api is None and self._probe_v1()):
             return self._require_v1().ping()
         out = self.v2.ping()
         if out.get("auth_scheme") is None:
@@ -414,8 +438,7 @@ class Registry:
 
     def _tag_details(self, repo: str, tag: str) -> dict:
         row: dict[str, Any] = {"repository": repo, "tag": tag}
-        top = self.v2.get_manifest(repo, tag)
-        self._manifests.get((repo, top.digest), lambda: top)
+        top = self._manifest_by_tag(repo, tag)
         row["digest"] = top.digest
         row["media_type"] = top.media_type
         if top.is_index:
@@ -444,8 +467,7 @@ class Registry:
         if r.digest:
             m = self._manifest_by_digest(r.repository, r.digest)
         else:
-            m = self.v2.get_manifest(r.repository, r.reference)
-            self._manifests.get((r.repository, m.digest), lambda: m)
+            m = self._manifest_by_tag(r.repository, r.reference)
         if platform and m.is_index:
             entry = choose_platform(m.json, platform)
             return self._manifest_by_digest(r.repository, entry["digest"])
@@ -518,7 +540,12 @@ class Registry:
 
         if self._api == "v1":  # every layer of the ancestry, each verified as far as v1 allows
             r = self.ref(ref_or_digest)
-            return [d.path for d in self._require_v1().pull(r.repository, r.tag or "latest", dest)]
+            pulled = self._require_v1().pull(r.repository, r.tag or "latest", dest)
+            unverified = [d for d in pulled if not d.verified]
+            if unverified:  # v1 has no digests: say so when neither checksum could check a layer
+                warnings.warn(f"{len(unverified)} of {len(pulled)} v1 layers could not be verified: "
+                              + "; ".join(f"{d.path.name}: {d.note}" for d in unverified), stacklevel=2)
+            return [d.path for d in pulled]
         return download(self, ref_or_digest, dest, platform=platform, progress=progress, parallel=parallel,
                         layers=layers, cache=cache)
 
