@@ -22,6 +22,7 @@ from .errors import (  # noqa: E402
     TooManyRequests,
     Unauthorized,
     UnsafeLayer,
+    Unsupported,
     UnsupportedMediaType,
 )
 from .reference import ImageRef, parse_reference  # noqa: E402
@@ -38,6 +39,7 @@ __all__ = [
     "Denied",
     "TooManyRequests",
     "DigestMismatch",
+    "Unsupported",
     "UnsupportedMediaType",
     "ResponseTooLarge",
     "AlreadyExists",

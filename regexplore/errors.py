@@ -193,6 +193,11 @@ class UnsupportedMediaType(RegistryError):
     """A manifest, config or layer media type that regexplore cannot read."""
 
 
+class Unsupported(RegistryError):
+    """The registry does not support the operation (``UNSUPPORTED``, 405), e.g. a delete on a
+    registry whose storage has deletes disabled."""
+
+
 class ResponseTooLarge(RegistryError):
     """A response body larger than the cap for its kind; nothing of it is kept."""
 
@@ -226,13 +231,14 @@ _BY_CODE: dict[str, type[RegistryError]] = {
     "UNAUTHORIZED": Unauthorized,
     "DENIED": Denied,
     "TOOMANYREQUESTS": TooManyRequests,
-    "UNSUPPORTED": UnsupportedMediaType,
+    "UNSUPPORTED": Unsupported,
 }
 _BY_STATUS: dict[int, type[RegistryError]] = {
     401: Unauthorized,
     403: Denied,
     404: NotFound,
     429: TooManyRequests,
+    405: Unsupported,
     415: UnsupportedMediaType,
 }
 

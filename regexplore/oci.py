@@ -356,7 +356,7 @@ def _schema1_history(doc: dict) -> list[dict]:
             v1 = {}
         blob = fs[j].get("blobSum") if j < len(fs) else None
         empty = bool(v1.get("throwaway")) or blob == EMPTY_GZIP_LAYER
-        size = 0 if empty else v1.get("Size")
+        size = 0 if empty else None  # v1Compatibility's Size is the uncompressed size; schema1 has no other
         rows.append(_hrow(n - 1 - j, parse_time(v1.get("created")), _cmd_text(v1.get("container_config")),
                           empty, size, None if empty else blob, None, v1.get("comment") or ""))
     return rows

@@ -104,7 +104,10 @@ def _check_digest(digest: str, text: str) -> str:
         raise InvalidReference(f"sha256 digest must have 64 hex digits, got {len(hexpart)} in {text!r}")
     if alg == "sha512" and len(hexpart) != 128:
         raise InvalidReference(f"sha512 digest must have 128 hex digits in {text!r}")
-    return digest.lower() if alg in ("sha256", "sha512") else digest
+    if alg in ("sha256", "sha512") and hexpart != hexpart.lower():
+        # go-digest's Validate: the encoded part of a registered algorithm is lowercase hex
+        raise InvalidReference(f"{alg} digest must be lowercase hex in {text!r}")
+    return digest
 
 
 def split_repository(text: str) -> tuple[str, str]:

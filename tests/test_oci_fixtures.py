@@ -52,6 +52,8 @@ def test_schema1_twin_gives_the_same_steps(shared_dir, httpd):
     assert (h1["created"] == h2["created"]).all()
     assert h1["created_by"].tolist() == h2["created_by"].tolist()
     assert h1["empty_layer"].tolist() == h2["empty_layer"].tolist()
+    # schema1 names no compressed sizes (v1Compatibility's Size, where present, is uncompressed)
+    assert h1.loc[h1["empty_layer"], "size"].eq(0).all() and h1.loc[~h1["empty_layer"], "size"].isna().all()
     # the top entry's Cmd was split into four strings; joined with spaces it matches the config
     assert h1["created_by"].iloc[-1] == '/bin/sh -c #(nop)  CMD ["httpd-foreground"]'
 
@@ -155,3 +157,15 @@ def test_layer_rows_and_compression(httpd):
 def test_parse_time(value, iso):
     got = oci.parse_time(value)
     assert (got.isoformat() if got else None) == iso
+
+
+def test_schema1_size_field_is_not_taken_for_a_compressed_size(shared_dir):
+    doc = json.loads(load(shared_dir, "manifest_schema1_signed_httpd-copy_from_registry.json"))
+    doc.pop("signatures", None)
+    for h in doc["history"]:
+        v1 = json.loads(h["v1Compatibility"])
+        v1["Size"] = 123456  # what a Docker 1.x daemon wrote: the layer's uncompressed size
+        h["v1Compatibility"] = json.dumps(v1)
+    m = oci.Manifest.from_bytes(json.dumps(doc).encode(), oci.SCHEMA1)
+    rows = oci.history_rows(m, None)
+    assert [r["size"] for r in rows if not r["empty_layer"]] == [None] * sum(not r["empty_layer"] for r in rows)

@@ -56,6 +56,7 @@ def test_default_registry_for_relative_names():
         ("python:" + "t" * 129, "tag"),
         ("python@sha256:abc", "digest"),
         ("python@sha256:" + "a" * 63, "64 hex"),
+        ("python@sha256:" + "A" * 64, "lowercase"),
         ("a//b", "empty path component"),
         ("https://ghcr.io/x", "scheme"),
         ("foo/bar_/baz", "not allowed"),
