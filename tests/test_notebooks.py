@@ -78,6 +78,9 @@ def test_notebook_runs_against_the_sandbox(name: str, registry_sandbox: Any, tmp
         shown = outputs_text(nbformat.v4.new_notebook(cells=[download_cell]))
         assert shown.count("/v2/demo/multiarch/blobs/sha256:") >= 3   # config + 2 layers on the wire
         assert "/v1/repositories/demo/busybox/images" in text and "/ancestry" in text  # the v1 contrast ran
+        # Docker Hub's recorded answers: the 401, the anonymous token, the 307 to the CDN, verified bytes
+        assert "auth.docker.io/token" in text and "production.cloudflare.docker.com" in text
+        assert "1357 bytes, verified" in text and "307" in text
 
 
 def test_pull_notebook_starts_its_own_registry_with_auth(tmp_path: Path) -> None:
