@@ -24,7 +24,7 @@ from .errors import InvalidReference
 __all__ = ["ImageRef", "parse_reference", "DOCKER_HUB", "split_repository"]
 
 DOCKER_HUB = "docker.io"
-_LEGACY_HUB = {"index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+_LEGACY_HUB = {"index.docker.io"}  # Docker's legacyDefaultDomain; other Hub host names stay as written
 
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 _TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)

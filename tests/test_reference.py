@@ -22,6 +22,8 @@ H = "sha256:" + "0123456789abcdef" * 4
         ("ghcr.io/owner/app@" + H, ("ghcr.io", "owner/app", None, H)),
         ("quay.io/a/b:v1@" + H, ("quay.io", "a/b", "v1", H)),
         ("Foo/bar", ("Foo", "bar", "latest", None)),  # uppercase first component is a host
+        ("index.docker.io/ubuntu", ("docker.io", "library/ubuntu", "latest", None)),  # legacyDefaultDomain
+        ("registry-1.docker.io/ubuntu", ("registry-1.docker.io", "ubuntu", "latest", None)),  # as Docker: no alias
         ("[::1]:5000/x:y", ("[::1]:5000", "x", "y", None)),
         ("a.b/c__d/e-f.g---h:T_a.g-9", ("a.b", "c__d/e-f.g---h", "T_a.g-9", None)),
     ],
