@@ -80,6 +80,10 @@ class Registry:
     insecure : skip TLS verification (it does NOT mean http).
     ca_bundle : a CA file for a private CA.
     cert : client certificate (path or ``(cert, key)``) for mTLS registries.
+    oauth : with ``(user, password)``, ask the token server with the OAuth2 password grant (a
+        ``POST``, keeping the refresh token it returns for new scopes), falling back to the
+        ``GET`` with Basic on 404/405. Off by default, as in Docker, which POSTs only with an
+        identity token (that always uses the ``refresh_token`` grant).
     max_workers : concurrent metadata requests (pooled connections), default 16.
     timeout : seconds per connect / read.
     api : ``"v2"``, ``"v1"`` (the legacy Registry + Index API, ``reg.v1``) or ``"auto"`` (default):
@@ -102,6 +106,7 @@ class Registry:
         insecure: bool = False,
         ca_bundle: str | None = None,
         cert: Any = None,
+        oauth: bool = False,
         max_workers: int = 16,
         timeout: float = 30.0,
         api: str = "auto",
@@ -122,7 +127,7 @@ class Registry:
                           "what you fetch", stacklevel=2)
         verify: bool | str = False if insecure else (ca_bundle or True)
         creds = resolve_credentials(host, auth)
-        self._auth = RegistryAuth(host, creds)
+        self._auth = RegistryAuth(host, creds, oauth=oauth)
         self.transport = Transport(self.base_url, auth=self._auth, verify=verify, cert=cert, timeout=timeout,
                                    pool_size=max_workers)
         self.max_workers = max_workers

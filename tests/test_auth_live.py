@@ -207,6 +207,17 @@ def test_oauth_404_falls_back_to_get(storage: tuple[Path, TinyImage]) -> None:
         assert [(r["method"], r["status"]) for r in ts.requests] == [("POST", 404), ("GET", 200)]
 
 
+def test_registry_oauth_keyword_uses_the_password_grant(storage: tuple[Path, TinyImage]) -> None:
+    import regexplore as rx
+
+    with _token_server() as ts, LocalRegistry(storage=storage[0], token=ts.registry_config()) as reg:
+        with rx.Registry(reg.url, auth=("alice", PASSWORD), oauth=True) as r:
+            assert list(r.tags("demo/tiny")["tag"]) == [storage[1].tag]
+        with rx.Registry(reg.url, auth=("alice", PASSWORD)) as r:  # the default, as in Docker: GET + Basic
+            assert list(r.tags("demo/tiny")["tag"]) == [storage[1].tag]
+        assert [(q["method"], q.get("grant")) for q in ts.requests] == [("POST", "password"), ("GET", None)]
+
+
 def test_identity_token_uses_refresh_grant(storage: tuple[Path, TinyImage]) -> None:
     import requests
 
