@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
-from .errors import InsecureCredentials, RegistryError, Secret, Unauthorized, error_from_response, url_origin
+from .errors import (InsecureCredentials, RegistryError, Secret, Unauthorized, error_from_response,
+                     parse_retry_after, url_origin)
 
 __all__ = [
     "Challenge",
@@ -72,6 +73,7 @@ _HUB_HOSTS = {"registry-1.docker.io", "docker.io", "index.docker.io", "registry.
 _CLIENT_ID = "regexplore"
 MAX_TOKEN_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
+_TOKEN_RETRY_STATUS = {429, 502, 503, 504}
 
 
 # --------------------------------------------------------------------------- challenges
@@ -585,12 +587,8 @@ class RegistryAuth:
         url = realm
         headers = dict(headers or {})
         for _hop in range(MAX_TOKEN_REDIRECTS + 1):
-            started = time.perf_counter()
-            try:
-                resp = transport.send_once(method, url, headers=headers, params=params, data=data)
-            except Exception as exc:  # requests' messages may carry the URL: keep only the type
-                transport._record(method, url, "error", None, started, "token", origin=realm)
-                raise RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm) from None
+            resp, started = self._send_retrying(transport, method, url, realm, headers=headers, params=params,
+                                                data=data)
             location = resp.headers.get("Location")
             redirect = resp.status_code in _REDIRECTS and bool(location)
             transport._record(method, resp.url, resp.status_code, len(resp.content or b""), started,
@@ -606,6 +604,44 @@ class RegistryAuth:
                 headers.pop("Authorization", None)
             url, params = target, None  # the Location carries its own query
         raise RegistryError(f"the token server redirected more than {MAX_TOKEN_REDIRECTS} times", url=realm)
+
+    @staticmethod
+    def _send_retrying(transport: Any, method: str, url: str, realm: str, **kw: Any) -> tuple[Any, float]:
+        """One hop of a token request: ``transport.send_once``, sent again (GET only, like the
+        transport's retries of registry requests, under its ``RetryPolicy``: attempts, backoff,
+        ``Retry-After``, budget) on 429 / 502 / 503 / 504 or a dropped connection. Returns the
+        response and when its attempt started; raises ``RegistryError`` when unreachable."""
+        import requests
+
+        policy = getattr(transport, "retry", None)
+        attempts = policy.attempts if policy is not None and method == "GET" else 1
+        slept = 0.0
+        for attempt in range(attempts):
+            started = time.perf_counter()
+            try:
+                resp = transport.send_once(method, url, **kw)
+            except Exception as exc:  # requests' messages may carry the URL: keep only the type
+                transport._record(method, url, "error", None, started, "token", origin=realm)
+                retryable = isinstance(exc, (requests.ConnectionError, requests.Timeout)) \
+                    and not isinstance(exc, requests.exceptions.SSLError)
+                error = RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm)
+                retry_after = None
+            else:
+                if resp.status_code not in _TOKEN_RETRY_STATUS:
+                    return resp, started
+                retryable, error = True, None
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            delay = policy.delay(attempt, retry_after) if policy is not None else 0.0
+            if not retryable or attempt + 1 >= attempts or slept + delay > policy.budget:
+                break
+            if error is None:
+                transport._record(method, resp.url, resp.status_code, len(resp.content or b""), started,
+                                  "token retry", origin=realm)
+            slept += delay
+            time.sleep(delay)
+        if error is not None:
+            raise error
+        return resp, started
 
     def _basic_get(self, realm: str, ch: Challenge, scopes: list[str], transport: Any) -> Any:
         creds = self.credentials
@@ -649,6 +685,14 @@ class RegistryAuth:
     @staticmethod
     def _token_error(resp: Any, realm: str) -> RegistryError:
         err = error_from_response(resp, "token request")
+        try:  # an OAuth2 error (RFC 6749 §5.2): "error" is the code, the text is "error_description"
+            doc = json.loads(resp.content or b"")
+        except (ValueError, TypeError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("error"), str) and doc.get("error_description"):
+            err.code = err.code or doc["error"]
+            err.message = f"token request: {doc['error_description']}"
+            err.args = (err._text(),)
         if resp.status_code in (400, 401, 403) and not isinstance(err, Unauthorized):
             return Unauthorized(err.message, status=err.status, code=err.code, url=realm)
         return err

@@ -19,6 +19,7 @@ Everything regexplore sends to a registry goes through :meth:`Transport.request`
 
 from __future__ import annotations
 
+import html
 import ipaddress
 import logging
 import os
@@ -41,6 +42,7 @@ from .errors import (
     InsecureCredentials,
     RegistryError,
     ResponseTooLarge,
+    Secret,
     TooManyRequests,
     error_from_response,
     parse_retry_after,
@@ -98,6 +100,7 @@ _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.
 _REDIRECTS = {301, 302, 303, 307, 308}
 _RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
+_XML_ERROR = re.compile(r"<Error>.*?<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
 _INSUFFICIENT_SCOPE = re.compile(r'\berror\s*=\s*"?insufficient_scope\b', re.IGNORECASE)
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
                "no_proxy", "NO_PROXY")
@@ -400,6 +403,8 @@ class Transport:
                 if hops > 10:
                     raise RegistryError("too many redirects", status=status, url=self.redact(url))
                 url = urljoin(url, resp.headers["Location"])
+                if not self.same_origin(url):  # a signed storage URL: its signature stays out of
+                    url = Secret(url)  # tracebacks that show locals (redacted in traces/errors)
                 if status == 303:
                     method, data = "GET", None
                 continue
@@ -475,8 +480,18 @@ class Transport:
         return resp.status_code in (401, 403) and insufficient and answered < 2
 
     def _error(self, resp: requests.Response, what: str | None) -> RegistryError:
-        """``error_from_response`` with the URL redacted by :meth:`redact`."""
-        return error_from_response(resp, what, url=self.redact(resp.url))
+        """``error_from_response`` with the URL redacted by :meth:`redact`; an object store's XML
+        error (S3 / GCS / Azure: ``<Error><Code>…</Code><Message>…</Message></Error>``, e.g. an
+        expired signed URL, protocol.md §5) gives its code and message instead of its first line."""
+        err = error_from_response(resp, what, url=self.redact(resp.url))
+        body = resp._content if isinstance(resp._content, bytes) else b""  # read already, or never
+        xml = None if err.code else _XML_ERROR.search(body[:4096].decode("utf-8", "replace"))
+        if xml is not None:
+            err.code = html.unescape(xml.group(1)).strip()
+            text = html.unescape(xml.group(2) or "").strip() or err.code
+            err.message = f"{what}: {text}" if what else text
+            err.args = (err._text(),)
+        return err
 
     @staticmethod
     def _discard(resp: requests.Response) -> None:
