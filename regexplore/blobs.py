@@ -61,7 +61,7 @@ from .errors import DigestMismatch, NotFound, RegistryError
 from .oci import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
 from .reference import ImageRef
-from .transport import MiB
+from .transport import _RETRY_STATUS, MiB
 from .v2 import _with_query, request_blob
 
 try:  # POSIX advisory locks; Windows falls back to msvcrt
@@ -1184,7 +1184,7 @@ def _upload_stream(reg: Any, repo: str, digest: str, size: int, opener: Callable
             while pos < size:
                 block = f.read(min(chunk_size, size - pos))
                 if not block:
-                    raise RegistryError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading")
+                    raise OSError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading (did the file change?)")
                 r = t.request("PATCH", location, data=block, ok=(202,), what="upload chunk",
                               headers={"Content-Type": "application/octet-stream",
                                        "Content-Range": f"{pos}-{pos + len(block) - 1}",
@@ -1208,7 +1208,27 @@ def _ensure_blob(reg: Any, repo: str, digest: str, size: int, opener: Callable[[
         return
     if mount_from and mount_from != repo and reg.v2.mount_blob(repo, digest, mount_from):
         return
-    _upload_stream(reg, repo, digest, size, opener, chunk_size)
+    _upload_retrying(reg, repo, digest, size, opener, chunk_size)
+
+
+def _upload_retrying(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
+                     chunk_size: int | None) -> None:
+    """:func:`_upload_stream`, started again from a new upload session when the registry answers
+    429 / 5xx or the connection breaks, as Docker's pusher retries a layer: a streamed body cannot
+    be replayed inside one request, and a half-done session's state is the server's, so the whole
+    upload is repeated (within the transport's :class:`~regexplore.transport.RetryPolicy`)."""
+    policy = reg.transport.retry
+    slept = 0.0
+    for attempt in range(policy.attempts):
+        try:
+            return _upload_stream(reg, repo, digest, size, opener, chunk_size)
+        except RegistryError as exc:
+            transient = exc.status in _RETRY_STATUS or (type(exc) is RegistryError and exc.status is None)
+            delay = policy.delay(attempt, getattr(exc, "retry_after", None))
+            if not transient or attempt + 1 >= policy.attempts or slept + delay > policy.budget:
+                raise
+            slept += delay
+            time.sleep(delay)
 
 
 def _push_tree(reg: Any, src: _Source, repo: str, desc: dict, reference: str | None, chunk_size: int | None,

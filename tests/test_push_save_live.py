@@ -157,3 +157,34 @@ def test_push_rejects_ambiguous_layouts(registry_sandbox: LocalRegistry, empty_s
     got = blobs.push(reg, layout, "x/busybox:pick", name="1.0")
     assert got == reg_src.manifest("demo/busybox:1.0").digest
     assert blobs.push(reg, layout, "x/busybox:1.1") == reg_src.manifest("demo/busybox:1.1").digest
+
+
+@pytest.mark.parametrize("chunk_size", [None, 64 * 1024])
+def test_push_starts_a_blob_upload_again_after_a_503_or_a_dropped_connection(
+        tmp_path: Path, skopeo: Any, chunk_size: int | None) -> None:
+    """A streamed upload cannot be replayed inside one request: the whole upload session starts
+    again (POST, then PUT or PATCHes), as Docker's pusher does; a 4xx is not retried."""
+    import regexplore as rx
+    from regexplore.errors import RegistryError
+    from regexplore.transport import RetryPolicy
+    from servers import FaultProxy
+
+    data = tmp_path / "payload.bin"
+    data.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: several PATCHes when chunked
+    sent = "PATCH" if chunk_size else "PUT"
+    with LocalRegistry() as sandbox, FaultProxy(sandbox.url) as proxy:
+        proxy.fail(503, times=1, method=sent, path=r"/blobs/uploads/")
+        proxy.drop(None, times=1, method=sent, path=r"/blobs/uploads/")
+        with rx.Registry(proxy.url) as reg:
+            reg.transport.retry = RetryPolicy(backoff=0.01)
+            digest = blobs.push(reg, [data], "retry/upload:v1", chunk_size=chunk_size)
+        assert proxy.hits(r"/blobs/uploads/", method="POST") == 2 + 2  # config + layer, 2 restarts
+        info = skopeo("inspect", f"docker://{sandbox.host}/retry/upload:v1")
+        assert info["Digest"] == digest and len(info["Layers"]) == 1
+
+        proxy.fail(400, times=1, method=sent, path=r"/blobs/uploads/")
+        before = proxy.hits(r"/blobs/uploads/", method="POST")
+        with rx.Registry(proxy.url) as reg, pytest.raises(RegistryError) as info400:
+            blobs.push(reg, [data], "retry/other:v1", chunk_size=chunk_size, parallel=1)
+        assert info400.value.status == 400
+        assert proxy.hits(r"/blobs/uploads/", method="POST") == before + 1
