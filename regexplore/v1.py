@@ -40,6 +40,7 @@ Example
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -251,14 +252,16 @@ def _token_values(resp: requests.Response) -> list[str]:
 
 
 def _header_values(resp: requests.Response, name: str) -> list[str]:
+    """Every comma-separated value of every ``name`` header (RFC 7230 §3.2.2: repeated headers
+    and one comma-joined header are the same; checksums never contain a comma)."""
     raw = getattr(resp, "raw", None)
     headers = getattr(raw, "headers", None)
+    lines: list[str] = []
     if headers is not None and hasattr(headers, "getlist"):
-        vals = [v.strip() for v in headers.getlist(name) if v and v.strip()]
-        if vals:
-            return vals
-    v = resp.headers.get(name)
-    return [x.strip() for x in v.split(",") if x.strip()] if v else []
+        lines = list(headers.getlist(name))
+    if not lines and resp.headers.get(name):
+        lines = [resp.headers[name]]
+    return [x.strip() for line in lines for x in line.split(",") if x.strip()]
 
 
 def _json(resp: requests.Response, what: str) -> Any:
@@ -285,6 +288,7 @@ class V1Auth:
         self.index_host = (p.hostname or "").lower()
         self.standalone: bool | None = None  # set by V1Client.ping
         self._basic_origins: set[tuple[str, str]] = set()
+        self._token_origins: set[tuple[str, str]] = set()  # registries that refused Basic for Token
         self._tokens: dict[str, list[str]] = {}
         self._refreshers: dict[str, Callable[[], None]] = {}
         self._lock = threading.Lock()
@@ -336,6 +340,8 @@ class V1Auth:
         origin = self._origin(url)
         if origin in self._basic_origins:
             return True  # asked for by a challenge (the transport refuses plain http off loopback)
+        if origin in self._token_origins:
+            return False
         if not self._may_send(url):
             return False
         if origin == self.index_origin:
@@ -369,6 +375,14 @@ class V1Auth:
                 with self._lock:
                     self._basic_origins.add(origin)
                 return True
+        if ("token" in schemes or not schemes) and origin != self.index_origin \
+                and origin not in self._basic_origins and self._basic_for(url):
+            # Basic went to a registry only by the standalone rule (Docker 1.3 applies it to https
+            # indexes only); this one wants the repository's tokens instead
+            with self._lock:
+                self._token_origins.add(origin)
+            if scope and self.token_count(scope) > 0:
+                return True
         if ("token" in schemes or not schemes) and scope and origin != self.index_origin \
                 and method.upper() in ("GET", "HEAD"):
             with self._lock:
@@ -399,8 +413,9 @@ class RepositoryData:
 class ImageJSON:
     """``GET /v1/images/<id>/json``: ``raw`` (bytes as served; they enter the payload checksum),
     ``doc`` (parsed), ``size`` (``X-Docker-Size``, None when absent or -1), ``payload_checksums``
-    (every value of the first of :data:`CHECKSUM_HEADERS` present: ``sha256:`` payload checksums or
-    tarsums), ``endpoint`` (the registry that answered), ``checksum_header`` (the header's name)."""
+    (every value of every header of :data:`CHECKSUM_HEADERS` present: ``sha256:`` payload checksums
+    or tarsums), ``endpoint`` (the registry that answered), ``checksum_header`` (the first such
+    header's name), ``checksum_headers`` (``{value: header name}``)."""
 
     id: str
     raw: bytes
@@ -409,6 +424,7 @@ class ImageJSON:
     payload_checksums: list[str]
     endpoint: str
     checksum_header: str | None = None
+    checksum_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -481,6 +497,8 @@ class V1Client:
         self.auth = V1Auth(credentials, self.index_url)
         transport.auth = self.auth
         self._transports: dict[str, Transport] = {self.index_url: transport}
+        self._quick: dict[str, Transport] = {}  # the same, without retries: see _on_endpoints
+        self._trying_next = threading.local()
         self._repos: dict[str, RepositoryData] = {}
         self._lock = threading.Lock()
         self._want_ping = (urlsplit(self.index_url).hostname != "index.docker.io") if ping is None else ping
@@ -523,6 +541,12 @@ class V1Client:
                 t.trace_records = self.t.trace_records
                 t._trace_lock = self.t._trace_lock
                 self._transports[base] = t
+            if getattr(self._trying_next, "on", False):  # another endpoint remains: no retries here
+                quick = self._quick.get(base)
+                if quick is None:
+                    quick = self._quick[base] = copy.copy(t)  # shares session, jars, trace
+                    quick.retry = RetryPolicy(attempts=1)
+                return quick
             return t
 
     def _ensure_ping(self) -> None:
@@ -545,7 +569,10 @@ class V1Client:
         """Call ``fn(endpoint)`` on each endpoint until one succeeds; a 404 stops at once when
         ``stop_on_404`` (Docker 1.3's tags), any other failure tries the next one."""
         last: RegistryError | None = None
-        for ep in endpoints:
+        for i, ep in enumerate(endpoints):
+            # like Docker 1.3, an endpoint that fails is left for the next one at once; only the
+            # last one gets the transport's retries (429/5xx/dropped connections with backoff)
+            self._trying_next.on = i + 1 < len(endpoints)
             try:
                 return fn(ep)
             except NotFound as exc:
@@ -556,6 +583,8 @@ class V1Client:
                 raise
             except RegistryError as exc:
                 last = exc
+            finally:
+                self._trying_next.on = False
         if last is None:
             raise RegistryError("the index listed no registry endpoints")
         raise last
@@ -720,13 +749,15 @@ class V1Client:
                     raise RegistryError(f"X-Docker-Size is not an integer: {size_text[:40]!r}", url=resp.url)
                 if size < 0:
                     size = None
-            sums: list[str] = []
-            header = None
+            # every header counts: a registry may send a tarsum in one and the payload checksum in
+            # another (the payload checksum can always be computed, a tarsum not for every layer)
+            by_value: dict[str, str] = {}
             for header in CHECKSUM_HEADERS:
-                sums = _header_values(resp, header)
-                if sums:
-                    break
-            return ImageJSON(image_id, resp.content, doc, size, sums, ep, header if sums else None)
+                for value in _header_values(resp, header):
+                    by_value.setdefault(value, header)
+            sums = list(by_value)
+            return ImageJSON(image_id, resp.content, doc, size, sums, ep,
+                             by_value[sums[0]] if sums else None, by_value)
 
         return self._on_endpoints(self._endpoints(name, endpoints), one, stop_on_404=False)
 
@@ -1152,13 +1183,15 @@ class _LayerFetch:
         payloads = [c for c in sums if c.startswith("sha256:")]
         tarsums = [c for c in sums if c.startswith("tarsum")]
         if payload in payloads:
-            return name, None
+            return self.meta.checksum_headers.get(payload, name), None
         actual = self.checks.tarsum_value() if tarsums and self.checks.tarsum is not None else None
         if actual is not None and actual in tarsums:
-            return name, None
+            return self.meta.checksum_headers.get(actual, name), None
         if payloads or actual is not None:
-            raise DigestMismatch(sums[0], payload if payloads else actual or payload,
-                                 what=f"v1 layer {self.meta.id[:12]} ({name})")
+            expected = payloads[0] if payloads else tarsums[0]
+            source = self.meta.checksum_headers.get(expected, name)
+            raise DigestMismatch(expected, payload if payloads else actual or payload,
+                                 what=f"v1 layer {self.meta.id[:12]} ({source})")
         return None, f"{name} {sums[0][:40]!r} could not be checked"
 
     def finish(self, target: Path) -> LayerDownload:
