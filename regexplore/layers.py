@@ -397,7 +397,15 @@ class _GuardedTarInfo(tarfile.TarInfo):
             raise UnsafeLayer(
                 f"tar metadata member of {self.size} bytes (over {MAX_METADATA_MEMBER})", entry=self.name
             )
-        return super()._proc_member(tarfile_)  # type: ignore[misc]
+        try:
+            return super()._proc_member(tarfile_)  # type: ignore[misc]
+        except tarfile.SubsequentHeaderError as exc:
+            # A pax global header (type g) describes the members after it and may be followed by the
+            # end-of-archive marker (an empty pax archive, `git archive` of an empty tree): that is the
+            # end of the archive, not a broken one (POSIX pax; GNU tar and bsdtar read it so).
+            if self.type == tarfile.XGLTYPE and isinstance(exc.__context__, tarfile.EOFHeaderError):
+                raise exc.__context__ from None
+            raise
 
 
 def _entry_type(ti: tarfile.TarInfo) -> EntryType:
@@ -999,19 +1007,28 @@ def _open_source(source: LayerSource, max_bytes: int | None) -> LayerStream:
 
 @dataclass
 class _LayerIndex:
-    """What one layer says about paths (canonical keys): last entry, whiteouts, opaque dirs."""
+    """What one layer says about paths (canonical keys): entries, whiteouts, opaque dirs."""
 
-    entries: dict[str, Entry] = field(default_factory=dict)
+    #: every entry of a path as ``(position in the tar, entry)``, in tar order (the last one wins)
+    versions: dict[str, list[tuple[int, Entry]]] = field(default_factory=dict)
     whiteouts: set[str] = field(default_factory=set)  # paths removed from lower layers
     opaque: set[str] = field(default_factory=set)  # dirs whose lower contents are hidden
-    captured: dict[str, bytes] = field(default_factory=dict)  # file bytes read during the scan
+    captured: dict[str, tuple[int, bytes]] = field(default_factory=dict)  # (position, file bytes) read
+
+    def entry(self, path: str, before: int | None = None) -> tuple[int, Entry] | None:
+        """``(position, entry)`` of the last entry for ``path`` (written before ``before`` if given)."""
+        for position, entry in reversed(self.versions.get(path, ())):
+            if before is None or position < before:
+                return position, entry
+        return None
 
 
 def _scan_layer(
-    stream: LayerStream, want: str, max_file_bytes: int | None
+    stream: LayerStream, want: str, max_file_bytes: int | None, before: int | None = None
 ) -> _LayerIndex:
+    """Index one layer, capturing the bytes of the last regular file ``want`` (before position ``before``)."""
     index = _LayerIndex()
-    for ti, tf in _members(stream, drain=False):
+    for position, (ti, tf) in enumerate(_members(stream, drain=False)):
         entry = _to_entry(ti, None)
         cpath = canonical_path(entry.path)
         if entry.whiteout == "opaque":
@@ -1020,14 +1037,13 @@ def _scan_layer(
             head, _, base = cpath.rpartition("/")
             index.whiteouts.add(f"{head}/{base[len(_WH_PREFIX):]}" if head else base[len(_WH_PREFIX):])
         else:
-            index.entries[cpath] = entry
-            index.captured.pop(cpath, None)
-            if cpath == want and ti.isreg():
+            index.versions.setdefault(cpath, []).append((position, entry))
+            if cpath == want and ti.isreg() and (before is None or position < before):
                 if max_file_bytes is not None and ti.size > max_file_bytes:
                     raise ResponseTooLarge(f"{want} is {ti.size} bytes, over max_file_bytes={max_file_bytes}")
                 fobj = tf.extractfile(ti)
                 assert fobj is not None
-                index.captured[cpath] = fobj.read()
+                index.captured[cpath] = (position, fobj.read())
     return index
 
 
@@ -1045,8 +1061,11 @@ def read_file(
     (``lambda: blobs.stream(digest)``) so a layer is only opened when it is needed. Layers are scanned from
     the top; the search stops at the first layer that has the path, whites it (or a parent) out, or makes
     a parent opaque. Symlinks (also in parent directories) are resolved inside the image root, like a
-    chroot; a hardlink reads its target. Each layer is opened at most once per lookup, plus one re-open
-    when a symlink leads to a file in a layer already scanned. A found layer is not read to its end.
+    chroot. A hardlink reads the file its target was when the hardlink's layer was applied (the tar
+    extraction of layer.md's "Applying Changesets": the link shares that inode, so later layers that
+    replace or white out the target path do not change it). Each layer is opened at most once per lookup,
+    plus one re-open when a link leads to a file in a layer already scanned. A found layer is not read to
+    its end.
 
     Returns the file's bytes. Raises ``FileNotFoundError`` (absent or whited out), ``IsADirectoryError``,
     ``NotADirectoryError``, ``OSError`` (too many symlinks, special file), :class:`ResponseTooLarge`
@@ -1056,6 +1075,9 @@ def read_file(
     indexes: list[_LayerIndex | None] = [None] * len(sources)
     want = canonical_path(path)
     hops = 0
+    # Where the lookup starts: the top layer, or after a hardlink the hardlink's own layer, seeing only
+    # the entries written before the hardlink (``before``, a position in that layer's tar).
+    start, before = 0, None
 
     def index_of(i: int, target: str) -> _LayerIndex:
         idx = indexes[i]
@@ -1069,12 +1091,14 @@ def read_file(
             raise IsADirectoryError(f"{path}: is the root directory")
         ancestors = ["/".join(parts[:k]) for k in range(1, len(parts))]
         redirect: str | None = None
-        found: tuple[int, Entry] | None = None
-        for i in range(len(sources)):
+        found: tuple[int, int, Entry] | None = None  # (layer, position in its tar, entry)
+        for i in range(start, len(sources)):
             idx = index_of(i, want)
+            limit = before if i == start else None  # in a hardlink's layer: what was there before it
             # A parent replaced by a non-directory in this layer (a symlink redirects the lookup).
             for k, anc in enumerate(ancestors):
-                anc_entry = idx.entries.get(anc)
+                anc_hit = idx.entry(anc, limit)
+                anc_entry = anc_hit[1] if anc_hit is not None else None
                 if anc_entry is not None and anc_entry.type != "dir":
                     if anc_entry.type == "symlink":
                         redirect = _join_link(
@@ -1084,27 +1108,29 @@ def read_file(
                     raise NotADirectoryError(f"{path}: {anc} is not a directory in the image")
             if redirect is not None:
                 break
-            entry = idx.entries.get(want)
-            if entry is not None:
-                found = (i, entry)
+            hit = idx.entry(want, limit)
+            if hit is not None:
+                found = (i, *hit)
                 break
             hidden = want in idx.whiteouts or any(a in idx.whiteouts for a in ancestors)
             if hidden or any(a in idx.opaque for a in ["", *ancestors]):
                 raise FileNotFoundError(f"{path}: removed by a whiteout in layer {i} (0 = top)")
         if redirect is None and found is None:
             raise FileNotFoundError(f"{path}: not in any layer")
+        start, before = 0, None  # a symlink resolves in the final filesystem
         if found is not None:
-            i, entry = found
+            i, position, entry = found
             if entry.type == "file":
                 idx = index_of(i, want)
-                if want not in idx.captured:  # scanned earlier for another path: open once more
-                    idx = _scan_layer(_open_source(sources[i], max_bytes), want, max_file_bytes)
+                if idx.captured.get(want, (None,))[0] != position:  # scanned for another path: open once more
+                    idx = _scan_layer(_open_source(sources[i], max_bytes), want, max_file_bytes, position + 1)
                     indexes[i] = idx
-                return idx.captured[want]
+                return idx.captured[want][1]
             if entry.type == "dir":
                 raise IsADirectoryError(f"{path}: is a directory")
             if entry.type == "hardlink":
                 redirect = canonical_path(entry.linkname)
+                start, before = i, position
             elif entry.type == "symlink":
                 if not follow_symlinks:
                     raise OSError(f"{path}: is a symlink to {entry.linkname!r} (follow_symlinks=False)")
