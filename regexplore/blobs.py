@@ -813,11 +813,7 @@ def _plan(reg: Any, ref_or_digest: Any, platform: str | None, layers: Sequence[A
             cl = head.headers.get("Content-Length", "")
             return [_Target(r.repository, r.digest, None, "blob", int(cl) if cl.isdigit() else None)], \
                 r.digest[:19]
-    top = reg.manifest(r)
-    image = top
-    if top.is_index:
-        entry = choose_platform(top.json, platform)
-        image = reg.manifest(r.with_digest(entry["digest"]))
+    image, _index = reg._resolve(r, platform)  # an index's platform, nested indexes followed
     targets: list[_Target] = []
     cd = image.config_descriptor
     layer_descs = image.layer_descriptors
@@ -1001,7 +997,7 @@ def _write_layout(reg: Any, r: ImageRef, root: Path, platform: str | None, progr
     top = reg.manifest(r)
     entry_extra: dict[str, Any] = {}
     if top.is_index and platform is not None:
-        chosen = choose_platform(top.json, platform)
+        chosen = choose_platform(reg._flat_index(r.repository, top), platform)
         top = reg.manifest(r.with_digest(chosen["digest"]))
         if chosen.get("platform"):
             entry_extra["platform"] = chosen["platform"]

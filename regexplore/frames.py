@@ -91,7 +91,10 @@ def _to_time(values: list[Any]) -> "pd.Series":
         return pd.Series([], dtype=TIME)
     out = pd.to_datetime(s, utc=True, errors="coerce", format="mixed")
     if out.dtype != TIME:
-        out = out.astype(TIME)
+        # datetime objects come in at microsecond resolution; nanoseconds only reach 1677..2262, so a
+        # config's year 1600 or 9999 becomes <NA> instead of failing the whole table
+        lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+        out = out.where((out >= lo) & (out <= hi)).astype(TIME)
     return out
 
 

@@ -193,11 +193,11 @@ def parse_time(value: Any) -> datetime | None:
         s = f"{head}.{(frac + '000000')[:6]}{tz}"
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the calendar by its offset
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    dt = dt.astimezone(timezone.utc)
     if dt.year <= 1:  # Go's zero time
         return None
     return dt

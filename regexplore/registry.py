@@ -18,6 +18,7 @@ from .errors import InvalidReference, NotFound, RegistryError, UnsupportedMediaT
 from .frames import make_frame
 from .hub import HubClient, HubResult, filter_catalog_search
 from .oci import (
+    INDEX_TYPES,
     Manifest,
     choose_platform,
     history_rows,
@@ -224,12 +225,25 @@ class Registry:
             return None
         return self._configs.get(cd["digest"], lambda: self.v2.get_json_blob(repo, cd["digest"]))
 
+    def _flat_index(self, repo: str, index: Manifest, depth: int = 0) -> dict:
+        """``index``'s JSON with each nested index entry replaced by that index's own entries (OCI
+        image-index.md: consumers SHOULD support nested indexes), so platform tables and
+        ``choose_platform`` see every image. Unnested indexes cost no request."""
+        entries: list[dict] = []
+        for e in index.json.get("manifests") or []:
+            if e.get("mediaType") in INDEX_TYPES and e.get("digest") and depth < 4:
+                nested = self._manifest_by_digest(repo, e["digest"])
+                entries.extend(self._flat_index(repo, nested, depth + 1)["manifests"])
+            else:
+                entries.append(e)
+        return {**index.json, "manifests": entries}
+
     def _resolve(self, ref: ImageRef, platform: str | None) -> tuple[Manifest, Manifest | None]:
         """(image manifest, index it came from or None); for an index, ``platform`` chooses."""
         top = self.manifest(ref)
         if not top.is_index:
             return top, None
-        entry = choose_platform(top.json, platform)
+        entry = choose_platform(self._flat_index(ref.repository, top), platform)
         return self._manifest_by_digest(ref.repository, entry["digest"]), top
 
     # ----------------------------------------------------------------- v1 / v2
@@ -447,9 +461,10 @@ class Registry:
         row["digest"] = top.digest
         row["media_type"] = top.media_type
         if top.is_index:
-            plats = [p for p in platform_rows(top.json) if not p["attestation"]]
+            flat = self._flat_index(repo, top)
+            plats = [p for p in platform_rows(flat) if not p["attestation"]]
             row["platforms"] = [p["platform"] for p in plats]
-            entry = choose_platform(top.json)
+            entry = choose_platform(flat)
             image = self._manifest_by_digest(repo, entry["digest"])
         else:
             image = top
@@ -474,7 +489,7 @@ class Registry:
         else:
             m = self._manifest_by_tag(r.repository, r.reference)
         if platform and m.is_index:
-            entry = choose_platform(m.json, platform)
+            entry = choose_platform(self._flat_index(r.repository, m), platform)
             return self._manifest_by_digest(r.repository, entry["digest"])
         return m
 
@@ -486,7 +501,7 @@ class Registry:
         r = self.ref(ref)
         m = self.manifest(r)
         if m.is_index:
-            rows = platform_rows(m.json)
+            rows = platform_rows(self._flat_index(r.repository, m))
         else:
             cfg = self._config_of(r.repository, m) if not m.is_schema1 else {}
             s = image_summary(m, cfg)

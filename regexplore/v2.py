@@ -122,6 +122,32 @@ def request_blob(t: Transport, method: str, path: str, **kw: Any) -> Any:
     return t.request(method, path, **kw)
 
 
+def _next_page(resp: Any, visited: set[str], what: str) -> str | None:
+    """The ``rel="next"`` URL of a listing page; a link back to a page already read (a server
+    that would page forever) raises :class:`RegistryError` instead of looping."""
+    visited.add(resp.url)
+    url = next_link(resp.headers.get("Link"), resp.url)
+    if url is not None and url in visited:
+        raise RegistryError(f"{what}: the registry's Link header points back to a page already read "
+                            f"({len(visited)} pages so far)", status=resp.status_code, url=url)
+    return url
+
+
+def _listing(resp: Any, key: str, what: str) -> list:
+    """The ``key`` list of a catalog / tags JSON body (``null`` or absent: empty, as distribution
+    answers ``"tags": null`` for a repository whose tags were all deleted); a body that is not a
+    JSON object raises :class:`RegistryError` naming the URL instead of a bare ``ValueError``."""
+    try:
+        doc = json.loads(resp.content or b"{}")
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get(key) or [], list):
+        ctype = resp.headers.get("Content-Type") or "no Content-Type"
+        raise RegistryError(f"{what}: the answer is not a JSON listing ({ctype})", status=resp.status_code,
+                            url=resp.url)
+    return list(doc.get(key) or [])
+
+
 class V2Client:
     """Raw v2 calls against one registry's :class:`Transport`."""
 
@@ -154,6 +180,7 @@ class V2Client:
         n = min(page_size or CATALOG_PAGE, limit or CATALOG_PAGE)
         url: str | None = self.t.url(f"/v2/_catalog?n={n}")
         seen = 0
+        visited: set[str] = set()
         while url:
             try:
                 resp = self.t.request("GET", url, max_bytes=LISTING_CAP, what="catalog")
@@ -162,29 +189,35 @@ class V2Client:
                     url = self.t.url("/v2/_catalog")
                     continue
                 raise
-            repos = list(json.loads(resp.content or b"{}").get("repositories") or [])
+            repos = _listing(resp, "repositories", "catalog")
             if limit is not None:
                 repos = repos[: max(0, limit - seen)]
             seen += len(repos)
             yield repos
             if limit is not None and seen >= limit:
                 return
-            url = next_link(resp.headers.get("Link"), resp.url)
+            url = _next_page(resp, visited, "catalog")
 
     def tags(self, repo: str, *, page_size: int | None = None, limit: int | None = None) -> list[str]:
-        """All tags of ``repo`` from ``/v2/<repo>/tags/list``, following ``Link`` pages."""
+        """All tags of ``repo`` from ``/v2/<repo>/tags/list``, following ``Link`` pages. A
+        ``page_size`` the server refuses (``PAGINATION_NUMBER_INVALID``) is dropped, as in
+        :meth:`catalog`."""
         path = f"/v2/{repo}/tags/list"
-        if page_size:
-            path += f"?n={page_size}"
-        url: str | None = self.t.url(path)
+        url: str | None = self.t.url(f"{path}?n={page_size}" if page_size else path)
         out: list[str] = []
+        visited: set[str] = set()
         while url:
-            resp = self.t.request("GET", url, max_bytes=LISTING_CAP, what=f"tags of {repo}")
-            doc = json.loads(resp.content or b"{}")
-            out.extend(doc.get("tags") or [])
+            try:
+                resp = self.t.request("GET", url, max_bytes=LISTING_CAP, what=f"tags of {repo}")
+            except RegistryError as exc:
+                if exc.code == "PAGINATION_NUMBER_INVALID" and page_size and not out:
+                    url, page_size = self.t.url(path), None
+                    continue
+                raise
+            out.extend(_listing(resp, "tags", f"tags of {repo}"))
             if limit is not None and len(out) >= limit:
                 return out[:limit]
-            url = next_link(resp.headers.get("Link"), resp.url)
+            url = _next_page(resp, visited, f"tags of {repo}")
         return out
 
     # ----------------------------------------------------------------- manifests
