@@ -521,8 +521,15 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
             first = None
         else:
             last = until if until is not None else job.size
+            if last is None and job.size_hint is not None and job.size_hint > part.offset:
+                last = job.size_hint  # a HEAD's Content-Length closes the Range; the answer gives the size
             end = last - 1 if last is not None and (part.offset > 0 or until is not None) else None
-            resp, got, stop = _open_range(job, part.offset, end)
+            try:
+                resp, got, stop = _open_range(job, part.offset, end)
+            except RegistryError as exc:
+                if exc.status == 416 and job.size is None and part.offset > 0:
+                    return None  # nothing after the bytes a .partial holds already: the digest decides
+                raise
         if got != part.offset:  # a 200 to our Range: take the whole body, from byte 0
             part.restart()
             job.emit(0)
