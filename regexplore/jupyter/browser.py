@@ -22,6 +22,7 @@ data behind them too (``repository_names``, ``tags_frame``, ``history``, ``layer
 from __future__ import annotations
 
 import html
+import re
 import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,6 +32,9 @@ import ipywidgets as widgets
 import pandas as pd
 
 __all__ = ["RegistryBrowser", "one_line", "human_size", "Cancelled"]
+
+#: what may be offered as a typed repository name when the catalog is not available
+_REPOSITORY_NAME = re.compile(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*")
 
 SORT_KEYS = ("tag", "created", "size")
 _TABS = ("history", "layers", "files", "config")
@@ -120,6 +124,34 @@ def _config_html(config: dict, manifest_digest: str | None) -> str:
     return f"<table class='regexplore-table regexplore-config'>{''.join(cells)}</table>"
 
 
+def _v1_image(reg: Any, ref: str) -> dict[str, Any]:
+    """What the image view shows for a v1 registry: the history (v1 has no manifest, config blob nor
+    digests); its layers are the ancestry's images, by id."""
+    history = reg.history(ref)
+    layers = pd.DataFrame({"index": range(len(history)), "digest": history["id"], "compression": pd.NA,
+                           "size": history["size"], "created_by": history["created_by"]})
+    layers.attrs["digest"] = None
+    return {"ref": ref, "digest": None, "media_type": "v1 image", "platforms": [], "platform": None,
+            "history": history, "layers": layers, "config": {}, "config_blob": (None, 0)}
+
+
+def _remove_partials(dest: str, digests: list[str]) -> int:
+    """Remove the ``.partial`` files a cancelled download left in ``dest`` for ``digests``."""
+    from pathlib import Path
+
+    from ..blobs import blob_filename
+
+    removed = 0
+    for digest in digests:
+        partial = Path(dest).expanduser() / (blob_filename(digest) + ".partial")
+        try:
+            partial.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 class RegistryBrowser(widgets.VBox):
     """Search → repository → tag → image (platform, history, layers, files, config) → download.
 
@@ -151,6 +183,8 @@ class RegistryBrowser(widgets.VBox):
         self._generation: dict[str, int] = {}
         self._quiet = 0                       # >0 while the code itself changes values: observers ignore
         self._cancel = threading.Event()
+        self._catalog_error: str | None = None   # the catalog was refused: typed names are offered
+        self._download: Future | None = None      # the running download, if any
 
         # data behind the widgets
         self.repository_names: list[str] = []
@@ -249,9 +283,24 @@ class RegistryBrowser(widgets.VBox):
         return f"{self.repositories.value}:{self.tags.value}"
 
     def refresh(self) -> Future:
-        """(Re)load the catalog in the background."""
+        """(Re)load the catalog in the background. A v1 registry (no catalog) is listed by its search;
+        when the registry refuses the catalog, a repository name typed in the search box is offered."""
         self._set_status("loading the catalog…")
-        return self._run("catalog", lambda: list(self.registry.catalog()["repository"]), self._apply_catalog)
+        return self._run("catalog", self._list_repositories, self._apply_catalog, failed=self._catalog_failed)
+
+    def _is_v1(self) -> bool:
+        return getattr(self.registry, "api", None) == "v1"
+
+    def _list_repositories(self) -> list[str]:
+        from ..errors import RegistryError
+
+        if not self._is_v1():
+            try:
+                return list(self.registry.catalog()["repository"])
+            except RegistryError:
+                if not self._is_v1():   # in api="auto" the catalog call is what finds a v1 registry
+                    raise
+        return list(self.registry.search("", limit=1000)["name"])
 
     def wait(self, timeout: float | None = 30.0) -> "RegistryBrowser":
         """Block until all background work (including work it started) is done; re-raises nothing —
@@ -277,6 +326,8 @@ class RegistryBrowser(widgets.VBox):
     def close(self) -> None:
         """Cancel downloads, stop the private executor (and the registry client made from a URL) and close
         the widgets."""
+        if "_cancel" not in self.__dict__:   # __init__ failed (e.g. a bad URL): nothing was started
+            return
         self._cancel.set()
         if self._own_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -302,9 +353,10 @@ class RegistryBrowser(widgets.VBox):
                 self._generation[key] = self._generation.get(key, 0) + 1
 
     def _run(self, key: str, work: Callable[[], Any], apply: Callable[[Any], None],
-             executor: Executor | None = None) -> Future:
+             executor: Executor | None = None,
+             failed: Callable[[BaseException], None] | None = None) -> Future:
         """Run ``work()`` in the background, then ``apply(result)`` under the UI lock if no newer job
-        of the same ``key`` was started meanwhile. Errors go to the status line."""
+        of the same ``key`` was started meanwhile. Errors go to the status line (then to ``failed``)."""
         with self._jobs_lock:
             gen = self._generation[key] = self._generation.get(key, 0) + 1
 
@@ -318,6 +370,8 @@ class RegistryBrowser(widgets.VBox):
                 with self._ui:
                     if current():
                         self._show_error(exc)
+                        if failed is not None:
+                            failed(exc)
                 raise
             with self._ui:
                 if current():
@@ -334,6 +388,7 @@ class RegistryBrowser(widgets.VBox):
 
     def _set_status(self, text: str) -> None:
         with self._ui:
+            self.error = None        # the error shown last is gone from the status line
             self.status.value = f"<span>{html.escape(text)}</span>" if text else ""
 
     def _show_error(self, exc: BaseException) -> None:
@@ -343,9 +398,15 @@ class RegistryBrowser(widgets.VBox):
     # ------------------------------------------------------------------ catalog and search
     def _apply_catalog(self, names: list[str]) -> None:
         self.repository_names = sorted(names)
-        self.error = None
+        self._catalog_error = None
         self._set_status(f"{len(names)} repositories")
         self._filter_repositories()
+
+    def _catalog_failed(self, exc: BaseException) -> None:
+        self.repository_names = []
+        self._catalog_error = self.error
+        if self.search.value.strip():
+            self._filter_repositories()
 
     def _on_search(self, change: dict) -> None:
         if not self._quiet:
@@ -355,13 +416,19 @@ class RegistryBrowser(widgets.VBox):
     def _filter_repositories(self) -> None:
         needle = self.search.value.strip().lower()
         names = [n for n in self.repository_names if needle in n.lower()]
+        typed = self._catalog_error is not None and _REPOSITORY_NAME.fullmatch(needle) is not None
+        if typed and needle not in names:
+            names.insert(0, needle)
         keep = self.repositories.value if self.repositories.value in names else None
         with self._programmatic():
             self.repositories.options = names
             self.repositories.value = keep
         if keep is None and (self.tags.options or self.tags_frame is not None):
             self._clear_repository()
-        if needle:
+        if self._catalog_error is not None and needle:
+            self._set_status(f"no catalog ({self._catalog_error}); choose {needle!r} to open it" if typed
+                             else f"no catalog ({self._catalog_error}); type a repository name")
+        elif needle:
             self._set_status(f"{len(names)} of {len(self.repository_names)} repositories match {needle!r}")
 
     # ------------------------------------------------------------------ repository → tags
@@ -387,6 +454,9 @@ class RegistryBrowser(widgets.VBox):
     def _apply_tags(self, repo: str, df: pd.DataFrame) -> None:
         self.tags_frame = df
         self._render_tags()
+        if self._is_v1():   # v1 has no manifests: the tag list is all there is
+            self._set_status(f"{len(df)} tags in {repo}")
+            return
         self._set_status(f"{len(df)} tags in {repo}; loading details…")
         self._run("details", lambda: self.registry.tags(repo, details=True),
                   lambda details: self._apply_details(repo, details))
@@ -462,12 +532,15 @@ class RegistryBrowser(widgets.VBox):
         if ref is None:
             return
         self._bump("files")
-        self.files = None
+        self.files = self.layers = None           # the shown image is being replaced: no download of it
         self.files_html.value = ""
+        self.download_button.disabled = True
         self._set_status(f"loading {ref}…")
         reg = self.registry
 
         def work() -> dict[str, Any]:
+            if self._is_v1():
+                return _v1_image(reg, ref)
             top = reg.manifest(ref)
             platforms: list[str] = []
             chosen = platform
@@ -501,17 +574,18 @@ class RegistryBrowser(widgets.VBox):
             self.platform.options = options
             self.platform.value = platform if platform in options else None
             self.platform.disabled = len(info["platforms"]) < 2
-        total = self.layers["size"].sum() if len(self.layers) else 0
+        sizes = self.layers["size"]
+        total = human_size(sizes.sum()) if sizes.notna().all() else "size unknown"   # schema1: no sizes
         self.image_title.value = (
-            f"<b>{html.escape(info['ref'])}</b> <code>{html.escape(info['digest'][:19])}</code> "
+            f"<b>{html.escape(info['ref'])}</b> <code>{html.escape((info['digest'] or '')[:19])}</code> "
             f"&middot; {html.escape(info['media_type'].split('/')[-1])} &middot; "
-            f"{len(self.layers)} layers, {html.escape(human_size(total))}")
+            f"{len(self.layers)} layers, {html.escape(total)}")
         self.history_html.value = _table_html(self.history, ["step", "created", "created_by", "size",
                                                              "empty_layer"])
         self.layers_html.value = _table_html(self.layers, ["index", "digest", "compression", "size",
                                                            "created_by"])
         self.config_html.value = _config_html(cfg, self.layers.attrs.get("digest"))
-        self.download_button.disabled = False
+        self.download_button.disabled = self._downloading()
         self.error = None
         self._set_status(f"{info['ref']}: {len(self.history)} history steps, {len(self.layers)} layers")
         if self.tabs.selected_index == _TABS.index("files"):
@@ -528,7 +602,8 @@ class RegistryBrowser(widgets.VBox):
         if ref is None:
             return None
         self.files_html.value = "<i>listing the layers' files…</i>"
-        return self._run("files", lambda: self.registry.files(ref, platform=platform), self._apply_files)
+        return self._run("files", lambda: self.registry.files(ref, platform=platform), self._apply_files,
+                         failed=lambda exc: setattr(self.files_html, "value", ""))
 
     def _apply_files(self, df: pd.DataFrame) -> None:
         self.files = df
@@ -537,18 +612,27 @@ class RegistryBrowser(widgets.VBox):
         self.files_html.value = _table_html(df, cols)
 
     # ------------------------------------------------------------------ downloads
+    def _downloading(self) -> bool:
+        return self._download is not None and not self._download.done()
+
     def _on_download(self, _button: Any) -> None:
         with self._ui:
             ref, platform = self.reference, self.platform.value
-            if ref is None or self.layers is None:
+            if ref is None or self.layers is None or self._downloading():
                 return
-            self._start_download(ref, platform, self.dest.value or ".")
+            try:
+                self._start_download(ref, platform, self.dest.value or ".")
+            except Exception as exc:   # a click handler's traceback would land outside the widget
+                self._show_error(exc)
 
     def _start_download(self, ref: str, platform: str | None, dest: str) -> Future:
         from .progress import DownloadProgress
 
         self._cancel.clear()
-        blobs = [(str(d), int(s)) for d, s in zip(self.layers["digest"], self.layers["size"])]
+        # sizes may be unknown (schema1 manifests have none): 0, the bar learns it from the transfer;
+        # v1 images have ids, not digests, and v1 pulls report no progress: only the total bar then
+        blobs = [] if self._is_v1() else [
+            (str(d), 0 if pd.isna(s) else int(s)) for d, s in zip(self.layers["digest"], self.layers["size"])]
         cfg_digest = self._config_blob[0]
         if cfg_digest:
             blobs.insert(0, self._config_blob)
@@ -560,32 +644,42 @@ class RegistryBrowser(widgets.VBox):
         self._set_status(f"downloading {ref} to {dest}…")
         reg = self.registry
 
+        digests = [d for d, _ in blobs]
+
         def work() -> list[Any]:
             try:
                 return reg.download(ref, dest, platform=platform, progress=progress)
+            except BaseException:
+                if not self._cancel.is_set():
+                    raise
+                removed = _remove_partials(dest, digests)   # nothing unfinished is left behind
+                raise Cancelled(f"download cancelled ({removed} unfinished files removed; "
+                                "the finished ones are verified)") from None
             finally:
                 progress.finish()
 
-        def done(paths: list[Any]) -> None:
-            self.downloaded = list(paths)
-            self.cancel_button.disabled = True
-            self.download_button.disabled = False
-            self._set_status(f"downloaded {ref}: {len(paths)} files in {dest}")
-
-        fut = self._run("download", work, done)
-        fut.add_done_callback(lambda f: self._download_ended(f))
-        return fut
-
-    def _download_ended(self, fut: Future) -> None:
-        with self._ui:
+        def ended() -> None:
             self.cancel_button.disabled = True
             self.download_button.disabled = self.layers is None
-            exc = fut.exception()
-            if isinstance(exc, Cancelled) or (exc is not None and self._cancel.is_set()):
-                self.error = None
-                self._set_status("download cancelled (partial files are kept and resume next time)")
+
+        def done(paths: list[Any]) -> None:
+            self.downloaded = list(paths)
+            ended()
+            self._set_status(f"downloaded {ref}: {len(paths)} files in {dest}")
+
+        def failed(exc: BaseException) -> None:   # the error is in the status line already
+            ended()
+            if isinstance(exc, Cancelled):
+                self._set_status(str(exc))
+            else:   # e.g. DigestMismatch after every byte arrived: no green 100 % bar
+                progress.bars["total"].container.children[1].bar_style = "danger"
+
+        fut = self._download = self._run("download", work, done, failed=failed)
+        return fut
 
     def _on_cancel(self, _button: Any) -> None:
+        if not self._downloading():
+            return
         self._cancel.set()
         self.cancel_button.disabled = True
         self._set_status("cancelling…")

@@ -4,7 +4,7 @@ in a ``VBox``, one per blob and one for the total, fed by :class:`regexplore.pro
 :class:`DownloadProgress` is a *callable reporter* in the sense of :mod:`regexplore.progress` (it has no
 ``update``/``close`` pair on purpose, so ``resolve_progress`` hands it every event). When its ``cancel``
 event is set, the next progress event raises :class:`~regexplore.jupyter.browser.Cancelled` in the
-download's worker thread, which stops the transfer; partial files stay for a later resume.
+download's worker thread, which stops the transfer (the browser then removes the ``.partial`` files).
 """
 
 from __future__ import annotations
@@ -45,8 +45,9 @@ class DownloadProgress:
         self.widget = widgets.VBox([bar.container for bar in self.bars.values()])
 
     def _bar(self, total: int, desc: str) -> Any:
-        return self._tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024, display=False,
-                          leave=True, mininterval=0.05)
+        """A bar of ``total`` bytes (0: not known yet, set by the first event that knows it)."""
+        return self._tqdm(total=total or None, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                          display=False, leave=True, mininterval=0.05)
 
     def __call__(self, event: Any) -> None:
         """Take one :class:`~regexplore.progress.ProgressEvent`; raise ``Cancelled`` after Cancel."""
@@ -66,11 +67,22 @@ class DownloadProgress:
             if bar is None:  # a blob we did not know about (e.g. a digest download): add a bar
                 bar = self.bars[event.digest] = self._bar(event.total or 0, event.label or event.digest[7:19])
                 self.widget.children = [*self.widget.children, bar.container]
+            elif not bar.total and event.total:   # a size the manifest did not give (schema1)
+                self._grow(bar, event.total)
+                self._grow(self.bars["total"], event.total)
             if delta:
                 bar.update(delta)
                 self.bars["total"].update(delta)
             if event.done:
                 bar.refresh()
+
+    @staticmethod
+    def _grow(bar: Any, extra: int) -> None:
+        """Add ``extra`` bytes to what ``bar`` expects (its widget's maximum too)."""
+        bar.total = (bar.total or 0) + extra
+        pbar = bar.container.children[1]
+        pbar.max, pbar.bar_style = bar.total, ""
+        pbar.layout.width = None
 
     @property
     def fraction(self) -> float:
