@@ -560,7 +560,7 @@ class Registry:
 
         if self._api == "v1":  # every layer of the ancestry, each verified as far as v1 allows
             r = self.ref(ref_or_digest)
-            pulled = self._require_v1().pull(r.repository, r.tag or "latest", dest)
+            pulled = self._require_v1().pull(r.repository, r.tag or "latest", dest, progress=progress)
             unverified = [d for d in pulled if not d.verified]
             if unverified:  # v1 has no digests: say so when neither checksum could check a layer
                 warnings.warn(f"{len(unverified)} of {len(pulled)} v1 layers could not be verified: "

@@ -65,6 +65,7 @@ from .errors import (
 )
 from .hub import parse_v1_search
 from .oci import parse_time
+from .progress import ProgressEvent, resolve_progress
 from .tarsum import PayloadChecksum, TarSum, TarSumError
 from .transport import MiB, RetryPolicy, Transport, base_url_for, is_loopback
 from .v2 import request_blob
@@ -821,9 +822,15 @@ class V1Client:
         return fetch.finish(target)
 
     def pull(self, repo: str, ref: str, dest: "str | os.PathLike[str]", *,
-             progress: Callable[[int, int | None], None] | None = None) -> list[LayerDownload]:
+             progress: Any = None) -> list[LayerDownload]:
         """Download every layer of ``repo:ref``'s ancestry (base first) into folder ``dest``, each
-        verified as in :meth:`download_layer` (with the index's checksum when it lists one)."""
+        verified as in :meth:`download_layer` (with the index's checksum when it lists one).
+
+        ``progress`` takes what v2 downloads take (:func:`regexplore.progress.resolve_progress`:
+        True for tqdm bars, a callable receiving :class:`~regexplore.progress.ProgressEvent`, a bar
+        object); v1 has no digests, so an event's ``digest`` is ``"v1:<image id>"`` and its label
+        ``"layer <i> (<id[:12]>)"``. An exception raised by the callable stops the pull (the
+        ``.partial`` stays for a resume)."""
         name = normalize_repository(repo)
         data = self.repository_data(name)
         top = self.resolve(name, ref, endpoints=data.endpoints)
@@ -831,8 +838,22 @@ class V1Client:
         sums = {i["id"]: i["checksum"] for i in data.images}
         folder = Path(dest)
         folder.mkdir(parents=True, exist_ok=True)
-        return [self.download_layer(name, i, folder, endpoints=data.endpoints, checksum=sums.get(i),
-                                    progress=progress) for i in chain]
+        report = resolve_progress(progress, count=len(chain), desc=f"pull {name}:{ref}")
+        out: list[LayerDownload] = []
+        try:
+            for n, image_id in enumerate(chain):
+                key, label = f"v1:{image_id}", f"layer {n} ({image_id[:12]})"
+                on_block = None if report is None else (
+                    lambda done, total, key=key, label=label: report(ProgressEvent(key, done, total, label=label)))
+                got = self.download_layer(name, image_id, folder, endpoints=data.endpoints,
+                                          checksum=sums.get(image_id), progress=on_block)
+                if report is not None:
+                    report(ProgressEvent(key, got.size, got.size, done=True, label=label))
+                out.append(got)
+        finally:
+            if report is not None:
+                report.close()
+        return out
 
     # ----------------------------------------------------------------- push (Docker 1.3's order)
     def push_start(self, repo: str, image_ids: Sequence[str]) -> RepositoryData:

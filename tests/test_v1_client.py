@@ -138,8 +138,15 @@ def test_push_a_chain_then_read_it_back(tmp_path: Path) -> None:
                                                    "/bin/sh -c #(nop) CMD [hello]"]
         assert [r["size"] for r in rows] == [len(i.layer) for i in chain]
         assert rows[2]["created"] == pd.Timestamp("2014-10-17T02:41:00Z")
-        got = client.pull("alice/demo", "latest", tmp_path)
+        events: list = []
+        got = client.pull("alice/demo", "latest", tmp_path, progress=events.append)
         assert [d.image_id for d in got] == [i.id for i in chain]
+        finals = [e for e in events if e.done]  # one verified-and-in-place event per layer, in order
+        assert [(e.digest, e.bytes_done, e.label) for e in finals] == [
+            (f"v1:{i.id}", len(i.layer), f"layer {n} ({i.id[:12]})") for n, i in enumerate(chain)]
+        for img in chain:
+            steps = [e.bytes_done for e in events if e.digest == f"v1:{img.id}" and not e.done]
+            assert steps == sorted(steps) and steps[-1] == len(img.layer)
         for d, img in zip(got, chain):
             assert d.path.read_bytes() == img.layer and d.verified and d.size == len(img.layer)
             assert "X-Docker-Payload-Checksum" in (d.verified_against or "")

@@ -117,6 +117,9 @@ def test_v1_registry_lists_tags_history_and_downloads(api: str, tmp_path: Path) 
             browser.download_button.click()
             browser.wait()
         assert browser.error is None and len(browser.downloaded) == 3 and "downloaded" in browser.status.value
+        layer_bars = [b for k, b in browser.bars.items() if k != "total"]   # one per v1 layer, filled
+        assert len(layer_bars) == 3 and all(b.n == b.total and b.total for b in layer_bars)
+        assert browser.bars["total"].n == sum(p.stat().st_size for p in browser.downloaded)
         browser.tabs.selected_index = 2                              # files: not in v1, one line, no spinner
         browser.wait()
         assert "v1" in browser.error and "\n" not in browser.error and browser.files_html.value == ""

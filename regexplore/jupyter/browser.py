@@ -136,14 +136,16 @@ def _v1_image(reg: Any, ref: str) -> dict[str, Any]:
 
 
 def _remove_partials(dest: str, digests: list[str]) -> int:
-    """Remove the ``.partial`` files a cancelled download left in ``dest`` for ``digests``."""
+    """Remove the ``.partial`` files a cancelled download left in ``dest`` for ``digests``
+    (``v1:<image id>`` for a v1 layer, which downloads to ``<id>.layer``)."""
     from pathlib import Path
 
     from ..blobs import blob_filename
 
     removed = 0
     for digest in digests:
-        partial = Path(dest).expanduser() / (blob_filename(digest) + ".partial")
+        name = f"{digest[3:]}.layer" if digest.startswith("v1:") else blob_filename(digest)
+        partial = Path(dest).expanduser() / (name + ".partial")
         try:
             partial.unlink()
             removed += 1
@@ -630,9 +632,10 @@ class RegistryBrowser(widgets.VBox):
 
         self._cancel.clear()
         # sizes may be unknown (schema1 manifests have none): 0, the bar learns it from the transfer;
-        # v1 images have ids, not digests, and v1 pulls report no progress: only the total bar then
-        blobs = [] if self._is_v1() else [
-            (str(d), 0 if pd.isna(s) else int(s)) for d, s in zip(self.layers["digest"], self.layers["size"])]
+        # v1 images have ids, not digests: a v1 pull reports its layers as "v1:<image id>"
+        prefix = "v1:" if self._is_v1() else ""
+        blobs = [(prefix + str(d), 0 if pd.isna(s) else int(s))
+                 for d, s in zip(self.layers["digest"], self.layers["size"])]
         cfg_digest = self._config_blob[0]
         if cfg_digest:
             blobs.insert(0, self._config_blob)
