@@ -31,8 +31,11 @@ _TAG = re.compile(r"[\w][\w.-]{0,127}\Z", re.ASCII)
 _DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}\Z")
 _DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _DOMAIN = re.compile(
-    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?\Z"
-)
+    rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?\Z"
+)  # IPv6 in brackets: hex and ':' only, no zone, no embedded IPv4 (regexp.go ipv6address)
+_IDENTIFIER = re.compile(r"[a-f0-9]{64}\Z")  # an image ID, refused as a name (ParseNormalizedNamed)
+# go-digest's registered algorithms and the length of their lowercase-hex encoding
+_REGISTERED_DIGESTS = {"sha256": 64, "sha384": 96, "sha512": 128}
 _NAME_TOTAL_MAX = 255
 
 
@@ -100,11 +103,10 @@ def _check_digest(digest: str, text: str) -> str:
     if not _DIGEST.match(digest):
         raise InvalidReference(f"invalid digest {digest!r} in {text!r}")
     alg, _, hexpart = digest.partition(":")
-    if alg == "sha256" and len(hexpart) != 64:
-        raise InvalidReference(f"sha256 digest must have 64 hex digits, got {len(hexpart)} in {text!r}")
-    if alg == "sha512" and len(hexpart) != 128:
-        raise InvalidReference(f"sha512 digest must have 128 hex digits in {text!r}")
-    if alg in ("sha256", "sha512") and hexpart != hexpart.lower():
+    size = _REGISTERED_DIGESTS.get(alg)
+    if size is not None and len(hexpart) != size:
+        raise InvalidReference(f"{alg} digest must have {size} hex digits, got {len(hexpart)} in {text!r}")
+    if size is not None and hexpart != hexpart.lower():
         # go-digest's Validate: the encoded part of a registered algorithm is lowercase hex
         raise InvalidReference(f"{alg} digest must be lowercase hex in {text!r}")
     return digest
@@ -141,6 +143,8 @@ def parse_reference(text: "str | ImageRef", *, default_registry: str | None = No
     text = text.strip()
     if not text:
         raise InvalidReference("empty image reference")
+    if _IDENTIFIER.match(text):
+        raise InvalidReference(f"a 64-hex-digit image ID is not a repository name: {raw!r}")
     if "://" in text:
         raise InvalidReference(f"an image reference has no scheme: {raw!r}")
     digest = None
