@@ -243,6 +243,32 @@ def _norm_host(key: str) -> str:
     return "index.docker.io" if k in _HUB_HOSTS else k
 
 
+_CONFIG_SECRET_KEYS = {"auth", "password", "identitytoken", "registrytoken", "Secret"}
+
+
+def _hide_secrets(obj: dict[str, Any]) -> dict[str, Any]:
+    """``json.loads`` object hook: credential values of a Docker config or a credential helper's
+    answer become :class:`Secret`, so a traceback's locals (``doc``, ``entry``) show ``'<redacted>'``."""
+    return {k: Secret(v) if k in _CONFIG_SECRET_KEYS and isinstance(v, str) else v for k, v in obj.items()}
+
+
+def _run_helper(path: str, server: str) -> tuple[int, Secret, bool]:
+    """``<path> get`` with ``server`` on stdin: (exit status, stdout as a :class:`Secret`, whether it
+    said "credentials not found"). Its output stays out of every frame that may raise."""
+    proc = subprocess.run([path, "get"], input=server.encode(), capture_output=True, timeout=30)
+    not_found = b"credentials not found" in proc.stdout.lower() + proc.stderr.lower()
+    return proc.returncode, Secret(proc.stdout.decode("utf-8", "replace")), not_found
+
+
+def _helper_answer(out: str) -> dict[str, Any] | None:
+    """A credential helper's JSON object with its ``Secret`` hidden; None if it is not one."""
+    try:
+        doc = json.loads(out, object_hook=_hide_secrets)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def _helper_get(helper: str, server: str) -> Credentials | None:
     """Run ``docker-credential-<helper> get`` with ``server`` on stdin; None if it has nothing.
 
@@ -254,17 +280,16 @@ def _helper_get(helper: str, server: str) -> Credentials | None:
     if path is None:
         raise RegistryError(f"the Docker config names credential helper {helper!r}, but {exe} is not on PATH")
     try:
-        proc = subprocess.run([path, "get"], input=server.encode(), capture_output=True, timeout=30)
+        status, out, not_found = _run_helper(path, server)
     except subprocess.TimeoutExpired:
         raise RegistryError(f"credential helper {exe} did not answer within 30 s") from None
-    if proc.returncode != 0:
-        if b"credentials not found" in proc.stdout.lower() + proc.stderr.lower():
+    if status != 0:
+        if not_found:
             return None
-        raise RegistryError(f"credential helper {exe} failed (exit status {proc.returncode})")
-    try:
-        doc = json.loads(proc.stdout)
-    except ValueError:
-        raise RegistryError(f"credential helper {exe} answered something that is not JSON") from None
+        raise RegistryError(f"credential helper {exe} failed (exit status {status})")
+    doc = _helper_answer(out)
+    if doc is None:
+        raise RegistryError(f"credential helper {exe} answered something that is not a JSON object")
     user, secret = doc.get("Username"), doc.get("Secret")
     if not secret:
         return None
@@ -279,7 +304,7 @@ def _from_docker_config(host: str) -> Credentials | None:
     ``credsStore``, then ``auths``. None when the file or an entry is missing."""
     path = docker_config_path()
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_text(), object_hook=_hide_secrets)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -308,6 +333,7 @@ def _from_docker_config(host: str) -> Credentials | None:
         if entry.get("auth"):
             try:
                 user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
+                pw = Secret(pw)
             except (binascii.Error, ValueError, UnicodeDecodeError):
                 log.warning("ignoring a malformed 'auth' value for %s in %s", key, path)
                 continue

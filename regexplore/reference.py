@@ -99,6 +99,15 @@ class ImageRef:
         return "<span class='regexplore-ref'>" + "".join(parts) + "</span>"
 
 
+# "user:password@" (after a scheme's "//" or at the start) that is not "name:tag@<digest>"
+_USERINFO = re.compile(r"(^|//)[^/@]*:[^/@]*@(?!" + _DIGEST.pattern.replace(r"\Z", "") + r"\Z)")
+
+
+def _shown(raw: str) -> str:
+    """``raw`` as error messages may show it: credentials someone typed into it replaced."""
+    return _USERINFO.sub(r"\1REDACTED@", raw)
+
+
 def _check_digest(digest: str, text: str) -> str:
     if not _DIGEST.match(digest):
         raise InvalidReference(f"invalid digest {digest!r} in {text!r}")
@@ -139,7 +148,7 @@ def parse_reference(text: "str | ImageRef", *, default_registry: str | None = No
         return text
     if not isinstance(text, str):
         raise InvalidReference(f"an image reference must be a string, got {type(text).__name__}")
-    raw = text
+    raw = _shown(text)  # what the errors below quote
     text = text.strip()
     if not text:
         raise InvalidReference("empty image reference")

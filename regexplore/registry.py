@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 
 from .auth import RegistryAuth, resolve_credentials
-from .errors import InvalidReference, NotFound, RegistryError, UnsupportedMediaType
+from .errors import InvalidReference, NotFound, RegistryError, Secret, UnsupportedMediaType
 from .frames import make_frame
 from .hub import HubClient, HubResult, filter_catalog_search
 from .oci import (
@@ -112,6 +112,8 @@ class Registry:
         timeout: float = 30.0,
         api: str = "auto",
     ) -> None:
+        if "@" in host_or_url:  # user:password@ (refused by base_url_for): out of tracebacks' locals
+            host_or_url = Secret(host_or_url)
         if api not in ("auto", "v2", "v1"):
             raise ValueError(f"api must be 'auto', 'v2' or 'v1', not {api!r}")
         self.base_url = base_url_for(host_or_url)
@@ -148,8 +150,9 @@ class Registry:
         self._pool_lock = threading.Lock()
 
     # ----------------------------------------------------------------- plumbing
-    def __repr__(self) -> str:
-        return f"Registry({self.base_url!r}, auth={self._auth.source})"
+    def __repr__(self) -> str:  # also for a half-built object (a traceback's locals during __init__)
+        auth = getattr(self, "_auth", None)
+        return f"Registry({getattr(self, 'base_url', '?')!r}, auth={auth.source if auth else '?'})"
 
     def _repr_html_(self) -> str:
         from html import escape

@@ -127,13 +127,13 @@ def base_url_for(host_or_url: str) -> str:
     https by default; http for an explicit ``http://`` URL or a loopback host; Docker Hub's
     names (``docker.io``, ``index.docker.io``) map to ``https://registry-1.docker.io``.
     """
+    if "@" in host_or_url:  # before any local holds a copy of the password
+        raise ValueError("put credentials in auth=, not in the registry URL")
     text = host_or_url.strip().rstrip("/")
     if "://" in text:
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {redact_url(text)!r}")
-        if parts.username or parts.password:
-            raise ValueError("put credentials in auth=, not in the registry URL")
         host = parts.netloc
         scheme = parts.scheme
     else:
@@ -188,6 +188,23 @@ def _parse_ratelimit(value: str | None) -> tuple[int | None, int | None]:
     return n, window
 
 
+class _CookieJar(RequestsCookieJar):
+    """A cookie jar whose ``repr`` names its cookies but never shows their values (a session
+    cookie is a credential: ``vars(transport)`` and a traceback's locals must not print it)."""
+
+    def __repr__(self) -> str:
+        return f"<cookies {sorted({c.name for c in self})}>"
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: ``requests`` would turn it into an ``Authorization``
+    header for whatever host the URL names, over plain http too."""
+    p = urlsplit(url)
+    if "@" not in p.netloc:
+        return url
+    return p._replace(netloc=p.netloc.rsplit("@", 1)[1]).geturl()
+
+
 class Transport:
     """HTTP to one registry. Thread-safe: a pooled ``requests.Session`` shared by worker threads.
 
@@ -228,6 +245,7 @@ class Transport:
         if cert is not None:
             self.session.cert = cert
         self.session.headers["User-Agent"] = f"regexplore/{__version__} (+python-requests)"
+        self.session.cookies = _CookieJar()  # never sent (see send_once); its repr hides values
         # HTTP(S)_PROXY / NO_PROXY are honoured through _proxies_for (cached per origin and proxy settings):
         # requests' own trust_env re-reads the environment and ~/.netrc on every request (~1/3 of our CPU)
         self.session.trust_env = False
@@ -278,7 +296,7 @@ class Transport:
         with self._jars_lock:
             jar = self._jars.get(key)
             if jar is None:
-                jar = self._jars[key] = RequestsCookieJar()
+                jar = self._jars[key] = _CookieJar()
             return jar
 
     def send_once(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
@@ -287,7 +305,9 @@ class Transport:
         and ``User-Agent``, the proxy for ``url`` (``HTTP(S)_PROXY`` / ``NO_PROXY``) and the cookies
         of ``url``'s origin only (cookies it answers with go back to that origin's jar).
 
+        User-info in ``url`` (``user:pw@``) is dropped, never turned into ``Authorization``.
         Raises ``requests.RequestException`` as ``requests`` does."""
+        url = _without_userinfo(url)
         jar = self.cookies_for(url)
         prepared = requests.Request(
             method, url, params=params, data=data, cookies=jar,
@@ -353,6 +373,9 @@ class Transport:
         method = method.upper()
         ok = tuple(ok)
         url = self.url(path_or_url)
+        if "@" in urlsplit(url).netloc:
+            path_or_url = url = redact_url(url)  # keep the password out of this frame's locals
+            raise ValueError(f"put credentials in auth=, not in the URL ({url})")
         headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
         can_retry = method in _IDEMPOTENT or retry_body or data is None
         attempt = 0
@@ -402,7 +425,7 @@ class Transport:
                 hops += 1
                 if hops > 10:
                     raise RegistryError("too many redirects", status=status, url=self.redact(url))
-                url = urljoin(url, resp.headers["Location"])
+                url = _without_userinfo(urljoin(url, resp.headers["Location"]))
                 if not self.same_origin(url):  # a signed storage URL: its signature stays out of
                     url = Secret(url)  # tracebacks that show locals (redacted in traces/errors)
                 if status == 303:

@@ -248,7 +248,7 @@ def _token_values(resp: requests.Response) -> list[str]:
         v = v.strip()
         if v[:6].lower() == "token ":  # the Python standalone index's "Token signature=…"
             v = v[6:].strip()
-        out.append(v)
+        out.append(Secret(v))
     return out
 
 
@@ -312,7 +312,7 @@ class V1Auth:
         """Replace the tokens of repository ``scope`` (empty: forget them)."""
         with self._lock:
             if tokens:
-                self._tokens[scope] = list(tokens)
+                self._tokens[scope] = [Secret(t) for t in tokens]  # repr '<redacted>': vars(), locals
             else:
                 self._tokens.pop(scope, None)
 
