@@ -199,6 +199,8 @@ class _CookieJar(RequestsCookieJar):
 def _without_userinfo(url: str) -> str:
     """``url`` without ``user:password@``: ``requests`` would turn it into an ``Authorization``
     header for whatever host the URL names, over plain http too."""
+    if "@" not in url:
+        return url
     p = urlsplit(url)
     if "@" not in p.netloc:
         return url
@@ -373,7 +375,7 @@ class Transport:
         method = method.upper()
         ok = tuple(ok)
         url = self.url(path_or_url)
-        if "@" in urlsplit(url).netloc:
+        if "@" in url and "@" in urlsplit(url).netloc:
             path_or_url = url = redact_url(url)  # keep the password out of this frame's locals
             raise ValueError(f"put credentials in auth=, not in the URL ({url})")
         headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
