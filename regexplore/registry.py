@@ -27,7 +27,7 @@ from .oci import (
     platform_rows,
 )
 from .reference import DOCKER_HUB, ImageRef, parse_reference
-from .transport import Transport, base_url_for
+from .transport import MiB, Transport, base_url_for
 from .v1 import V1Client, normalize_repository
 from .v2 import MANIFEST_CAP, V2Client
 
@@ -139,6 +139,7 @@ class Registry:
         self.v1: V1Client | None = None
         self._api: str | None = None if api == "auto" else api
         self._api_lock = threading.Lock()
+        self._v2_answer: Any = None  # the auto probe's answer to GET /v2/, for ping()
         if api == "v1":
             self._use_v1()
         self._hub: HubClient | None = None
@@ -268,10 +269,11 @@ class Registry:
             if self._api is not None:
                 return self._api == "v1"
             try:
-                resp = self.transport.request("GET", "/v2/", ok=(200, 401), what="v2 probe")
+                resp = self.transport.request("GET", "/v2/", ok=(200, 401), max_bytes=MiB, what="v2 probe")
                 if resp.status_code == 200 or resp.headers.get("Docker-Distribution-API-Version") \
                         or "bearer" in (resp.headers.get("WWW-Authenticate") or "").lower():
                     self._api = "v2"
+                    self._v2_answer = resp  # what ping() reports, without asking again
                     return False
             except NotFound:
                 pass
@@ -312,9 +314,11 @@ class Registry:
     # ----------------------------------------------------------------- public API
     def ping(self) -> dict:
         """``GET /v2/`` → dict: status, API version header, auth scheme offered, whether we are in."""
+        self._v2_answer = None
         if self._api == "v1" or (self._api is None and self._probe_v1()):
             return self._require_v1().ping()
-        out = self.v2.ping()
+        answer, self._v2_answer = self._v2_answer, None  # the probe's GET /v2/, when it just ran
+        out = self.v2.ping(answer)
         if out.get("auth_scheme") is None:
             if self._auth._bearer is not None:
                 out["auth_scheme"] = "Bearer"

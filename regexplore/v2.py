@@ -158,10 +158,12 @@ class V2Client:
         return f"V2Client({self.t.base_url!r})"
 
     # ----------------------------------------------------------------- discovery
-    def ping(self) -> dict:
+    def ping(self, answer: Any = None) -> dict:
         """``GET /v2/``: status, ``Docker-Distribution-API-Version`` and the auth scheme offered
-        (the challenge is answered first when credentials allow). Returns a dict."""
-        resp = self.t.request("GET", "/v2/", ok=(200, 401), max_bytes=MiB, what="ping")
+        (the challenge is answered first when credentials allow). Returns a dict. ``answer``: a
+        response to ``GET /v2/`` just received (no second request then)."""
+        resp = answer if answer is not None else self.t.request("GET", "/v2/", ok=(200, 401), max_bytes=MiB,
+                                                                what="ping")
         www = resp.headers.get("WWW-Authenticate")
         return {
             "url": self.t.base_url,

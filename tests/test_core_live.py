@@ -31,6 +31,14 @@ def test_ping(reg):
     assert info["status"] == 200 and info["api_version"] == "registry/2.0"
 
 
+def test_first_ping_asks_v2_once(registry_sandbox):
+    """In api="auto" the first ping probes /v2/ (is this a v2 registry?) and reports that same answer."""
+    with rx.Registry(registry_sandbox.url) as fresh:
+        assert fresh.ping()["api_version"] == "registry/2.0"
+        assert fresh.ping()["status"] == 200  # known to be v2 now: one plain GET
+        assert [(t.method, t.url.rsplit("/", 2)[-2:]) for t in fresh.trace.itertuples()] == [("GET", ["v2", ""])] * 2
+
+
 def test_catalog_is_every_seeded_repository(reg):
     df = reg.catalog()
     assert list(df.columns) == ["repository"]
