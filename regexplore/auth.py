@@ -73,7 +73,6 @@ _HUB_HOSTS = {"registry-1.docker.io", "docker.io", "index.docker.io", "registry.
 _CLIENT_ID = "regexplore"
 MAX_TOKEN_REDIRECTS = 5
 _REDIRECTS = {301, 302, 303, 307, 308}
-_TOKEN_RETRY_STATUS = {429, 502, 503, 504}
 
 
 # --------------------------------------------------------------------------- challenges
@@ -633,41 +632,38 @@ class RegistryAuth:
 
     @staticmethod
     def _send_retrying(transport: Any, method: str, url: str, realm: str, **kw: Any) -> tuple[Any, float]:
-        """One hop of a token request: ``transport.send_once``, sent again (GET only, like the
-        transport's retries of registry requests, under its ``RetryPolicy``: attempts, backoff,
-        ``Retry-After``, budget) on 429 / 502 / 503 / 504 or a dropped connection. Returns the
-        response and when its attempt started; raises ``RegistryError`` when unreachable."""
+        """One hop of a token request: ``transport.send_once``, sent again under the transport's
+        :class:`~regexplore.transport.RetryPolicy` (GET only: a POST carries the credentials form) on
+        the answers it retries or a dropped connection. Returns the response and when its attempt
+        started; raises ``RegistryError`` when unreachable."""
         import requests
 
-        policy = getattr(transport, "retry", None)
-        attempts = policy.attempts if policy is not None and method == "GET" else 1
-        slept = 0.0
-        for attempt in range(attempts):
+        policy = transport.retry
+        attempt, slept = 0, 0.0
+        while True:
             started = time.perf_counter()
             try:
                 resp = transport.send_once(method, url, **kw)
             except Exception as exc:  # requests' messages may carry the URL: keep only the type
                 transport._record(method, url, "error", None, started, "token", origin=realm)
-                retryable = isinstance(exc, (requests.ConnectionError, requests.Timeout)) \
-                    and not isinstance(exc, requests.exceptions.SSLError)
                 error = RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm)
+                if not isinstance(exc, (requests.ConnectionError, requests.Timeout)) \
+                        or isinstance(exc, requests.exceptions.SSLError):
+                    raise error from None
                 retry_after = None
             else:
-                if resp.status_code not in _TOKEN_RETRY_STATUS:
+                if resp.status_code not in policy.statuses:
                     return resp, started
-                retryable, error = True, None
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            delay = policy.delay(attempt, retry_after) if policy is not None else 0.0
-            if not retryable or attempt + 1 >= attempts or slept + delay > policy.budget:
-                break
+                error, retry_after = None, parse_retry_after(resp.headers.get("Retry-After"))
+            waited = policy.pause(attempt, slept, retry_after) if method == "GET" else None
+            if waited is None:
+                if error is not None:
+                    raise error from None
+                return resp, started
             if error is None:
                 transport._record(method, resp.url, resp.status_code, len(resp.content or b""), started,
                                   "token retry", origin=realm)
-            slept += delay
-            time.sleep(delay)
-        if error is not None:
-            raise error
-        return resp, started
+            attempt, slept = attempt + 1, waited
 
     def _basic_get(self, realm: str, ch: Challenge, scopes: list[str], transport: Any) -> Any:
         creds = self.credentials
@@ -711,14 +707,6 @@ class RegistryAuth:
     @staticmethod
     def _token_error(resp: Any, realm: str) -> RegistryError:
         err = error_from_response(resp, "token request")
-        try:  # an OAuth2 error (RFC 6749 §5.2): "error" is the code, the text is "error_description"
-            doc = json.loads(resp.content or b"")
-        except (ValueError, TypeError):
-            doc = None
-        if isinstance(doc, dict) and isinstance(doc.get("error"), str) and doc.get("error_description"):
-            err.code = err.code or doc["error"]
-            err.message = f"token request: {doc['error_description']}"
-            err.args = (err._text(),)
         if resp.status_code in (400, 401, 403) and not isinstance(err, Unauthorized):
             return Unauthorized(err.message, status=err.status, code=err.code, url=realm)
         return err

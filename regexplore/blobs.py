@@ -61,7 +61,7 @@ from .errors import DigestMismatch, NotFound, RegistryError
 from .oci import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
 from .reference import ImageRef
-from .transport import _RETRY_STATUS, MiB
+from .transport import MiB
 from .v2 import _with_query, request_blob
 
 try:  # POSIX advisory locks; Windows falls back to msvcrt
@@ -1187,7 +1187,8 @@ def _upload_stream(reg: Any, repo: str, digest: str, size: int, opener: Callable
             while pos < size:
                 block = f.read(min(chunk_size, size - pos))
                 if not block:
-                    raise OSError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading (did the file change?)")
+                    raise OSError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading "
+                                  "(did the file change?)")
                 r = t.request("PATCH", location, data=block, ok=(202,), what="upload chunk",
                               headers={"Content-Type": "application/octet-stream",
                                        "Content-Range": f"{pos}-{pos + len(block) - 1}",
@@ -1221,17 +1222,16 @@ def _upload_retrying(reg: Any, repo: str, digest: str, size: int, opener: Callab
     be replayed inside one request, and a half-done session's state is the server's, so the whole
     upload is repeated (within the transport's :class:`~regexplore.transport.RetryPolicy`)."""
     policy = reg.transport.retry
-    slept = 0.0
-    for attempt in range(policy.attempts):
+    attempt, slept = 0, 0.0
+    while True:
         try:
             return _upload_stream(reg, repo, digest, size, opener, chunk_size)
         except RegistryError as exc:
-            transient = exc.status in _RETRY_STATUS or (type(exc) is RegistryError and exc.status is None)
-            delay = policy.delay(attempt, getattr(exc, "retry_after", None))
-            if not transient or attempt + 1 >= policy.attempts or slept + delay > policy.budget:
+            transient = exc.status in policy.statuses or (type(exc) is RegistryError and exc.status is None)
+            waited = policy.pause(attempt, slept, getattr(exc, "retry_after", None)) if transient else None
+            if waited is None:
                 raise
-            slept += delay
-            time.sleep(delay)
+            attempt, slept = attempt + 1, waited
 
 
 def _push_tree(reg: Any, src: _Source, repo: str, desc: dict, reference: str | None, chunk_size: int | None,

@@ -21,6 +21,7 @@ appears in ``str(error)`` or ``repr(error)``.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from typing import Any
@@ -243,12 +244,17 @@ _BY_STATUS: dict[int, type[RegistryError]] = {
 }
 
 
+_XML_ERROR = re.compile(r"<Error>.*?<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
+
+
 def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, str | None, Any]:
     """Parse an OCI / Docker / v1 error body into ``(code, message, detail)``.
 
     Accepts ``{"errors": [{"code", "message", "detail"}]}`` with ``detail`` as list, object,
-    string or null; the v1 shape ``{"error": "..."}``; and any non-JSON or text/plain body
-    (its first line becomes the message).
+    string or null; an OAuth2 token error ``{"error", "error_description"}`` (RFC 6749 §5.2);
+    the v1 shape ``{"error": "..."}``; an object store's XML ``<Error><Code>…</Code>
+    <Message>…</Message></Error>`` (S3 / GCS / Azure, e.g. an expired signed URL); and any other
+    non-JSON or text/plain body (its first line becomes the message).
     """
     text = body[:4096].decode("utf-8", "replace").strip()
     if not text:
@@ -257,6 +263,12 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, s
         doc = json.loads(text)
     except ValueError:
         doc = None
+    xml = _XML_ERROR.search(text) if doc is None else None
+    if xml is not None:
+        code = html.unescape(xml.group(1)).strip()
+        return code or None, html.unescape(xml.group(2) or "").strip() or code or None, None
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str) and doc.get("error_description"):
+        return doc["error"], str(doc["error_description"]), None
     if isinstance(doc, dict):
         errs = doc.get("errors")
         if isinstance(errs, list) and errs and isinstance(errs[0], dict):

@@ -19,7 +19,6 @@ Everything regexplore sends to a registry goes through :meth:`Transport.request`
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import logging
 import os
@@ -98,9 +97,7 @@ MiB = 1024 * 1024
 DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 _REDIRECTS = {301, 302, 303, 307, 308}
-_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 _IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
-_XML_ERROR = re.compile(r"<Error>.*?<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
 _INSUFFICIENT_SCOPE = re.compile(r'\berror\s*=\s*"?insufficient_scope\b', re.IGNORECASE)
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
                "no_proxy", "NO_PROXY")
@@ -154,11 +151,24 @@ class RetryPolicy:
     backoff: float = 0.25
     max_sleep: float = 8.0
     budget: float = 30.0
+    #: answers worth asking again (the same for registry, token server and upload sessions)
+    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return retry_after
         return random.uniform(0, min(self.max_sleep, self.backoff * (2**attempt)))
+
+    def pause(self, attempt: int, slept: float, retry_after: float | None = None) -> float | None:
+        """Sleep before the try after ``attempt`` (0 = the first) and return the seconds slept
+        so far in this request; None, without sleeping, when no try or sleeping budget is left."""
+        if attempt + 1 >= self.attempts:
+            return None
+        d = self.delay(attempt, retry_after)
+        if slept + d > self.budget:
+            return None
+        time.sleep(d)
+        return slept + d
 
 
 @dataclass
@@ -405,13 +415,9 @@ class Transport:
                                     url=self.redact(url)) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._record(method, url, "error", None, started, type(exc).__name__)
-                if can_retry and attempt + 1 < self.retry.attempts:
-                    d = self.retry.delay(attempt, None)
-                    if slept + d <= self.retry.budget:
-                        attempt += 1
-                        slept += d
-                        time.sleep(d)
-                        continue
+                if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
+                    attempt, slept = attempt + 1, waited
+                    continue
                 raise RegistryError(f"cannot reach {self.host}: {type(exc).__name__}",
                                     url=self.redact(url)) from None
             except requests.RequestException as exc:
@@ -448,17 +454,14 @@ class Transport:
                     return resp
                 raise self._error(resp, what)
 
-            if status in _RETRY_STATUS and can_retry and attempt + 1 < self.retry.attempts:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                d = self.retry.delay(attempt, retry_after)
+            if status in self.retry.statuses and can_retry and attempt + 1 < self.retry.attempts:
                 resp.content
                 self._record(method, url, status, len(resp.content or b""), started, "retry")
-                if slept + d <= self.retry.budget:
-                    attempt += 1
-                    slept += d
-                    time.sleep(d)
-                    continue
-                raise self._error(resp, what)
+                waited = self.retry.pause(attempt, slept, parse_retry_after(resp.headers.get("Retry-After")))
+                if waited is None:
+                    raise self._error(resp, what)
+                attempt, slept = attempt + 1, waited
+                continue
 
             if status not in ok:
                 try:
@@ -483,13 +486,9 @@ class Transport:
                 raise
             except RegistryError:  # the connection broke mid-body: retry like a dropped connection
                 self._record(method, url, "error", None, started, "body cut")
-                if can_retry and attempt + 1 < self.retry.attempts:
-                    d = self.retry.delay(attempt, None)
-                    if slept + d <= self.retry.budget:
-                        attempt += 1
-                        slept += d
-                        time.sleep(d)
-                        continue
+                if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
+                    attempt, slept = attempt + 1, waited
+                    continue
                 raise
             self._record(method, url, status, len(body), started)
             return resp
@@ -505,18 +504,8 @@ class Transport:
         return resp.status_code in (401, 403) and insufficient and answered < 2
 
     def _error(self, resp: requests.Response, what: str | None) -> RegistryError:
-        """``error_from_response`` with the URL redacted by :meth:`redact`; an object store's XML
-        error (S3 / GCS / Azure: ``<Error><Code>…</Code><Message>…</Message></Error>``, e.g. an
-        expired signed URL, protocol.md §5) gives its code and message instead of its first line."""
-        err = error_from_response(resp, what, url=self.redact(resp.url))
-        body = resp._content if isinstance(resp._content, bytes) else b""  # read already, or never
-        xml = None if err.code else _XML_ERROR.search(body[:4096].decode("utf-8", "replace"))
-        if xml is not None:
-            err.code = html.unescape(xml.group(1)).strip()
-            text = html.unescape(xml.group(2) or "").strip() or err.code
-            err.message = f"{what}: {text}" if what else text
-            err.args = (err._text(),)
-        return err
+        """``error_from_response`` with the URL redacted by :meth:`redact`."""
+        return error_from_response(resp, what, url=self.redact(resp.url))
 
     @staticmethod
     def _discard(resp: requests.Response) -> None:
