@@ -121,6 +121,12 @@ def _check_digest(digest: str, text: str) -> str:
     return digest
 
 
+def is_repository_name(text: str) -> bool:
+    """True if ``text`` is a repository path of the grammar (lowercase components such as
+    ``library/python``), with no registry host, tag or digest."""
+    return bool(text) and all(_COMPONENT.match(c) for c in text.split("/"))
+
+
 def split_repository(text: str) -> tuple[str, str]:
     """Split ``text`` (no tag/digest) into ``(registry, repository)`` with Docker's rules."""
     first, sep, rest = text.partition("/")

@@ -176,3 +176,15 @@ def test_domain_normalisation_edges(text, expected):
 def test_more_invalid(text):
     with pytest.raises(rx.InvalidReference):
         rx.parse_reference(text)
+
+
+@pytest.mark.parametrize("text, ok", [
+    ("library/python", True), ("demo/a__b", True), ("a-b/c.d", True),
+    ("demo//x", False), ("demo/x.", False), ("demo/../x", False), ("Demo/x", False),
+    ("demo/x:tag", False), ("127.0.0.1:5000/x", False), ("", False),
+])
+def test_is_repository_name_follows_the_path_grammar(text: str, ok: bool) -> None:
+    # regexp.go: path-component = alpha-numeric (separator alpha-numeric)*, separator [_.]|__|[-]*
+    from regexplore.reference import is_repository_name
+
+    assert is_repository_name(text) is ok

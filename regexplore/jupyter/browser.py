@@ -22,7 +22,6 @@ data behind them too (``repository_names``, ``tags_frame``, ``history``, ``layer
 from __future__ import annotations
 
 import html
-import re
 import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,10 +30,9 @@ from typing import Any, Callable, Iterator
 import ipywidgets as widgets
 import pandas as pd
 
-__all__ = ["RegistryBrowser", "one_line", "human_size", "Cancelled"]
+from ..reference import is_repository_name
 
-#: what may be offered as a typed repository name when the catalog is not available
-_REPOSITORY_NAME = re.compile(r"[a-z0-9]+(?:[._/-]+[a-z0-9]+)*")
+__all__ = ["RegistryBrowser", "one_line", "human_size", "Cancelled"]
 
 SORT_KEYS = ("tag", "created", "size")
 _TABS = ("history", "layers", "files", "config")
@@ -418,7 +416,7 @@ class RegistryBrowser(widgets.VBox):
     def _filter_repositories(self) -> None:
         needle = self.search.value.strip().lower()
         names = [n for n in self.repository_names if needle in n.lower()]
-        typed = self._catalog_error is not None and _REPOSITORY_NAME.fullmatch(needle) is not None
+        typed = self._catalog_error is not None and is_repository_name(needle)
         if typed and needle not in names:
             names.insert(0, needle)
         keep = self.repositories.value if self.repositories.value in names else None
