@@ -14,11 +14,10 @@ import base64
 import datetime
 import hashlib
 import json
-import threading
 import time
 import traceback
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -29,6 +28,7 @@ import regexplore as rx
 from regexplore.errors import Denied, RegistryError, TooManyRequests, Unauthorized
 from regexplore.sandbox import LocalRegistry, RegistryBinaryMissing
 from regexplore.transport import RetryPolicy
+from servers import serve, stop
 
 PASSWORD = "pw-Indep3ndent-S3cret"
 TOKEN = "stub-token-" + uuid.uuid4().hex
@@ -77,14 +77,11 @@ class Stub:
 
             do_HEAD = do_POST = do_GET
 
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.srv = serve(H)
         self.url = f"http://{host}:{self.srv.server_address[1]}"
 
     def close(self) -> None:
-        self.srv.shutdown()
-        self.srv.server_close()
+        stop(self.srv)
 
 
 @pytest.fixture

@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 from regexplore import Registry
+from servers import serve, stop
 
 BLOB = os.urandom(300_000 + 17)
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -81,14 +81,11 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("REGEXPLORE_CACHE", "off")
     monkeypatch.setenv("REGEXPLORE_PROGRESS", "0")
     _Blobs.ranges = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Blobs)
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    httpd = serve(_Blobs)
     try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        yield httpd.url
     finally:
-        httpd.shutdown()
-        httpd.server_close()
+        stop(httpd)
 
 
 def _download(url: str, dest: Path) -> Path:

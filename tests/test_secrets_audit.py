@@ -11,9 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -24,7 +23,7 @@ from regexplore.auth import resolve_credentials
 from regexplore.errors import RegistryError
 from regexplore.transport import RetryPolicy, Transport
 from regexplore.v1sandbox import SEED_REPOSITORY, LocalV1Registry
-from servers import non_loopback_ip
+from servers import non_loopback_ip, serve, stop
 from test_secrets_and_redirects import _raised
 from test_secrets_and_redirects import _shown_with_locals as _traceback_with_locals
 
@@ -148,14 +147,11 @@ class _Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer((bind, 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://{bind}:{self.httpd.server_address[1]}"
+        self.httpd = serve(Handler, bind)
+        self.url = self.httpd.url
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop(self.httpd)
 
 
 def test_userinfo_in_a_redirect_never_becomes_an_authorization_header() -> None:

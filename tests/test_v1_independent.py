@@ -14,7 +14,7 @@ import json
 import re
 import secrets
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,6 +22,7 @@ import pytest
 
 from regexplore.errors import DigestMismatch
 from regexplore.v1 import V1Client
+from servers import serve, stop
 
 USER, PASSWORD = "alice", "pw-independent"
 REPO = "alice/app"
@@ -56,21 +57,13 @@ class _Independent:
         self.sessions: set[str] = set()
         self.registry_auth: list[str] = []
         self.lock = threading.Lock()
-        self.servers = [self._serve(self._index_handler()), self._serve(self._registry_handler())]
+        self.servers = [serve(self._index_handler()), serve(self._registry_handler())]
         self.index_url = f"http://127.0.0.1:{self.servers[0].server_address[1]}"
         self.registry_host = f"127.0.0.1:{self.servers[1].server_address[1]}"
 
-    @staticmethod
-    def _serve(handler: type) -> ThreadingHTTPServer:
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        return srv
-
     def close(self) -> None:
-        for s in self.servers:
-            s.shutdown()
-            s.server_close()
+        for httpd in self.servers:
+            stop(httpd)
 
     def _index_handler(self) -> type:
         outer = self
@@ -223,7 +216,7 @@ def test_a_failing_endpoint_is_left_for_the_next_one_without_retries(tmp_path: P
             hits.append(self.path)
             self.reply(500, {"error": "Internal Server Error"})
 
-    broken = _Independent._serve(Broken)
+    broken = serve(Broken)
     srv = _Independent(_payload_header, standalone="False",
                        first_endpoint=f"127.0.0.1:{broken.server_address[1]}")
     try:
@@ -236,5 +229,4 @@ def test_a_failing_endpoint_is_left_for_the_next_one_without_retries(tmp_path: P
         assert hits and len(hits) == len(set(hits))
     finally:
         srv.close()
-        broken.shutdown()
-        broken.server_close()
+        stop(broken)

@@ -60,8 +60,10 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REGEXPLORE_CACHE", str(tmp_path / "cache"))
 
 
-def choose(browser: RegistryBrowser, repository: str, tag: str | None = None) -> RegistryBrowser:
-    browser.search.value = repository.split("/")[-1]
+def choose(browser: RegistryBrowser, repository: str, tag: str | None = None, *,
+           search: str | None = None) -> RegistryBrowser:
+    """Type ``search`` (default: the repository's last component), pick ``repository`` and ``tag``."""
+    browser.search.value = repository.split("/")[-1] if search is None else search
     browser.repositories.value = repository
     browser.wait()
     if tag is not None:

@@ -17,6 +17,7 @@ from regexplore.jupyter import progress as widget_progress
 from regexplore.sandbox import LocalRegistry
 from regexplore.v1sandbox import LocalV1Registry
 from test_widgets import ManualExecutor  # queues background work until the test runs it
+from test_widgets import choose as widgets_choose
 
 PASSWORD = "edge-PW-7731-secret"
 
@@ -34,13 +35,8 @@ def reg(registry_sandbox: Any) -> Iterator[Any]:
 
 
 def choose(browser: RegistryBrowser, repository: str, tag: str | None = None) -> RegistryBrowser:
-    browser.search.value = repository
-    browser.repositories.value = repository
-    browser.wait()
-    if tag is not None:
-        browser.tags.value = tag
-        browser.wait()
-    return browser
+    """As tests/test_widgets.py's, typing the whole name (what a refused catalog needs)."""
+    return widgets_choose(browser, repository, tag, search=repository)
 
 
 def widget_text(browser: RegistryBrowser) -> str:

@@ -12,6 +12,8 @@ import io
 import ipaddress
 import json
 import tarfile
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,24 @@ import requests
 from .faultproxy import FaultProxy, S3LikeStore
 from .tokenserver import TokenServer
 
-__all__ = ["FaultProxy", "S3LikeStore", "TokenServer", "make_client_ca", "push_tiny_image", "TinyImage"]
+__all__ = ["FaultProxy", "S3LikeStore", "TokenServer", "make_client_ca", "push_tiny_image", "TinyImage", "serve",
+           "stop"]
+
+
+def serve(handler: type, bind: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Serve ``handler`` (a ``BaseHTTPRequestHandler`` class) on a free port of ``bind`` in a daemon
+    thread; the server's ``url`` attribute is ``http://bind:port``. Stop it with :func:`stop`."""
+    httpd = ThreadingHTTPServer((bind, 0), handler)
+    httpd.daemon_threads = True
+    httpd.url = f"http://{bind}:{httpd.server_address[1]}"  # type: ignore[attr-defined]
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def stop(httpd: ThreadingHTTPServer) -> None:
+    """Stop a server started by :func:`serve` and close its socket."""
+    httpd.shutdown()
+    httpd.server_close()
 
 
 def make_client_ca(folder: Path, client_cn: str = "regexplore-test-client") -> dict[str, str]:
