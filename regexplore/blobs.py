@@ -849,7 +849,12 @@ def _plan(reg: Any, ref_or_digest: Any, platform: str | None, layers: Sequence[A
 
 
 def _run_jobs(jobs: list[tuple[_Job, Path]], cdir: Path | None, parallel: int, cancel: threading.Event) -> None:
-    """Run blob jobs on up to ``parallel`` threads; the first failure cancels the rest and is raised."""
+    """Run blob jobs on up to ``parallel`` threads; the first failure is raised.
+
+    After a failure no new blob starts, and the blobs already in flight finish (verified, under
+    their good names), so a failed call leaves no ``.partial`` behind except the failing blob's
+    own when its transfer broke (kept for a resume). An interrupt (Ctrl-C) stops them all at once.
+    """
     if len(jobs) == 1:
         _fetch_blob(jobs[0][0], jobs[0][1], cdir)
         return
@@ -859,9 +864,8 @@ def _run_jobs(jobs: list[tuple[_Job, Path]], cdir: Path | None, parallel: int, c
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
             if failed:
-                cancel.set()
                 for f in pending:
-                    f.cancel()
+                    f.cancel()  # not started yet: never will; running ones finish
                 wait(futures)
                 raise failed[0].exception()  # type: ignore[misc]
         except BaseException:  # KeyboardInterrupt in a notebook: stop the workers, keep .partial files

@@ -190,6 +190,39 @@ def test_flipped_byte_raises_and_leaves_no_file(proxy: FaultProxy, plain: tuple,
     assert blobs.cache_info() == []
 
 
+def test_one_bad_layer_lets_the_layers_in_flight_finish(tmp_path: Path) -> None:
+    """A layer that fails verification stops the call, but the layers already downloading finish
+    under their good names: no ``.partial`` is left behind, and nothing good is thrown away."""
+    import time
+
+    from regexplore import seed
+
+    with LocalRegistry(seed=seed.demo_content().only("demo/big")) as sandbox:
+        reg = sandbox.client()
+        config, base, big = [reg.manifest("demo/big:latest").json["config"]["digest"],
+                             *reg.layers("demo/big:latest")["digest"]]
+        data = sandbox.storage / "docker/registry/v2/blobs/sha256" / base[7:9] / base[7:] / "data"
+        raw = bytearray(data.read_bytes())
+        raw[100] ^= 1                                   # the small base layer: same size, wrong bytes
+        data.write_bytes(bytes(raw))
+        big_events: list[ProgressEvent] = []
+
+        def slow_big(event: ProgressEvent) -> None:     # the 6 MiB layer is still in flight when base fails
+            if event.digest == big:
+                big_events.append(event)
+                time.sleep(0.05)
+
+        with pytest.raises(DigestMismatch) as info:
+            blobs.download(reg, "demo/big:latest", tmp_path, progress=slow_big, parallel=4)
+        assert info.value.expected == base
+        assert not list(tmp_path.glob("*.partial"))
+        assert not (tmp_path / blobs.blob_filename(base)).exists()
+        assert sha((tmp_path / blobs.blob_filename(big)).read_bytes()) == big      # finished and verified
+        assert big_events[-1].done and len(big_events) > 2
+        assert sha((tmp_path / blobs.blob_filename(config)).read_bytes()) == config
+        reg.close()
+
+
 def test_200_to_a_range_request_restarts_cleanly(proxy: FaultProxy, plain: tuple, tmp_path: Path) -> None:
     img = plain[1]
     reg = Registry(proxy.url)
