@@ -103,6 +103,7 @@ def test_demo_headless_executes_the_notebooks_to_html(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "regexplore", "demo", "--headless", "--output", str(out)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "WARNING" not in proc.stderr, proc.stderr[-3000:]   # no kernel log noise in the main job's output
     lines = proc.stdout.splitlines()
     url = next(line.split()[-1] for line in lines if line.startswith("Registry running at"))
     assert sorted(p.name for p in out.iterdir()) == [n.replace(".ipynb", ".html") for n in ALL]

@@ -79,7 +79,9 @@ def export_notebooks(registry_url: str, out: str | os.PathLike[str], folder: Pat
     try:
         for name in chosen:
             nb = nbformat.read(folder / name, as_version=4)
+            # the kernel's log level: ipykernel warns on every start that its loopback TCP is unencrypted
             NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           extra_arguments=["--IPKernelApp.log_level=ERROR"],
                            resources={"metadata": {"path": str(out_dir)}}).execute()
             body, _ = HTMLExporter().from_notebook_node(nb)
             target = out_dir / (Path(name).stem + ".html")
