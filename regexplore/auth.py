@@ -516,8 +516,10 @@ class RegistryAuth:
         just_fetched, self._local.just_fetched = getattr(self._local, "just_fetched", None), None
         self._local.sent = None
         self._local.sent_fresh = False
+        self._local.sent_basic = False
         creds = self.credentials
         if self._basic and creds is not None and creds.kind == "password":
+            self._local.sent_basic = True
             return {"Authorization": creds.basic_header()}
         if creds is not None and creds.kind == "token":
             return {"Authorization": Secret(f"Bearer {creds.secret}")}
@@ -573,9 +575,9 @@ class RegistryAuth:
             self._local.just_fetched = token
             return True
         if any(c.scheme == "basic" for c in challenges):
-            if creds is None or creds.kind != "password" or self._basic:
-                return False  # nothing to send, or Basic was already refused
-            self._basic = True
+            if creds is None or creds.kind != "password" or getattr(self._local, "sent_basic", False):
+                return False  # nothing to send, or this request's Basic credentials were refused
+            self._basic = True  # (requests sent at once before the first 401 each get their retry)
             return True
         return False
 

@@ -61,6 +61,38 @@ def test_basic_auth_on_every_request(basic_registry: LocalRegistry, storage: tup
     assert auth.scheme == "basic" and auth.whoami()["username"] == "alice"
 
 
+def test_basic_first_requests_at_once_each_get_their_retry(basic_registry: LocalRegistry,
+                                                          storage: tuple[Path, TinyImage]) -> None:
+    """Requests that a fresh client sends together all meet the 401 before Basic is known: each
+    retries with the credentials (a 401 means "refused" only for a request that carried them)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    t, auth = _client(basic_registry.url, resolve_credentials(basic_registry.host, ("alice", PASSWORD)))
+    start = threading.Barrier(6)
+
+    def one(_: int) -> bytes:
+        start.wait()
+        return _manifest(t)
+
+    with ThreadPoolExecutor(6) as ex:
+        assert list(ex.map(one, range(6))) == [storage[1].manifest] * 6
+    assert auth.scheme == "basic"
+
+
+def test_push_with_a_fresh_client_to_a_basic_registry(basic_registry: LocalRegistry, tmp_path: Path) -> None:
+    """A push's blob HEADs go out in parallel as the client's first requests."""
+    import regexplore as rx
+
+    for name, data in (("a.txt", b"alpha\n"), ("b.bin", bytes(range(256)) * 40)):
+        (tmp_path / name).write_bytes(data)
+    reg = rx.Registry(basic_registry.url, auth=("alice", PASSWORD))
+    digest = reg.push([tmp_path / "a.txt", tmp_path / "b.bin"], "pushed/basic:v1", parallel=4)
+    assert reg.manifest("pushed/basic:v1").digest == digest
+    assert sorted(reg.files("pushed/basic:v1")["path"]) == ["a.txt", "b.bin"]
+    reg.close()
+
+
 def test_basic_wrong_password_is_unauthorized_with_registry_message(basic_registry: LocalRegistry) -> None:
     t, _ = _client(basic_registry.url, Credentials("alice", "wrong-Kq9"))
     with pytest.raises(Unauthorized) as info:
