@@ -29,6 +29,7 @@ This module never imports pandas, ipywidgets or tqdm.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -387,7 +388,18 @@ def open_layer_stream(
 
 # ------------------------------------------------------------------------------------------ listing
 class _GuardedTarInfo(tarfile.TarInfo):
-    """Refuses pax / GNU long-name members big enough to exhaust memory before tarfile reads them."""
+    """Refuses pax / GNU long-name members big enough to exhaust memory before tarfile reads them, and
+    a corrupt header after the first member (TarFile.next() would take it for the end of the archive and
+    list the layer short; GNU tar and Go's archive/tar, which Docker and containerd use, report an error)."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_: Any) -> tarfile.TarInfo:  # type: ignore[override]
+        try:
+            return super().fromtarfile(tarfile_)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
+            if tarfile_.offset:  # only zero blocks or the end of the data end an archive
+                raise tarfile.SubsequentHeaderError(f"bad tar header at offset {tarfile_.offset}: {exc}") from None
+            raise
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
         if (
@@ -447,6 +459,17 @@ def _whiteout_kind(path: str) -> Literal["file", "opaque"] | None:
     return None
 
 
+def _whiteout_target(cpath: str, entry: str) -> str:
+    """The path a ``.wh.<name>`` whiteout at ``cpath`` removes. Raises :class:`UnsafeLayer` when the name
+    is empty, ``.`` or ``..`` (``.wh.``, ``.wh..``, ``.wh...``): they would remove the folder itself or its
+    parent (containerd refuses them as an invalid archive)."""
+    head, _, base = cpath.rpartition("/")
+    name = base[len(_WH_PREFIX):]
+    if name in ("", ".", ".."):
+        raise UnsafeLayer(f"invalid whiteout name {entry!r}", entry=entry)
+    return f"{head}/{name}" if head else name
+
+
 def _content_digest(ti: tarfile.TarInfo, tf: tarfile.TarFile) -> str | None:
     if not ti.isreg():
         return None
@@ -474,6 +497,15 @@ def _to_entry(ti: tarfile.TarInfo, layer: str | None, content: str | None = None
         whiteout=_whiteout_kind(path),
         content=content,
     )
+
+
+@contextlib.contextmanager
+def _tar_errors() -> Iterator[None]:
+    """Map tarfile's errors while a member's data is read (a tar cut inside a file) to RegistryError."""
+    try:
+        yield
+    except (tarfile.ReadError, tarfile.StreamError) as exc:
+        raise RegistryError(f"corrupt or truncated tar in layer: {exc}") from exc
 
 
 def _members(stream: LayerStream, *, drain: bool) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
@@ -859,7 +891,9 @@ def iter_entries(
     stream = open_layer_stream(source, media_type, max_bytes=max_bytes)
     if hash_files:
         for ti, tf in _members(stream, drain=drain):
-            yield _to_entry(ti, layer, _content_digest(ti, tf))
+            with _tar_errors():
+                digest = _content_digest(ti, tf)
+            yield _to_entry(ti, layer, digest)
         return
     threaded = not isinstance(source, (bytes, bytearray, memoryview, io.BytesIO))
     for m in _list_members(stream, drain=drain, threaded=threaded):
@@ -934,9 +968,10 @@ def merge(layers_rows: Iterable[Iterable[Entry]] | Iterable[Entry]) -> list[Entr
                 if node is not None:
                     node.children.clear()
             else:
+                name = _whiteout_target(cpath, row.path).rpartition("/")[2]
                 parent = find(parts[:-1], create=False)
                 if parent is not None:
-                    parent.children.pop(parts[-1][len(_WH_PREFIX):], None)
+                    parent.children.pop(name, None)
         for cpath, row in keyed:
             if row.whiteout is not None or not cpath or _is_aufs_meta(cpath):
                 continue
@@ -1034,8 +1069,7 @@ def _scan_layer(
         if entry.whiteout == "opaque":
             index.opaque.add(cpath.rpartition("/")[0])
         elif entry.whiteout == "file":
-            head, _, base = cpath.rpartition("/")
-            index.whiteouts.add(f"{head}/{base[len(_WH_PREFIX):]}" if head else base[len(_WH_PREFIX):])
+            index.whiteouts.add(_whiteout_target(cpath, entry.path))
         else:
             index.versions.setdefault(cpath, []).append((position, entry))
             if cpath == want and ti.isreg() and (before is None or position < before):
@@ -1043,7 +1077,8 @@ def _scan_layer(
                     raise ResponseTooLarge(f"{want} is {ti.size} bytes, over max_file_bytes={max_file_bytes}")
                 fobj = tf.extractfile(ti)
                 assert fobj is not None
-                index.captured[cpath] = (position, fobj.read())
+                with _tar_errors():
+                    index.captured[cpath] = (position, fobj.read())
     return index
 
 
@@ -1249,8 +1284,8 @@ class _Extractor:
             if os.path.isdir(real) and not os.path.islink(real):
                 self._prune(real, "/".join(dir_parts))
         else:
-            target_parts = [*parts[:-1], parts[-1][len(_WH_PREFIX):]]
-            target_c = "/".join(target_parts)
+            target_c = _whiteout_target(cpath, entry)
+            target_parts = target_c.split("/")
             real = self.resolve(target_parts, follow_last=False, entry=entry)
             if os.path.lexists(real):
                 if target_c in self.touched or target_c in self.touched_parents:
@@ -1368,7 +1403,8 @@ class _Extractor:
                 raise
         for real in sorted(self.dir_meta, key=len, reverse=True):
             mode, mtime = self.dir_meta[real]
-            if os.path.isdir(real) and not os.path.islink(real):
+            # a later layer may have turned a parent into a symlink: chmod/utime would follow it
+            if os.path.realpath(real) == real and os.path.isdir(real):
                 os.utime(real, (mtime, mtime))
                 os.chmod(real, mode)
 
@@ -1425,6 +1461,7 @@ def extract(
         stream = _open_source(item, max_bytes)
         ex.new_layer()
         for ti, tf in _members(stream, drain=True):
-            ex.member(ti, tf, layer_name)
+            with _tar_errors():
+                ex.member(ti, tf, layer_name)
     ex.finish()
     return ex.summary

@@ -123,6 +123,11 @@ HOSTILE = {
     "symlink-escape": [info("link", "symlink", linkname="../../.."), (info("link/escape.txt", "file", size=4), b"evil")],
     "hardlink-escape": [info("hl", "hardlink", linkname="../outside")],
     "device": [info("dev/null", "char")],
+    # whiteout names that name no file (containerd: "invalid whiteout name"): ".wh.." would remove "a"'s
+    # parent, ".wh..." the folder above the root, ".wh." the folder itself
+    "whiteout-dot": [info("a/", "dir"), info("a/.wh..")],
+    "whiteout-dotdot": [info(".wh...")],
+    "whiteout-empty": [info("a/", "dir"), info("a/.wh.")],
 }
 
 
@@ -161,3 +166,68 @@ def test_corrupted_layer_in_registry_is_a_digest_mismatch(empty_sandbox):
         f.write(other)
     with pytest.raises(rx.DigestMismatch):
         reg.files(ref)
+
+
+def _push_tar(reg, repo, tag, tar):
+    return push_layers(reg, repo, tag, [(compress(tar, "gzip"), oci.sha256_digest(tar),
+                                         "application/vnd.oci.image.layer.v1.tar+gzip")])
+
+
+def test_invalid_whiteout_names_are_refused_by_every_view(empty_sandbox):
+    reg = rx.Registry(empty_sandbox.url)
+    ref = _push_tar(reg, "hostile/wh", "v", raw_tar([(info("a/f", "file"), b"x"), info("a/.wh..")]))
+    assert ".wh.." in set(reg.files(ref)["path"].str.rpartition("/")[2])   # listed as tar -t lists it
+    with pytest.raises(rx.UnsafeLayer, match="invalid whiteout"):
+        reg.files(ref, merged=True)
+    with pytest.raises(rx.UnsafeLayer, match="invalid whiteout"):
+        reg.read_file(ref, "b")
+
+
+def test_a_corrupt_header_mid_layer_is_an_error_not_a_short_listing(empty_sandbox, tmp_path):
+    """tarfile would end the archive at a bad header after the first member (listing only "a" here);
+    GNU tar reports it, Go's archive/tar (Docker, containerd) fails the layer: so does regexplore."""
+    tar = bytearray(raw_tar([(info(n, "file"), n.encode() * 10) for n in ("a", "b", "c", "d")]))
+    headers = [i for i in range(0, len(tar), 512) if tar[i:i + 2] in (b"b\0", b"c\0")]
+    tar[headers[0] + 148:headers[0] + 156] = b"0000000\0"               # b's checksum field, now wrong
+    (tmp_path / "layer.tar").write_bytes(tar)
+    gnu = subprocess.run(["tar", "-tf", str(tmp_path / "layer.tar")], capture_output=True, text=True)
+    assert gnu.returncode != 0 and "header" in gnu.stderr.lower()
+    reg = rx.Registry(empty_sandbox.url)
+    ref = _push_tar(reg, "corrupt/hdr", "v", bytes(tar))
+    with pytest.raises(rx.RegistryError, match="bad tar header at offset"):
+        reg.files(ref)
+    with pytest.raises(rx.RegistryError, match="bad tar header"):
+        reg.extract(ref, str(tmp_path / "root"))
+    assert not (tmp_path / "root").exists()
+    with pytest.raises(rx.RegistryError, match="bad tar header"):
+        reg.read_file(ref, "c")
+
+
+def test_a_tar_cut_inside_a_file_is_a_registry_error_everywhere(empty_sandbox, tmp_path):
+    whole = raw_tar([(info("a", "file"), os.urandom(3000)), (info("b", "file"), b"b")])
+    cut = whole[: 512 + 1536]                                        # a's header and half its data
+    reg = rx.Registry(empty_sandbox.url)
+    ref = _push_tar(reg, "corrupt/cut", "v", cut)
+    for call in (lambda: reg.extract(ref, str(tmp_path / "root")), lambda: reg.read_file(ref, "a"),
+                 lambda: reg.diff(ref, ref), lambda: reg.files(ref)):
+        with pytest.raises(rx.RegistryError, match="corrupt or truncated"):
+            call()
+    assert not (tmp_path / "root").exists()
+
+
+def test_keep_absolute_links_never_touches_a_folder_outside(empty_sandbox, tmp_path):
+    """A later layer turns "d" into a kept absolute link to a host folder: the modes and mtimes of the
+    directories extracted under "d" before must not be applied through it."""
+    host = tmp_path / "host"
+    (host / "sub").mkdir(parents=True)
+    os.chmod(host / "sub", 0o755)
+    os.utime(host / "sub", (1_800_000_000, 1_800_000_000))
+    reg = rx.Registry(empty_sandbox.url)
+    l1 = raw_tar([info("d/", "dir"), info("d/sub/", "dir", mode=0o700, mtime=12345)])
+    l2 = raw_tar([info("d", "symlink", linkname=str(host))])
+    ref = push_layers(reg, "keep/links", "v", [(compress(t, "gzip"), oci.sha256_digest(t),
+                                                "application/vnd.oci.image.layer.v1.tar+gzip") for t in (l1, l2)])
+    reg.extract(ref, str(tmp_path / "root"), absolute_links="keep")
+    assert os.readlink(tmp_path / "root" / "d") == str(host)
+    st = os.stat(host / "sub")
+    assert oct(st.st_mode & 0o777) == oct(0o755) and int(st.st_mtime) == 1_800_000_000
