@@ -42,7 +42,7 @@ import tarfile
 import threading
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Any, Literal, Union
 
 import zstandard
@@ -939,12 +939,37 @@ def merge(layers_rows: Iterable[Iterable[Entry]] | Iterable[Entry]) -> list[Entr
       (``d`` itself stays);
     * a later entry replaces an earlier one at the same path; a non-directory replacing a directory also
       removes what was under it; a directory over a directory keeps the children;
+    * a parent directory that is a symlink in the tree so far is followed, inside the image root (as
+      tar extraction and :func:`extract` do): ``a -> b`` then ``a/x`` lands at ``b/x``, and that row's
+      ``path`` is the resolved one;
+    * a hardlink row takes the ``content`` digest of the file its target was when it was applied;
     * whiteout markers and AUFS metadata (``.wh..wh.plnk`` ...) never appear in the result.
 
-    Paths are compared by :func:`canonical_path` (rows keep their own ``path``); symlinks are not followed.
-    Returns a list of :class:`Entry` whose ``layer`` tells which layer provided each path.
+    Paths are compared by :func:`canonical_path` (rows keep their own ``path`` unless a symlinked parent
+    moved them). Returns a list of :class:`Entry` whose ``layer`` tells which layer provided each path.
+    Raises :class:`UnsafeLayer` for a whiteout name that names no file (``.wh..``).
     """
     root = _Node()
+
+    def resolve(parts: list[str], follow_last: bool = False) -> list[str]:
+        """``parts`` with every symlinked parent (and the last component with ``follow_last``) followed;
+        unchanged on a loop."""
+        todo, hops, node, done = list(parts), 0, root, []
+        while len(todo) > (0 if follow_last else 1):
+            part = todo.pop(0)
+            child = node.children.get(part)
+            if child is not None and child.entry is not None and child.entry.type == "symlink":
+                hops += 1
+                if hops > _MAX_SYMLINK_HOPS:
+                    return parts
+                target = _join_link("/".join(done), child.entry.linkname, "/".join(todo))
+                todo, node, done = target.split("/") if target else [], root, []
+                if not todo and not follow_last:
+                    return parts  # the link leads to the root itself: nothing to name
+                continue
+            done.append(part)
+            node = child if child is not None else _Node()
+        return done + todo
 
     def find(parts: list[str], create: bool) -> _Node | None:
         node = root
@@ -964,18 +989,25 @@ def merge(layers_rows: Iterable[Iterable[Entry]] | Iterable[Entry]) -> list[Entr
                 continue
             parts = cpath.split("/") if cpath else []
             if row.whiteout == "opaque":
-                node = find(parts[:-1], create=False)
+                node = find(resolve(parts[:-1], follow_last=True), create=False)
                 if node is not None:
                     node.children.clear()
             else:
-                name = _whiteout_target(cpath, row.path).rpartition("/")[2]
-                parent = find(parts[:-1], create=False)
+                target = resolve(_whiteout_target(cpath, row.path).split("/"))
+                parent = find(target[:-1], create=False)
                 if parent is not None:
-                    parent.children.pop(name, None)
+                    parent.children.pop(target[-1], None)
         for cpath, row in keyed:
             if row.whiteout is not None or not cpath or _is_aufs_meta(cpath):
                 continue
-            node = find(cpath.split("/"), create=True)
+            parts = resolve(cpath.split("/"))
+            if parts != cpath.split("/"):
+                row = replace(row, path="/".join(parts))
+            if row.type == "hardlink" and row.content is None:
+                source = find(resolve(canonical_path(row.linkname).split("/")), create=False)
+                if source is not None and source.entry is not None and source.entry.content:
+                    row = replace(row, content=source.entry.content)
+            node = find(parts, create=True)
             assert node is not None
             if row.type != "dir":
                 node.children.clear()
@@ -1280,7 +1312,7 @@ class _Extractor:
         parts = cpath.split("/")
         if kind == "opaque":
             dir_parts = parts[:-1]
-            real = self.resolve(dir_parts, follow_last=False, entry=entry)
+            real = self.resolve(dir_parts, follow_last=True, entry=entry)  # "a/.wh..wh..opq", a -> b: clears b
             if os.path.isdir(real) and not os.path.islink(real):
                 self._prune(real, "/".join(dir_parts))
         else:

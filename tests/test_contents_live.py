@@ -231,3 +231,35 @@ def test_keep_absolute_links_never_touches_a_folder_outside(empty_sandbox, tmp_p
     assert os.readlink(tmp_path / "root" / "d") == str(host)
     st = os.stat(host / "sub")
     assert oct(st.st_mode & 0o777) == oct(0o755) and int(st.st_mtime) == 1_800_000_000
+
+
+def _gz(tar):
+    return (compress(tar, "gzip"), oci.sha256_digest(tar), "application/vnd.oci.image.layer.v1.tar+gzip")
+
+
+def test_merged_follows_a_symlinked_parent_like_extract(empty_sandbox, tmp_path):
+    """Layer 2 writes through "a -> b" from layer 1: the final filesystem has b/new, not a/new, and the
+    whiteouts a/.wh.file and a/.wh..wh..opq act on b (tar extraction; containerd resolves parents so)."""
+    reg = rx.Registry(empty_sandbox.url)
+    base = raw_tar([info("b/", "dir"), (info("b/file"), b"old"), (info("b/keep"), b"k"), info("a", "symlink", linkname="b")])
+    ref = push_layers(reg, "links/parent", "v", [_gz(base), _gz(raw_tar([(info("a/new"), b"new"), info("a/.wh.file")]))])
+    merged = reg.files(ref, merged=True)
+    assert list(merged["path"]) == ["a", "b", "b/keep", "b/new"]
+    reg.extract(ref, str(tmp_path / "r1"))
+    assert sorted(str(p.relative_to(tmp_path / "r1")) for p in (tmp_path / "r1").rglob("*")) == list(merged["path"])
+    opaque = push_layers(reg, "links/opaque", "v", [_gz(base), _gz(raw_tar([info("a/.wh..wh..opq")]))])
+    assert list(reg.files(opaque, merged=True)["path"]) == ["a", "b"]
+    reg.extract(opaque, str(tmp_path / "r2"))
+    assert sorted(str(p.relative_to(tmp_path / "r2")) for p in (tmp_path / "r2").rglob("*")) == ["a", "b"]
+
+
+def test_diff_sees_content_through_hardlinks(empty_sandbox):
+    """Same hardlink rows, different bytes behind them (read_file tells): diff reports the hardlink."""
+    reg = rx.Registry(empty_sandbox.url)
+    later = raw_tar([info("h", "hardlink", linkname="f"), (info("f"), b"v2")])   # h keeps the old f
+    c = push_layers(reg, "links/c", "v", [_gz(raw_tar([(info("f"), b"v1")])), _gz(later)])
+    d = push_layers(reg, "links/d", "v", [_gz(raw_tar([(info("f"), b"v0")])), _gz(later)])
+    assert reg.read_file(c, "h") == b"v1" and reg.read_file(d, "h") == b"v0"
+    changed = reg.diff(c, d)
+    assert list(changed["path"]) == ["h"] and list(changed["change"]) == ["modified"]
+    assert reg.diff(c, c).empty
