@@ -1132,7 +1132,9 @@ def read_file(
     extraction of layer.md's "Applying Changesets": the link shares that inode, so later layers that
     replace or white out the target path do not change it). Each layer is opened at most once per lookup,
     plus one re-open when a link leads to a file in a layer already scanned. A found layer is not read to
-    its end.
+    its end. Not seen here: an entry a layer wrote *through* a directory symlink of a lower layer (``a -> b``
+    below, ``a/x`` above; hand-made tars only, image builders write real paths) — :func:`merge` and
+    :func:`extract`, which read every layer, place it at ``b/x``.
 
     Returns the file's bytes. Raises ``FileNotFoundError`` (absent or whited out), ``IsADirectoryError``,
     ``NotADirectoryError``, ``OSError`` (too many symlinks, special file), :class:`ResponseTooLarge`
