@@ -1249,9 +1249,9 @@ def _push_tree(reg: Any, src: _Source, repo: str, desc: dict, reference: str | N
         descs = ([m.config_descriptor] if m.config_descriptor else []) + [
             d for d in m.layer_descriptors if not d.get("urls")]
         work = []
-        for d in descs:
-            opener, size = src.blob(d["digest"])
-            work.append((d["digest"], size, opener))
+        for digest in dict.fromkeys(d["digest"] for d in descs):  # a layer listed twice goes once
+            opener, size = src.blob(digest)
+            work.append((digest, size, opener))
         if src.tar is not None or parallel <= 1 or len(work) <= 1:  # a TarFile is not thread-safe
             for digest, size, opener in work:
                 _ensure_blob(reg, repo, digest, size, opener, chunk_size, mount_from)

@@ -12,7 +12,7 @@ import re
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urljoin
 
-from .errors import DigestMismatch, NotFound, RegistryError, UnsupportedMediaType
+from .errors import Denied, DigestMismatch, NotFound, RegistryError, Unauthorized, UnsupportedMediaType
 from .oci import MANIFEST_ACCEPT, SCHEMA1_SIGNED, Manifest, check_digest, schema1_payload, sha256_digest
 from .transport import MiB, Transport
 
@@ -317,9 +317,14 @@ class V2Client:
     # ----------------------------------------------------------------- uploads
     def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
         """Cross-repo mount (``POST …/uploads/?mount=&from=``): True if mounted (201); False if the
-        registry started an upload instead (202, which is then cancelled)."""
-        resp = self.t.request("POST", f"/v2/{repo}/blobs/uploads/", params={"mount": digest, "from": from_repo},
-                              ok=(201, 202), what="mount blob", retry_body=True)
+        registry started an upload instead (202, which is then cancelled) or refused the mount
+        (401 / 403: the credentials may not pull ``from_repo``, as Docker's pusher then uploads;
+        a push the credentials may not make is refused again by the upload that follows)."""
+        try:
+            resp = self.t.request("POST", f"/v2/{repo}/blobs/uploads/", ok=(201, 202), what="mount blob",
+                                  params={"mount": digest, "from": from_repo}, retry_body=True)
+        except (Unauthorized, Denied):
+            return False
         if resp.status_code == 201:
             return True
         loc = resp.headers.get("Location")

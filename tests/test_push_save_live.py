@@ -8,7 +8,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -112,8 +112,9 @@ def test_push_index_children_first_and_mount(registry_sandbox: LocalRegistry, em
     assert blobs.push(reg, layout, "first/multi:latest") == index.digest
     reg.clear_trace()
     assert blobs.push(reg, layout, "second/multi:latest", mount_from="first/multi") == index.digest
-    posts = requests_of(reg, "POST", "/blobs/uploads/")  # the trace shows the URL without its query
+    posts = requests_of(reg, "POST", "/blobs/uploads/")
     assert posts and all(r["status"] == 201 for r in posts)  # 201: mounted (an upload would be 202)
+    assert all("?mount=sha256:" in r["url"] and r["url"].endswith("&from=first/multi") for r in posts)
     assert requests_of(reg, "PUT", "/blobs/uploads/") == []  # nothing uploaded
     puts = [r["url"].rsplit("/", 1)[1] for r in requests_of(reg, "PUT", "/manifests/")]
     assert puts[-1] == "latest" and len(puts) == len(index.json["manifests"]) + 1
@@ -188,3 +189,100 @@ def test_push_starts_a_blob_upload_again_after_a_503_or_a_dropped_connection(
             blobs.push(reg, [data], "retry/other:v1", chunk_size=chunk_size, parallel=1)
         assert info400.value.status == 400
         assert proxy.hits(r"/blobs/uploads/", method="POST") == before + 1
+
+
+# ----------------------------------------------------------------- token auth with per-repository grants
+TOKEN_PW = "pw-Push-4f2a!secret"
+
+
+@pytest.fixture(scope="module")
+def token_push_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRegistry, Path]]:
+    """A token-auth registry holding ``secret/base:v`` (pushed by ``seed``, who may do anything) and
+    that image as a layout on disk; ``bob`` may pull and push ``ok/*``, only pull ``ro/*``."""
+    import regexplore as rx
+    from servers import TokenServer
+
+    users = {"seed": (TOKEN_PW, {"repository:*": "pull,push"}),
+             "bob": (TOKEN_PW, {"repository:ok/*": "pull,push", "repository:ro/*": "pull"})}
+    folder = tmp_path_factory.mktemp("token-push")
+    (folder / "a.txt").write_text("alpha\n")
+    (folder / "b.bin").write_bytes(bytes(range(256)) * 40)
+    with TokenServer(users=users, anonymous=None) as ts, LocalRegistry(token=ts.registry_config()) as reg:
+        with rx.Registry(reg.url, auth=("seed", TOKEN_PW)) as seed:
+            seed.push([folder / "a.txt", folder / "b.bin"], "secret/base:v")
+            layout = Path(blobs.save(seed, "secret/base:v", folder / "layout", progress=False))
+        yield reg, layout
+
+
+def test_push_mounting_from_a_repository_it_may_not_pull_uploads_instead(
+        token_push_env: tuple[LocalRegistry, Path]) -> None:
+    """The registry answers the mount 401 insufficient_scope (the token leaves out
+    ``repository:secret/base:pull``): the mount is refused, the blob uploaded, the push succeeds."""
+    import regexplore as rx
+    from regexplore.errors import Denied
+
+    reg_, layout = token_push_env
+    with rx.Registry(reg_.url, auth=("bob", TOKEN_PW)) as bob:
+        digest = bob.push(layout, "ok/mounted:v", mount_from="secret/base", parallel=1)
+        assert bob.manifest("ok/mounted:v").digest == digest
+        mounts = [r for r in requests_of(bob, "POST", "/blobs/uploads/") if "mount=" in r["url"]]
+        uploads = [r for r in requests_of(bob, "POST", "/blobs/uploads/") if "mount=" not in r["url"]]
+        assert mounts and {r["status"] for r in mounts} == {401}
+        assert len(mounts) <= 2 * len(uploads) and [r["status"] for r in uploads] == [202] * len(uploads)
+
+        # a push the credentials may not make is still refused (pull only on ro/*)
+        with pytest.raises(Denied) as info:
+            bob.push(layout, "ro/mounted:v", mount_from="ok/mounted", parallel=1)
+        assert info.value.message.startswith("start upload")  # the mount was refused, then the upload
+        assert info.value.status == 401 and TOKEN_PW not in str(info.value) + repr(info.value)
+
+
+def test_denied_push_carries_the_challenge_code_and_scope(token_push_env: tuple[LocalRegistry, Path]) -> None:
+    """The first request of a push with no grant is a blob HEAD: no body, only the challenge's
+    ``error="insufficient_scope"`` and ``scope=`` tell what was refused."""
+    import regexplore as rx
+    from regexplore.errors import Denied
+
+    reg_, layout = token_push_env
+    with rx.Registry(reg_.url, auth=("bob", TOKEN_PW)) as bob, pytest.raises(Denied) as info:
+        bob.push(layout, "nope/x:v", parallel=1)
+    err = info.value
+    assert (err.status, err.code) == (401, "INSUFFICIENT_SCOPE")
+    assert "insufficient scope" in err.message and "repository:nope/x:pull" in err.message
+    assert TOKEN_PW not in str(err) + repr(err) and "Bearer" not in str(err) and "realm" not in str(err)
+
+
+def test_a_layer_listed_twice_is_checked_and_uploaded_once(empty_sandbox: LocalRegistry, skopeo: Any,
+                                                            tmp_path: Path) -> None:
+    layout = tmp_path / "twice"
+    sha = layout / "blobs" / "sha256"
+    sha.mkdir(parents=True)
+
+    def blob(data: bytes) -> dict:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        (sha / digest[7:]).write_bytes(data)
+        return {"digest": digest, "size": len(data)}
+
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        info = tarfile.TarInfo("same.txt")
+        info.size = 5
+        tf.addfile(info, io.BytesIO(b"same\n"))
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+             **blob(gzip.compress(tar.getvalue(), mtime=0))}
+    diff_id = "sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()
+    rootfs = {"type": "layers", "diff_ids": [diff_id] * 2}
+    config = {"mediaType": "application/vnd.oci.image.config.v1+json",
+              **blob(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": rootfs}).encode())}
+    manifest = {"mediaType": "application/vnd.oci.image.manifest.v1+json", **blob(json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config,
+         "layers": [layer, layer]}).encode())}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [manifest]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+    reg = empty_sandbox.client()
+    assert blobs.push(reg, layout, "twice/layer:v1", parallel=4) == manifest["digest"]
+    assert len(requests_of(reg, "HEAD", layer["digest"])) == 1
+    assert len([r for r in requests_of(reg, "PUT", "/blobs/uploads/") if layer["digest"] in r["url"]]) == 1
+    info = skopeo("inspect", f"docker://{empty_sandbox.host}/twice/layer:v1")
+    assert info["Layers"] == [layer["digest"]] * 2
