@@ -287,17 +287,48 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, s
     return None, text.splitlines()[0][:300], None
 
 
+# one parameter of a WWW-Authenticate challenge (RFC 7235 auth-param: token or quoted string)
+_CHALLENGE_PARAM = re.compile(
+    r'(?:^|[\s,])(error_description|error|scope)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))', re.IGNORECASE)
+
+
+def _challenge_error(www: str) -> tuple[str | None, str | None]:
+    """``(code, message)`` from a Bearer challenge's ``error=`` (RFC 6750 §3.1), or ``(None, None)``.
+
+    distribution answers a request without a response body (a blob ``HEAD``) that its token does
+    not cover with only ``Bearer realm=…,service=…,scope="repository:x:pull",error="insufficient_scope"``
+    (a GET or POST also gets the JSON body ``UNAUTHORIZED``): the error becomes the code,
+    upper-cased like the registry's codes (``INSUFFICIENT_SCOPE``, ``INVALID_TOKEN``), and the
+    message is ``error_description`` or the error in words, naming the scope asked for. realm and
+    service are left out (a realm URL may carry a query)."""
+    params: dict[str, str] = {}
+    for m in _CHALLENGE_PARAM.finditer(www):
+        value = re.sub(r"\\(.)", r"\1", m.group(2)) if m.group(2) is not None else m.group(3)
+        params.setdefault(m.group(1).lower(), value)
+    error = params.get("error", "").strip()
+    if not error:
+        return None, None
+    message = params.get("error_description", "").strip()[:300] or error.replace("_", " ")
+    if params.get("scope"):
+        message += f" (needs {params['scope'][:300]})"
+    return error.upper(), message
+
+
 def error_from_response(resp: Any, what: str | None = None, *, url: str | None = None) -> RegistryError:
     """Build the right ``RegistryError`` subclass from a ``requests.Response``-like object.
 
     ``url`` replaces ``resp.url`` in the error (the transport passes it redacted with what it
-    knows: every query value of a URL off the registry's origin)."""
+    knows: every query value of a URL off the registry's origin). A 401 / 403 whose body names no
+    code takes code and message from the challenge's ``error=`` (:func:`_challenge_error`)."""
     status = getattr(resp, "status_code", None)
     try:
         body = resp.content if not getattr(resp, "_content_consumed", False) or resp._content else b""
     except Exception:  # a streamed body that was cut: the status still tells
         body = b""
     code, message, detail = parse_error_body(body or b"", resp.headers.get("Content-Type", ""))
+    if code is None and status in (401, 403):  # no code in a body (a HEAD has none): the challenge's
+        www_code, www_message = _challenge_error(resp.headers.get("WWW-Authenticate") or "")
+        code, message = www_code, message or www_message
     cls = _BY_CODE.get(code or "", None) or _BY_STATUS.get(status or 0, RegistryError)
     if status == 401 and 'error="insufficient_scope"' in (resp.headers.get("WWW-Authenticate") or ""):
         cls = Denied  # authenticated, token issued, but it does not grant this (RFC 6750 §3.1)

@@ -217,6 +217,13 @@ def _without_userinfo(url: str) -> str:
     return p._replace(netloc=p.netloc.rsplit("@", 1)[1]).geturl()
 
 
+def _with_params(url: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> str:
+    """``url`` with ``params`` appended to its query, encoded exactly as ``requests`` sends them."""
+    prepared = requests.models.PreparedRequest()
+    prepared.prepare_url(url, params)
+    return prepared.url or url
+
+
 class Transport:
     """HTTP to one registry. Thread-safe: a pooled ``requests.Session`` shared by worker threads.
 
@@ -389,6 +396,8 @@ class Transport:
             path_or_url = url = redact_url(url)  # keep the password out of this frame's locals
             raise ValueError(f"put credentials in auth=, not in the URL ({url})")
         headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
+        if params:  # into the URL once (as requests would encode them), so the trace shows the query
+            url = _with_params(url, params)
         can_retry = method in _IDEMPOTENT or retry_body or data is None
         attempt = 0
         slept = 0.0
@@ -406,8 +415,7 @@ class Transport:
                         "use https (or a loopback address)", url=self.redact(url))
                 send_headers.update(auth_headers)
             try:
-                resp = self.send_once(method, url, headers=send_headers, params=params if hops == 0 else None,
-                                      data=data, stream=True)
+                resp = self.send_once(method, url, headers=send_headers, data=data, stream=True)
             except requests.exceptions.SSLError:
                 self._record(method, url, "error", None, started, "SSLError")
                 raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "

@@ -105,6 +105,18 @@ def test_post_with_a_body_is_not_replayed(proxy: FaultProxy, env: tuple) -> None
     assert proxy.hits("/blobs/uploads/", "POST") == n + 1  # sent once, never again
 
 
+def test_trace_records_params_in_the_url_redacting_secret_ones(proxy: FaultProxy) -> None:
+    """``params=`` (a mount's ``?mount=&from=``) are shown in the trace with the URL; a
+    credential-looking value is redacted there, as in any URL."""
+    t = _transport(proxy)
+    r = t.request("GET", "/v2/demo/tiny/tags/list", params={"n": 5, "last": "a/b", "signature": "sg-9Q"})
+    assert r.json()["tags"] == ["v1"] and r.url.endswith("?n=5&last=a%2Fb&signature=sg-9Q")
+    sent = [x for x in t.trace_records if "/tags/list" in x["url"]]
+    assert [x["status"] for x in sent] == [401, 200]  # the challenged first try, then with a token
+    assert all(x["url"].endswith("/v2/demo/tiny/tags/list?n=5&last=a/b&signature=REDACTED") for x in sent)
+    assert "sg-9Q" not in repr(t.trace_records)
+
+
 def test_blob_redirect_to_storage_that_rejects_authorization(proxy: FaultProxy, env: tuple) -> None:
     store = proxy.redirect_blobs()
     t = _transport(proxy)
