@@ -149,3 +149,62 @@ def test_binder_start_serves_a_seeded_registry_to_the_command(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stderr[-2000:]
     url, repos = proc.stdout.split()
     assert url.startswith("http://127.0.0.1:") and "demo/busybox" in repos.split(",")
+
+
+@pytest.fixture(scope="module")
+def other_registry(registry_sandbox: Any, skopeo: Any) -> Any:
+    """A registry that is not the demo: images copied by skopeo under other names, no multi-platform
+    image (a role the notebooks must do without), one repository with two different images."""
+    from regexplore.sandbox import LocalRegistry
+
+    with LocalRegistry() as other:
+        for src, dest in (("library/webapp:latest", "acme/web:2.0"), ("demo/busybox:1.1", "acme/web:1.9"),
+                          ("demo/zstd:latest", "tools/zstd:latest"), ("demo/minimal:latest", "tools/minimal:1")):
+            skopeo("copy", f"docker://{registry_sandbox.host}/{src}", f"docker://{other.host}/{dest}", raw=True)
+        yield other
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_notebook_runs_against_another_registry(name: str, other_registry: Any, tmp_path: Path) -> None:
+    """REGEXPLORE_REGISTRY is the one line to change: the notebooks find what to show in that registry."""
+    env = {"REGEXPLORE_REGISTRY": other_registry.url, "REGEXPLORE_DOWNLOADS": str(tmp_path / "downloads"),
+           "REGEXPLORE_CACHE": str(tmp_path / "cache")}
+    text = outputs_text(execute(NOTEBOOKS / name, env, tmp_path))
+    assert other_registry.host in text and "Traceback" not in text
+    assert "acme/web" in text and "demo/" not in text.replace("demo/busybox", "")  # v1 part has its own server
+    if name == "01-tour.ipynb":
+        assert "no multi-platform image here" in text
+        assert any((tmp_path / "downloads").iterdir())
+
+
+def test_pick_examples_fills_every_role_from_what_a_registry_has(registry_sandbox: Any, skopeo: Any) -> None:
+    from regexplore.examples import DEMO, pick_examples
+    from regexplore.sandbox import LocalRegistry
+
+    import regexplore as rx
+
+    with rx.Registry(registry_sandbox.url) as reg:
+        assert pick_examples(reg) is DEMO
+    with LocalRegistry() as other:
+        for src, dest in (("demo/multiarch:latest", "x/multi:latest"), ("demo/busybox:1.0", "x/box:old"),
+                          ("demo/busybox:1.1", "x/box:new"), ("demo/busybox:1.1", "x/box:latest"),
+                          ("demo/big:latest", "x/big:1")):
+            skopeo("copy", "--all", f"docker://{registry_sandbox.host}/{src}", f"docker://{other.host}/{dest}",
+                   raw=True)
+        with rx.Registry(other.url) as reg:
+            ex = pick_examples(reg)
+            assert ex.source == "catalog" and ex.repositories == ["x/big", "x/box", "x/multi"]
+            assert ex.repository == ex.many_tags == "x/box"            # three tags
+            assert ex.multiarch == "x/multi:latest" and ex.platform == "linux/amd64"
+            assert ex.download == "x/box:latest"                       # the smallest image
+            layers = {r: len(reg.layers(r)) for r in ("x/big:1", "x/box:latest", "x/multi:latest")}
+            assert layers[ex.image] == max(layers.values())
+            assert set(ex.pair or ()) == {"x/box:old", "x/box:new"} or set(ex.pair or ()) == {"x/box:old", "x/box:latest"}
+            assert reg.manifest(ex.pair[0]).digest != reg.manifest(ex.pair[1]).digest
+            only = pick_examples(reg, ["x/big"])
+            assert only.source == "REGEXPLORE_REPOSITORIES" and only.multiarch is None and only.pair is None
+        with rx.Registry(other.url) as reg, pytest.raises(rx.NotFound, match="x/none"):
+            pick_examples(reg, ["x/none"])
+    with LocalRegistry() as empty, rx.Registry(empty.url) as reg:
+        with pytest.raises(rx.RegistryError, match="no tagged image in the catalog"):
+            pick_examples(reg)

@@ -1,0 +1,127 @@
+"""Which repositories and images the notebooks show: the demo content's, or ones found in any registry.
+
+The notebooks run against the seeded sandbox, Docker Hub, or any registry named by ``REGEXPLORE_REGISTRY``.
+They do not hard-code names: :func:`pick_examples` chooses, and says where the choice came from::
+
+    ex = pick_examples(reg)        # Examples(source='catalog', image='team/api:2.1', multiarch=None, …)
+    reg.history(ex.image)
+
+- the sandbox's demo content (every demo repository in the catalog): the demo's names, so the text of
+  the notebooks matches what they show;
+- Docker Hub (no catalog): a few official images, named below;
+- any other registry: up to ``max_repositories`` repositories of its catalog (or of
+  ``REGEXPLORE_REPOSITORIES``, comma-separated, for a registry whose catalog is closed), read with
+  ``tags(details=True)``, then the roles filled from what is there. A role nothing fits stays ``None``
+  (no multi-platform image, no repository with two different images), and the notebooks skip its cells.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import RegistryError
+
+#: the platform shown for a multi-platform image when it has it (the default of history() & co.)
+_PREFERRED_PLATFORM = "linux/amd64"
+_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+@dataclass(frozen=True)
+class Examples:
+    """What a notebook shows. References are ``"repo:tag"`` strings; ``None`` where nothing fits."""
+
+    source: str                      #: "demo", "docker.io", "catalog" or "REGEXPLORE_REPOSITORIES"
+    repositories: list[str] = field(default_factory=list)  #: the repositories looked at
+    repository: str | None = None    #: a repository with several tags (the one with the most, off the demo)
+    many_tags: str | None = None     #: the repository with the most tags (tags over time)
+    image: str | None = None         #: an image with the most layers (history, layers, files)
+    multiarch: str | None = None     #: a multi-platform image (platforms)
+    platform: str | None = None      #: the platform of ``multiarch`` shown (linux/amd64 if it has it)
+    download: str | None = None      #: the smallest image (download with progress)
+    pair: tuple[str, str] | None = None  #: two tags of one repository naming different images (diff)
+
+
+DEMO = Examples(
+    source="demo",
+    repositories=["demo/big", "demo/busybox", "demo/many-tags", "demo/minimal", "demo/multiarch", "demo/zstd",
+                  "library/webapp"],
+    repository="demo/busybox", many_tags="demo/many-tags", image="library/webapp:latest", multiarch="demo/multiarch:latest",
+    platform=_PREFERRED_PLATFORM, download="demo/big:latest", pair=("demo/busybox:1.0", "demo/busybox:1.1"),
+)
+
+#: Docker Hub has no catalog: official images that have carried these tags for years
+DOCKER_HUB = Examples(
+    source="docker.io",
+    repositories=["library/alpine", "library/busybox"],
+    repository="library/busybox", many_tags="library/alpine", image="library/python:3.12-slim", multiarch="library/busybox:latest",
+    platform=_PREFERRED_PLATFORM, download="library/busybox:latest",
+    pair=("library/alpine:3.19", "library/alpine:3.20"),
+)
+
+
+def pick_examples(reg: Any, repositories: list[str] | None = None, *, max_repositories: int = 20) -> Examples:
+    """Choose what to show from ``reg`` (see the module doc). ``repositories`` (or the environment's
+    ``REGEXPLORE_REPOSITORIES``) limits the choice to those. Raises :class:`RegistryError` when the
+    registry has nothing to show (an empty catalog), or its catalog is closed and no names were given.
+    """
+    source = "REGEXPLORE_REPOSITORIES"
+    if repositories is None:
+        env = os.environ.get("REGEXPLORE_REPOSITORIES", "")
+        repositories = [r.strip() for r in env.split(",") if r.strip()] or None
+    if repositories is None:
+        if reg.hub is not None:
+            return DOCKER_HUB
+        try:
+            names = list(reg.catalog()["repository"])
+        except RegistryError as exc:
+            raise RegistryError(f"{reg.name} does not list its repositories ({exc}); name some in "
+                                "REGEXPLORE_REPOSITORIES (comma-separated)") from exc
+        if set(DEMO.repositories) <= set(names):
+            return DEMO
+        source, repositories = "catalog", sorted(names)[:max_repositories]
+    tags = [reg.tags(repo, details=True) for repo in repositories]
+    tags = [t for t in tags if len(t)]
+    if not tags:
+        raise RegistryError(f"no tagged image in {', '.join(repositories) or 'the catalog of ' + reg.name}")
+    return _fill_roles(source, repositories, tags, reg)
+
+
+def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any) -> Examples:
+    """The roles from each repository's ``tags(details=True)`` frame (non-empty)."""
+    import pandas as pd
+
+    by_count = sorted(tags, key=lambda t: (-len(t), t["repository"].iloc[0]))
+    # each repository's newest tag ("latest" when it has one) stands for it
+    heads = []
+    for t in tags:
+        latest = t[t["tag"] == "latest"]
+        row = latest.iloc[0] if len(latest) else t.sort_values(["created", "tag"], na_position="first").iloc[-1]
+        heads.append(row)
+    ref = [f"{row['repository']}:{row['tag']}" for row in heads]
+
+    multi = [(r, row) for r, row in zip(ref, heads)
+             if row["media_type"] in _INDEX_TYPES and isinstance(row["platforms"], list) and len(row["platforms"]) > 1]
+    multiarch, platform = None, None
+    if multi:
+        multiarch, row = multi[0]
+        platform = _PREFERRED_PLATFORM if _PREFERRED_PLATFORM in row["platforms"] else row["platforms"][0]
+
+    layer_counts = [len(reg.layers(r)) for r in ref]
+    image = max(zip(ref, layer_counts), key=lambda rc: rc[1])[0]  # the first of the most layered
+    sized = [(int(row["size"]), r) for r, row in zip(ref, heads) if not pd.isna(row["size"])]
+    download = min(sized)[1] if sized else image
+
+    pair = None
+    for t in by_count:
+        newest_first = t.sort_values(["created", "tag"], ascending=False, na_position="last")
+        distinct = newest_first.drop_duplicates("digest")
+        if len(distinct) >= 2:
+            newer, older = distinct.iloc[0], distinct.iloc[1]
+            pair = (f"{older['repository']}:{older['tag']}", f"{newer['repository']}:{newer['tag']}")
+            break
+    most = by_count[0]["repository"].iloc[0]
+    return Examples(source=source, repositories=list(repositories), repository=most, many_tags=most,
+                    image=image, multiarch=multiarch, platform=platform, download=download, pair=pair)
