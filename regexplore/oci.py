@@ -256,8 +256,8 @@ def _parse_platform(spec: str) -> tuple[str, str, str | None]:
 
 def choose_platform(index: dict, platform: str | None = None) -> dict:
     """Pick one entry of an index: ``platform`` (``os/arch[/variant]`` or ``arch``) if given, else
-    linux/amd64, else the first entry that is not an attestation. Raises :class:`NotFound`-like
-    ``LookupError`` subclass :class:`regexplore.errors.NotFound` when nothing matches."""
+    linux/amd64, else the first entry with a platform that is not an attestation, else the first.
+    Raises :class:`regexplore.errors.NotFound` (a ``LookupError``) when nothing matches."""
     from .errors import NotFound
 
     entries = [e for e in index.get("manifests") or [] if not is_attestation(e)]
@@ -275,7 +275,8 @@ def choose_platform(index: dict, platform: str | None = None) -> dict:
         p = e.get("platform") or {}
         if p.get("os") == "linux" and p.get("architecture") == "amd64":
             return e
-    return entries[0]
+    # an entry without a platform (an artifact in a mixed index) is no one's default
+    return next((e for e in entries if (e.get("platform") or {}).get("os")), entries[0])
 
 
 def compression_of(media_type: str | None) -> str:
@@ -408,5 +409,6 @@ def image_summary(manifest: Manifest, config: dict | None) -> dict:
     sizes = [cd.get("size")] + [layer.get("size") for layer in manifest.layer_descriptors]
     if all(isinstance(s, int) for s in sizes):
         size = sum(sizes)
-    return {"created": parse_time(cfg.get("created")), "os": cfg.get("os"),
-            "architecture": cfg.get("architecture"), "size": size}
+    # cosign and other artifact configs write "" where an image has its platform: no value
+    return {"created": parse_time(cfg.get("created")), "os": cfg.get("os") or None,
+            "architecture": cfg.get("architecture") or None, "size": size}

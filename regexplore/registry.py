@@ -194,6 +194,14 @@ class Registry:
         else:
             r = parse_reference(ref, default_registry=self.name)
         if r.registry != self.name:
+            # "dots.name/app" or "localhost/app" is a valid repository name that Docker's grammar reads as
+            # a host: a registry that lists it in its catalog means it as a name. Docker Hub never has such
+            # names, and a host with a port cannot be a name, so those keep the clear error.
+            if isinstance(ref, str) and self.name != DOCKER_HUB:
+                try:
+                    return parse_reference(f"{self.name}/{ref.strip()}", default_registry=self.name)
+                except InvalidReference:
+                    pass
             raise InvalidReference(f"{r} belongs to {r.registry}, not to this registry ({self.name})")
         return r
 
@@ -223,11 +231,25 @@ class Registry:
         self._tag_digests[(repo, tag)] = m.digest
         return m
 
-    def _config_of(self, repo: str, m: Manifest) -> dict | None:
+    def _config_of(self, repo: str, m: Manifest, *, strict: bool = False) -> dict | None:
+        """The parsed config of image manifest ``m``; None when there is none, or (unless ``strict``)
+        when it is not a JSON object (an artifact's config: YAML, binary…), so frames show NA."""
         cd = m.config_descriptor
         if not cd or not cd.get("digest"):
             return None
-        return self._configs.get(cd["digest"], lambda: self.v2.get_json_blob(repo, cd["digest"]))
+
+        def fetch() -> dict | UnsupportedMediaType:
+            try:
+                return self.v2.get_json_blob(repo, cd["digest"])
+            except UnsupportedMediaType as exc:  # kept, so a second look does not download it again
+                return UnsupportedMediaType(f"{exc} (config media type {cd.get('mediaType')})")
+
+        cfg = self._configs.get(cd["digest"], fetch)
+        if isinstance(cfg, UnsupportedMediaType):
+            if strict:
+                raise cfg
+            return None
+        return cfg
 
     def _flat_index(self, repo: str, index: Manifest, depth: int = 0) -> dict:
         """``index``'s JSON with each nested index entry replaced by that index's own entries (OCI
@@ -471,7 +493,10 @@ class Registry:
             flat = self._flat_index(repo, top)
             plats = [p for p in platform_rows(flat) if not p["attestation"]]
             row["platforms"] = [p["platform"] for p in plats]
-            entry = choose_platform(flat)
+            try:
+                entry = choose_platform(flat)
+            except NotFound:  # an index of attestations only, or empty: no platform to describe
+                return row
             image = self._manifest_by_digest(repo, entry["digest"])
         else:
             image = top
@@ -514,7 +539,8 @@ class Registry:
             s = image_summary(m, cfg)
             rows = [{"os": s["os"], "architecture": s["architecture"], "variant": (cfg or {}).get("variant"),
                      "os_version": (cfg or {}).get("os.version"), "digest": m.digest, "media_type": m.media_type,
-                     "size": m.size, "platform": f"{s['os']}/{s['architecture']}", "attestation": False}]
+                     "size": m.size, "platform": f"{s['os']}/{s['architecture']}" if s["os"] else None,
+                     "attestation": False}]
         return make_frame("platforms", rows, attrs={"reference": str(r)})
 
     def config(self, ref: RefLike, platform: str | None = None) -> dict:
@@ -528,7 +554,7 @@ class Registry:
             import json
 
             return json.loads((image.json.get("history") or [{}])[0].get("v1Compatibility") or "{}")
-        return self._config_of(r.repository, image) or {}
+        return self._config_of(r.repository, image, strict=True) or {}
 
     def history(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """docker-history-like table, oldest step first (see the README's column table)."""

@@ -297,8 +297,16 @@ class V2Client:
         return resp.content
 
     def get_json_blob(self, repo: str, digest: str) -> dict:
-        """A config (or other JSON) blob, verified and parsed."""
-        return json.loads(self.get_blob(repo, digest, max_bytes=MANIFEST_CAP * 2))
+        """A config (or other JSON) blob, verified and parsed. Raises :class:`UnsupportedMediaType`
+        when it is not a JSON object (an artifact's config may be YAML, binary, a JSON array…)."""
+        raw = self.get_blob(repo, digest, max_bytes=MANIFEST_CAP * 2)
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise UnsupportedMediaType(f"blob {digest[:19]} of {repo} is not a JSON object ({len(raw)} bytes)")
+        return doc
 
     def open_blob(self, repo: str, digest: str, *, offset: int = 0, end: int | None = None) -> Any:
         """A streaming response for a blob (redirects followed without credentials), from

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 import ipywidgets as widgets
 import pandas as pd
 
+from ..errors import UnsupportedMediaType
 from ..reference import is_repository_name
 
 __all__ = ["RegistryBrowser", "one_line", "human_size", "Cancelled"]
@@ -546,7 +547,8 @@ class RegistryBrowser(widgets.VBox):
             chosen = platform
             if top.is_index:
                 plats = reg.platforms(ref)
-                platforms = [p for p, att in zip(plats["platform"], plats["attestation"]) if not att]
+                platforms = [p for p, att in zip(plats["platform"], plats["attestation"])
+                             if not att and isinstance(p, str)]   # an artifact entry has no platform (NA)
                 if chosen is None:
                     default = platforms[0] if platforms else None
                     chosen = "linux/amd64" if "linux/amd64" in platforms else default
@@ -554,10 +556,14 @@ class RegistryBrowser(widgets.VBox):
             repo = ref.rsplit(":", 1)[0]
             image = reg.manifest(f"{repo}@{layers.attrs['digest']}")  # by digest: cached
             config_blob = image.config_descriptor or {}
+            try:
+                config = reg.config(ref, platform=chosen)
+            except UnsupportedMediaType:   # an artifact's config that is not JSON: the rest still shows
+                config = {}
             return {
                 "ref": ref, "digest": top.digest, "media_type": top.media_type, "platforms": platforms,
                 "platform": chosen, "history": reg.history(ref, platform=chosen), "layers": layers,
-                "config": reg.config(ref, platform=chosen),
+                "config": config,
                 "config_blob": (config_blob.get("digest"), int(config_blob.get("size") or 0)),
             }
 
