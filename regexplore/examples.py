@@ -48,7 +48,8 @@ DEMO = Examples(
     source="demo",
     repositories=["demo/big", "demo/busybox", "demo/many-tags", "demo/minimal", "demo/multiarch", "demo/zstd",
                   "library/webapp"],
-    repository="demo/busybox", many_tags="demo/many-tags", image="library/webapp:latest", multiarch="demo/multiarch:latest",
+    repository="demo/busybox", many_tags="demo/many-tags", image="library/webapp:latest",
+    multiarch="demo/multiarch:latest",
     platform=_PREFERRED_PLATFORM, download="demo/big:latest", pair=("demo/busybox:1.0", "demo/busybox:1.1"),
 )
 
@@ -56,7 +57,8 @@ DEMO = Examples(
 DOCKER_HUB = Examples(
     source="docker.io",
     repositories=["library/alpine", "library/busybox"],
-    repository="library/busybox", many_tags="library/alpine", image="library/python:3.12-slim", multiarch="library/busybox:latest",
+    repository="library/busybox", many_tags="library/alpine", image="library/python:3.12-slim",
+    multiarch="library/busybox:latest",
     platform=_PREFERRED_PLATFORM, download="library/busybox:latest",
     pair=("library/alpine:3.19", "library/alpine:3.20"),
 )
@@ -82,7 +84,14 @@ def pick_examples(reg: Any, repositories: list[str] | None = None, *, max_reposi
         if set(DEMO.repositories) <= set(names):
             return DEMO
         source, repositories = "catalog", sorted(names)[:max_repositories]
-    tags = [reg.tags(repo, details=True) for repo in repositories]
+    tags = []
+    for repo in repositories:
+        try:
+            tags.append(reg.tags(repo, details=True))
+        except RegistryError:
+            if source != "catalog":
+                raise  # a name the user gave: say what is wrong with it
+            # one repository of the catalog the credentials may not read (or gone since): look elsewhere
     tags = [t for t in tags if len(t)]
     if not tags:
         raise RegistryError(f"no tagged image in {', '.join(repositories) or 'the catalog of ' + reg.name}")
@@ -93,35 +102,59 @@ def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any)
     """The roles from each repository's ``tags(details=True)`` frame (non-empty)."""
     import pandas as pd
 
-    by_count = sorted(tags, key=lambda t: (-len(t), t["repository"].iloc[0]))
+    # only container images play a role: an artifact (Helm chart, signature, SBOM) has no os in its config
+    images = [t[t["os"].notna()] for t in tags]
+    images = [t for t in images if len(t)]
+    if not images:
+        raise RegistryError(f"no container image (only artifacts) in {', '.join(repositories)}")
+    by_count = sorted(images, key=lambda t: (-len(t), t["repository"].iloc[0]))
     # each repository's newest tag ("latest" when it has one) stands for it
     heads = []
-    for t in tags:
+    for t in images:
         latest = t[t["tag"] == "latest"]
-        row = latest.iloc[0] if len(latest) else t.sort_values(["created", "tag"], na_position="first").iloc[-1]
+        newest = t.sort_values(["created", "tag"], na_position="first")
+        row = latest.iloc[0] if len(latest) else newest.iloc[-1]
         heads.append(row)
     ref = [f"{row['repository']}:{row['tag']}" for row in heads]
 
     multi = [(r, row) for r, row in zip(ref, heads)
              if row["media_type"] in _INDEX_TYPES and isinstance(row["platforms"], list) and len(row["platforms"]) > 1]
-    multiarch, platform = None, None
-    if multi:
-        multiarch, row = multi[0]
-        platform = _PREFERRED_PLATFORM if _PREFERRED_PLATFORM in row["platforms"] else row["platforms"][0]
 
-    layer_counts = [len(reg.layers(r)) for r in ref]
-    image = max(zip(ref, layer_counts), key=lambda rc: rc[1])[0]  # the first of the most layered
-    sized = [(int(row["size"]), r) for r, row in zip(ref, heads) if not pd.isna(row["size"])]
+    # files(), diff() and download() need layers that are tars the registry serves
+    counts = {r: _tar_layers(reg, r) for r in ref}
+    usable = [(r, row) for r, row in zip(ref, heads) if counts[r] is not None]
+    if not usable:
+        raise RegistryError(f"no image with tar layers the registry serves in {', '.join(repositories)}")
+    image = max(usable, key=lambda rr: counts[rr[0]])[0]  # the first of the most layered
+    sized = [(int(row["size"]), r) for r, row in usable if not pd.isna(row["size"])]
     download = min(sized)[1] if sized else image
+    multi = [(r, row) for r, row in multi if counts[r] is not None]
 
     pair = None
     for t in by_count:
         newest_first = t.sort_values(["created", "tag"], ascending=False, na_position="last")
-        distinct = newest_first.drop_duplicates("digest")
+        distinct = [f"{row['repository']}:{row['tag']}" for _, row in newest_first.drop_duplicates("digest").iterrows()]
+        distinct = [r for r in distinct[:4] if (counts[r] if r in counts else _tar_layers(reg, r)) is not None]
         if len(distinct) >= 2:
-            newer, older = distinct.iloc[0], distinct.iloc[1]
-            pair = (f"{older['repository']}:{older['tag']}", f"{newer['repository']}:{newer['tag']}")
+            pair = (distinct[1], distinct[0])  # older, newer
             break
-    most = by_count[0]["repository"].iloc[0]
+    multiarch, platform = None, None
+    if multi:
+        multiarch, row = multi[0]
+        platform = _PREFERRED_PLATFORM if _PREFERRED_PLATFORM in row["platforms"] else row["platforms"][0]
+    usable_repos = {r.rpartition(":")[0] for r, _ in usable}
+    most = min(by_count, key=lambda t: t["repository"].iloc[0] not in usable_repos)["repository"].iloc[0]
     return Examples(source=source, repositories=list(repositories), repository=most, many_tags=most,
                     image=image, multiarch=multiarch, platform=platform, download=download, pair=pair)
+
+
+def _tar_layers(reg: Any, ref: str) -> int | None:
+    """How many layers ``ref`` (its default platform) has, or None when one is not a tar the registry
+    serves: an artifact's JSON or text, a foreign / non-distributable layer (fetched from its ``urls``)."""
+    try:
+        types = [str(t or "") for t in reg.layers(ref)["media_type"]]
+    except RegistryError:
+        return None
+    if any(t and (".tar" not in t or "foreign" in t or "nondistributable" in t) for t in types):
+        return None
+    return len(types)
