@@ -663,8 +663,12 @@ class Registry:
     def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False) -> list:
         from .layers import iter_entries
 
-        return list(iter_entries(self._open_layer(repo, desc)(), desc["digest"], hash_files=hash_files,
-                                 media_type=desc.get("mediaType"), max_bytes=max_bytes))
+        try:
+            return list(iter_entries(self._open_layer(repo, desc)(), desc["digest"], hash_files=hash_files,
+                                     media_type=desc.get("mediaType"), max_bytes=max_bytes))
+        except UnsupportedMediaType as exc:  # say which blob (an artifact's JSON, an SBOM…)
+            raise UnsupportedMediaType(f"{desc['digest'][:19]}… ({desc.get('mediaType') or 'no media type'}): "
+                                       f"{exc.message}", status=exc.status, code=exc.code) from exc
 
     def files(self, ref_or_layer_digest: "RefLike", platform: str | None = None, *, merged: bool = False,
               max_bytes: int | None = None) -> pd.DataFrame:

@@ -105,6 +105,9 @@ def test_artifact_configs_that_are_not_json_objects(odd: tuple[LocalRegistry, Pu
             assert pd_isna(reg.platforms(f"art/app:{tag}")["platform"].iloc[0])
             with pytest.raises(rx.UnsupportedMediaType, match="not a JSON object"):
                 reg.config(f"art/app:{tag}")
+        layer = reg.layers("art/app:yaml")["digest"].iloc[0]
+        with pytest.raises(rx.UnsupportedMediaType, match=rf"{layer[:19]}.*application/json.*not a tar"):
+            reg.files("art/app:yaml")
 
 
 def pd_isna(value: Any) -> bool:
