@@ -147,6 +147,7 @@ class Registry:
         self._manifests = _Once()
         self._tag_digests: dict[tuple[str, str], str] = {}  # (repo, tag) -> digest last seen
         self._configs = _Once()
+        self._local_names = _Once()  # dotted repository names checked to exist here (see ref())
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -195,15 +196,34 @@ class Registry:
             r = parse_reference(ref, default_registry=self.name)
         if r.registry != self.name:
             # "dots.name/app" or "localhost/app" is a valid repository name that Docker's grammar reads as
-            # a host: a registry that lists it in its catalog means it as a name. Docker Hub never has such
-            # names, and a host with a port cannot be a name, so those keep the clear error.
-            if isinstance(ref, str) and self.name != DOCKER_HUB:
-                try:
-                    return parse_reference(f"{self.name}/{ref.strip()}", default_registry=self.name)
-                except InvalidReference:
-                    pass
-            raise InvalidReference(f"{r} belongs to {r.registry}, not to this registry ({self.name})")
+            # a host. It is read as a name here only when this registry has that repository (one tags
+            # request, remembered), so a reference to another registry is never pushed or tagged here.
+            local = self._as_local_name(ref) if isinstance(ref, str) else None
+            if local is not None:
+                return local
+            raise InvalidReference(f"{r} belongs to {r.registry}, not to this registry ({self.name}); for a "
+                                   f"repository of that name here, write {self.name}/{r.repository}")
         return r
+
+    def _as_local_name(self, text: str) -> ImageRef | None:
+        """``text`` as a reference to a repository of this registry whose first component looks like a
+        host, if this registry has that repository; else None. Docker Hub's namespaces have no dots."""
+        if self.name == DOCKER_HUB or self._api == "v1":
+            return None
+        try:
+            local = parse_reference(f"{self.name}/{text.strip()}", default_registry=self.name)
+        except InvalidReference:
+            return None  # e.g. a host with a port: never a name
+
+        def exists() -> bool:
+            try:
+                self.v2.t.request("GET", f"/v2/{local.repository}/tags/list", params={"n": 1},
+                                  what=f"tags of {local.repository}")
+                return True
+            except RegistryError:
+                return False
+
+        return local if self._local_names.get(local.repository, exists) else None
 
     def _repo(self, repo: "str | ImageRef") -> str:
         if isinstance(repo, ImageRef):
@@ -238,16 +258,16 @@ class Registry:
         if not cd or not cd.get("digest"):
             return None
 
-        def fetch() -> dict | UnsupportedMediaType:
+        def fetch() -> dict | str:
             try:
                 return self.v2.get_json_blob(repo, cd["digest"])
-            except UnsupportedMediaType as exc:  # kept, so a second look does not download it again
-                return UnsupportedMediaType(f"{exc} (config media type {cd.get('mediaType')})")
+            except UnsupportedMediaType as exc:  # its message kept, so a second look downloads nothing
+                return f"{exc.message} (config media type {cd.get('mediaType')})"
 
         cfg = self._configs.get(cd["digest"], fetch)
-        if isinstance(cfg, UnsupportedMediaType):
+        if isinstance(cfg, str):
             if strict:
-                raise cfg
+                raise UnsupportedMediaType(cfg)
             return None
         return cfg
 
@@ -668,7 +688,8 @@ class Registry:
                                      media_type=desc.get("mediaType"), max_bytes=max_bytes))
         except UnsupportedMediaType as exc:  # say which blob (an artifact's JSON, an SBOM…)
             raise UnsupportedMediaType(f"{desc['digest'][:19]}… ({desc.get('mediaType') or 'no media type'}): "
-                                       f"{exc.message}", status=exc.status, code=exc.code) from exc
+                                       f"{exc.message}", status=exc.status, code=exc.code, url=exc.url,
+                                       detail=exc.detail) from exc
 
     def files(self, ref_or_layer_digest: "RefLike", platform: str | None = None, *, merged: bool = False,
               max_bytes: int | None = None) -> pd.DataFrame:

@@ -161,6 +161,11 @@ def test_repository_names_that_look_like_hosts(odd: tuple[LocalRegistry, Pusher]
             assert len(reg.history(f"{repo}:1.0")) == 1
         with pytest.raises(rx.InvalidReference, match="belongs to 10.0.0.1:5000"):
             reg.ref("10.0.0.1:5000/dots/app")          # a host with a port is never a name
+        with pytest.raises(rx.InvalidReference, match="belongs to quay.io"):
+            reg.ref("quay.io/me/app:1")                 # no such repository here: another registry's image
+        with pytest.raises(rx.InvalidReference, match="belongs to quay.io"):
+            reg.push([__file__], "quay.io/me/app:1")    # so nothing is pushed under that name here
+        assert "quay.io/me/app" not in set(reg.catalog()["repository"])
     with pytest.raises(rx.InvalidReference, match="belongs to ghcr.io"):
         rx.Registry("docker.io").ref("ghcr.io/a/b:1")   # Docker Hub has no dotted namespaces
 
@@ -187,10 +192,19 @@ def test_pick_examples_and_the_browser_skip_what_is_not_an_image(odd: tuple[Loca
                            layers=[p.blob("z/plain", b'{"spdx": 1}', "application/spdx+json")])
         p.manifest("z/plain", "mixed", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
             artifact, {**plain, "platform": {"os": "linux", "architecture": "arm64"}}]})
+        p.blob("z/broken", b"an upload that never got a manifest", "application/octet-stream")
+        no_type = p.blob("z/notype", _layer("x", b"x"), OCI_LAYER)
+        del no_type["mediaType"]                       # the registry accepts a layer descriptor without one
+        p.image("z/notype", "1", image_config(), layers=[no_type])
         with lr.client() as reg:
+            assert "z/broken" in set(reg.catalog()["repository"])    # listed, but no tags to read
             ex = pick_examples(reg)
             assert ex.source == "catalog" and ex.repository == "z/plain"
-            assert ex.image in ("z/plain:1", "z/plain:mixed") and ex.download in ("z/plain:1", "z/plain:mixed")
+            assert "z/broken" not in ex.repositories and "z/notype" in ex.repositories
+            assert ex.multiarch is None                 # one image and one artifact: not multi-platform
+            assert ex.pair is None                      # z/plain's tags all show the same image
+            images = ("z/notype:1", "z/plain:1", "z/plain:mixed")   # not the signature, chart or foreign one
+            assert ex.image in images and ex.download in images
             assert len(reg.files(ex.image)) == 1
             browser = RegistryBrowser(reg)
             browser.wait()
