@@ -54,7 +54,7 @@ DEMO = Examples(
 )
 
 #: Docker Hub has no catalog: official images that have carried these tags for years
-DOCKER_HUB = Examples(
+HUB_EXAMPLES = Examples(
     source="docker.io",
     repositories=["library/alpine", "library/busybox"],
     repository="library/busybox", many_tags="library/alpine", image="library/python:3.12-slim",
@@ -75,9 +75,9 @@ def pick_examples(reg: Any, repositories: list[str] | None = None, *, max_reposi
         repositories = [r.strip() for r in env.split(",") if r.strip()] or None
     if repositories is None:
         if reg.hub is not None:
-            return DOCKER_HUB
+            return HUB_EXAMPLES
         try:
-            names = list(reg.catalog()["repository"])
+            names = list(reg.catalog(limit=1000)["repository"])   # enough to recognise the demo
         except RegistryError as exc:
             raise RegistryError(f"{reg.name} does not list its repositories ({exc}); name some in "
                                 "REGEXPLORE_REPOSITORIES (comma-separated)") from exc
@@ -95,7 +95,7 @@ def pick_examples(reg: Any, repositories: list[str] | None = None, *, max_reposi
     tags = [t for t in tags if len(t)]
     if not tags:
         raise RegistryError(f"no tagged image in {', '.join(repositories) or 'the catalog of ' + reg.name}")
-    return _fill_roles(source, repositories, tags, reg)
+    return _fill_roles(source, [t["repository"].iloc[0] for t in tags], tags, reg)
 
 
 def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any) -> Examples:
@@ -117,8 +117,11 @@ def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any)
         heads.append(row)
     ref = [f"{row['repository']}:{row['tag']}" for row in heads]
 
+    def platforms_of(row: Any) -> list[str]:  # an artifact entry of an index has no platform
+        return [p for p in row["platforms"] if isinstance(p, str)] if isinstance(row["platforms"], list) else []
+
     multi = [(r, row) for r, row in zip(ref, heads)
-             if row["media_type"] in _INDEX_TYPES and isinstance(row["platforms"], list) and len(row["platforms"]) > 1]
+             if row["media_type"] in _INDEX_TYPES and len(platforms_of(row)) > 1]
 
     # files(), diff() and download() need layers that are tars the registry serves
     counts = {r: _tar_layers(reg, r) for r in ref}
@@ -133,17 +136,24 @@ def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any)
     pair = None
     for t in by_count:
         newest_first = t.sort_values(["created", "tag"], ascending=False, na_position="last")
-        distinct = [f"{row['repository']}:{row['tag']}" for _, row in newest_first.drop_duplicates("digest").iterrows()]
-        distinct = [r for r in distinct[:4] if (counts[r] if r in counts else _tar_layers(reg, r)) is not None]
-        if len(distinct) >= 2:
-            pair = (distinct[1], distinct[0])  # older, newer
+        seen: dict[str, str] = {}  # the image each tag shows (an index's default platform) -> the tag
+        for _, row in newest_first.head(6).iterrows():
+            r = f"{row['repository']}:{row['tag']}"
+            if (counts[r] if r in counts else _tar_layers(reg, r)) is not None:
+                seen.setdefault(reg.layers(r).attrs["digest"], r)
+        if len(seen) >= 2:
+            newer, older = list(seen.values())[:2]
+            pair = (older, newer)
             break
     multiarch, platform = None, None
     if multi:
         multiarch, row = multi[0]
-        platform = _PREFERRED_PLATFORM if _PREFERRED_PLATFORM in row["platforms"] else row["platforms"][0]
+        plats = platforms_of(row)
+        platform = _PREFERRED_PLATFORM if _PREFERRED_PLATFORM in plats else plats[0]
+    # the repository with the most tags, preferring one with an image files() can read
     usable_repos = {r.rpartition(":")[0] for r, _ in usable}
-    most = min(by_count, key=lambda t: t["repository"].iloc[0] not in usable_repos)["repository"].iloc[0]
+    most_frame = next((t for t in by_count if t["repository"].iloc[0] in usable_repos), by_count[0])
+    most = most_frame["repository"].iloc[0]
     return Examples(source=source, repositories=list(repositories), repository=most, many_tags=most,
                     image=image, multiarch=multiarch, platform=platform, download=download, pair=pair)
 
@@ -152,7 +162,7 @@ def _tar_layers(reg: Any, ref: str) -> int | None:
     """How many layers ``ref`` (its default platform) has, or None when one is not a tar the registry
     serves: an artifact's JSON or text, a foreign / non-distributable layer (fetched from its ``urls``)."""
     try:
-        types = [str(t or "") for t in reg.layers(ref)["media_type"]]
+        types = [t if isinstance(t, str) else "" for t in reg.layers(ref)["media_type"]]  # NA: none given
     except RegistryError:
         return None
     if any(t and (".tar" not in t or "foreign" in t or "nondistributable" in t) for t in types):
