@@ -896,7 +896,9 @@ def download(reg: Any, ref_or_digest: "str | ImageRef", dest: "str | os.PathLike
 
     Raises :class:`DigestMismatch` (no file is left under the good name),
     :class:`~regexplore.errors.NotFound`, :class:`RegistryError` for transfers that keep
-    failing (the ``.partial`` stays, and the next call resumes it).
+    failing (the ``.partial`` stays, and the next call resumes it). After one blob fails, no
+    other starts, and those already in flight finish first (so the error comes when they are
+    done, and no ``.partial`` of theirs is left); Ctrl-C stops everything at once.
     """
     cdir = cache_dir(cache)
     folder = Path(dest).expanduser()

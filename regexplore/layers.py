@@ -941,7 +941,9 @@ def merge(layers_rows: Iterable[Iterable[Entry]] | Iterable[Entry]) -> list[Entr
       removes what was under it; a directory over a directory keeps the children;
     * a parent directory that is a symlink in the tree so far is followed, inside the image root (as
       tar extraction and :func:`extract` do): ``a -> b`` then ``a/x`` lands at ``b/x``, and that row's
-      ``path`` is the resolved one;
+      ``path`` is the resolved one (a layer's whiteouts see the tree before that layer's own entries,
+      while :func:`extract` goes in archive order: they differ only for a tar that makes a link and
+      whites out through it in the same layer);
     * a hardlink row takes the ``content`` digest of the file its target was when it was applied;
     * whiteout markers and AUFS metadata (``.wh..wh.plnk`` ...) never appear in the result.
 
@@ -1132,9 +1134,9 @@ def read_file(
     extraction of layer.md's "Applying Changesets": the link shares that inode, so later layers that
     replace or white out the target path do not change it). Each layer is opened at most once per lookup,
     plus one re-open when a link leads to a file in a layer already scanned. A found layer is not read to
-    its end. Not seen here: an entry a layer wrote *through* a directory symlink of a lower layer (``a -> b``
-    below, ``a/x`` above; hand-made tars only, image builders write real paths) — :func:`merge` and
-    :func:`extract`, which read every layer, place it at ``b/x``.
+    its end. Not seen here: what a layer does *through* a directory symlink of a lower layer (``a -> b``
+    below; ``a/x``, ``a/.wh.x`` or ``a/.wh..wh..opq`` above: hand-made tars only, image builders write
+    real paths) — :func:`merge` and :func:`extract`, which read every layer, apply it to ``b``.
 
     Returns the file's bytes. Raises ``FileNotFoundError`` (absent or whited out), ``IsADirectoryError``,
     ``NotADirectoryError``, ``OSError`` (too many symlinks, special file), :class:`ResponseTooLarge`
