@@ -337,6 +337,9 @@ def error_from_response(resp: Any, what: str | None = None, *, url: str | None =
     if what:
         message = f"{what}: {message}"
     url = url or getattr(resp, "url", None)
+    if status == 400 and "HTTP request to an HTTPS server" in message and str(url or "").startswith("http:"):
+        # Go's net/http answers so: a loopback host:port is spoken to over http unless named https://
+        message += "; the registry speaks https: name it https://host:port"
     if cls is TooManyRequests:
         return TooManyRequests(
             message, retry_after=parse_retry_after(resp.headers.get("Retry-After")),

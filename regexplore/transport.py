@@ -217,6 +217,10 @@ def _without_userinfo(url: str) -> str:
     return p._replace(netloc=p.netloc.rsplit("@", 1)[1]).geturl()
 
 
+#: where a CA bundle (file) or folder may be named, in this order, when ``ca_bundle=`` is not given
+_CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
 def _with_params(url: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> str:
     """``url`` with ``params`` appended to its query, encoded exactly as ``requests`` sends them."""
     prepared = requests.models.PreparedRequest()
@@ -258,8 +262,8 @@ class Transport:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.session = requests.Session()
-        if verify is True:  # what requests' trust_env would read on every request
-            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        if verify is True:  # requests' own variables (its trust_env reads them per request), then OpenSSL's
+            verify = next((os.environ[v] for v in _CA_VARIABLES if os.environ.get(v)), True)
         self.session.verify = verify
         if cert is not None:
             self.session.cert = cert
@@ -419,7 +423,8 @@ class Transport:
             except requests.exceptions.SSLError:
                 self._record(method, url, "error", None, started, "SSLError")
                 raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
-                                    "trusted, or a client certificate is required)",
+                                    "trusted, or a client certificate is required; a private CA: ca_bundle= "
+                                    f"or one of {', '.join(_CA_VARIABLES)})",
                                     url=self.redact(url)) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self._record(method, url, "error", None, started, type(exc).__name__)

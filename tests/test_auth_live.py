@@ -285,6 +285,28 @@ def test_tls_untrusted_certificate_fails_fast_with_a_clear_error(tls_registry: L
     assert time.monotonic() - started < 2 and len(t.trace_records) == 1  # not retried
 
 
+def test_tls_private_ca_from_the_environment(tls_registry: LocalRegistry, storage: tuple[Path, TinyImage],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notebook trusts a private CA without code: OpenSSL's SSL_CERT_FILE (or requests' variables)."""
+    from regexplore import Registry
+
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_registry.ca_file))
+    with Registry(tls_registry.url, auth=False) as reg:
+        assert reg.manifest("demo/tiny:v1").raw == storage[1].manifest
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with Registry(tls_registry.url, auth=False) as reg, pytest.raises(RegistryError, match="SSL_CERT_FILE"):
+        reg.manifest("demo/tiny:v1")
+
+
+def test_a_tls_registry_named_without_https_says_so(tls_registry: LocalRegistry) -> None:
+    from regexplore import Registry
+
+    with Registry(tls_registry.host, auth=False) as reg, pytest.raises(RegistryError, match="https://host:port"):
+        reg.tags("demo/tiny")
+
+
 def test_tls_insecure_warns_and_works(tls_registry: LocalRegistry) -> None:
     from regexplore import Registry
 
