@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import RegistryError
+from .errors import Denied, NotFound, RegistryError, Unauthorized, Unsupported
 
 #: the platform shown for a multi-platform image when it has it (the default of history() & co.)
 _PREFERRED_PLATFORM = "linux/amd64"
@@ -78,7 +78,7 @@ def pick_examples(reg: Any, repositories: list[str] | None = None, *, max_reposi
             return HUB_EXAMPLES
         try:
             names = list(reg.catalog(limit=1000)["repository"])   # enough to recognise the demo
-        except RegistryError as exc:
+        except (Unauthorized, Denied, NotFound, Unsupported) as exc:  # a closed catalog (not a TLS error…)
             raise RegistryError(f"{reg.name} does not list its repositories ({exc}); name some in "
                                 "REGEXPLORE_REPOSITORIES (comma-separated)") from exc
         if set(DEMO.repositories) <= set(names):
@@ -136,11 +136,13 @@ def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any)
     pair = None
     for t in by_count:
         newest_first = t.sort_values(["created", "tag"], ascending=False, na_position="last")
-        seen: dict[str, str] = {}  # the image each tag shows (an index's default platform) -> the tag
+        # the layers each tag shows (an index's default platform) -> the tag: two images that differ only
+        # in their config (a label) would show diff() nothing
+        seen: dict[tuple[str, ...], str] = {}
         for _, row in newest_first.head(6).iterrows():
             r = f"{row['repository']}:{row['tag']}"
             if (counts[r] if r in counts else _tar_layers(reg, r)) is not None:
-                seen.setdefault(reg.layers(r).attrs["digest"], r)
+                seen.setdefault(tuple(reg.layers(r)["digest"]), r)
         if len(seen) >= 2:
             newer, older = list(seen.values())[:2]
             pair = (older, newer)

@@ -215,3 +215,18 @@ def test_pick_examples_and_the_browser_skip_what_is_not_an_image(odd: tuple[Loca
             browser.wait()
             assert browser.error in (None, "") and browser.value["platform"] == "linux/arm64"
             browser.close()
+
+
+def test_pick_examples_pairs_tags_whose_layers_differ() -> None:
+    """Two images that differ only in a config label would show diff() nothing: the pair skips them."""
+    with LocalRegistry() as lr:
+        p = Pusher(lr.url)
+        shared = p.blob("z/labels", _layer("app", b"v2"), OCI_LAYER)
+        p.image("z/labels", "old", image_config(created="2024-01-01T00:00:00Z"),
+                layers=[p.blob("z/labels", _layer("app", b"v1"), OCI_LAYER)])
+        p.image("z/labels", "relabelled", image_config(created="2024-02-01T00:00:00Z",
+                                                       config={"Labels": {"x": "1"}}), layers=[shared])
+        p.image("z/labels", "new", image_config(created="2024-03-01T00:00:00Z"), layers=[shared])
+        with lr.client() as reg:
+            assert pick_examples(reg).pair == ("z/labels:old", "z/labels:new")
+            assert len(reg.diff("z/labels:old", "z/labels:new")) == 1
