@@ -287,13 +287,8 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, s
     return None, text.splitlines()[0][:300], None
 
 
-# one parameter of a WWW-Authenticate challenge (RFC 7235 auth-param: token or quoted string)
-_CHALLENGE_PARAM = re.compile(
-    r'(?:^|[\s,])(error_description|error|scope)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))', re.IGNORECASE)
-
-
 def _challenge_error(www: str) -> tuple[str | None, str | None]:
-    """``(code, message)`` from a Bearer challenge's ``error=`` (RFC 6750 §3.1), or ``(None, None)``.
+    """``(code, message)`` from a challenge's ``error=`` (RFC 6750 §3.1), or ``(None, None)``.
 
     distribution answers a request without a response body (a blob ``HEAD``) that its token does
     not cover with only ``Bearer realm=…,service=…,scope="repository:x:pull",error="insufficient_scope"``
@@ -301,16 +296,15 @@ def _challenge_error(www: str) -> tuple[str | None, str | None]:
     upper-cased like the registry's codes (``INSUFFICIENT_SCOPE``, ``INVALID_TOKEN``), and the
     message is ``error_description`` or the error in words, naming the scope asked for. realm and
     service are left out (a realm URL may carry a query)."""
-    params: dict[str, str] = {}
-    for m in _CHALLENGE_PARAM.finditer(www):
-        value = re.sub(r"\\(.)", r"\1", m.group(2)) if m.group(2) is not None else m.group(3)
-        params.setdefault(m.group(1).lower(), value)
-    error = params.get("error", "").strip()
-    if not error:
+    from .auth import parse_challenges  # auth imports this module
+
+    challenge = next((c for c in parse_challenges(www) if c.error), None)
+    if challenge is None:
         return None, None
-    message = params.get("error_description", "").strip()[:300] or error.replace("_", " ")
-    if params.get("scope"):
-        message += f" (needs {params['scope'][:300]})"
+    error = challenge.error.strip()
+    message = challenge.params.get("error_description", "").strip()[:300] or error.replace("_", " ")
+    if challenge.params.get("scope"):
+        message += f" (needs {challenge.params['scope'][:300]})"
     return error.upper(), message
 
 
@@ -326,11 +320,12 @@ def error_from_response(resp: Any, what: str | None = None, *, url: str | None =
     except Exception:  # a streamed body that was cut: the status still tells
         body = b""
     code, message, detail = parse_error_body(body or b"", resp.headers.get("Content-Type", ""))
-    if code is None and status in (401, 403):  # no code in a body (a HEAD has none): the challenge's
-        www_code, www_message = _challenge_error(resp.headers.get("WWW-Authenticate") or "")
+    www_code, www_message = (_challenge_error(resp.headers.get("WWW-Authenticate") or "")
+                             if status in (401, 403) else (None, None))
+    if code is None:  # no code in a body (a HEAD has none): the challenge's
         code, message = www_code, message or www_message
     cls = _BY_CODE.get(code or "", None) or _BY_STATUS.get(status or 0, RegistryError)
-    if status == 401 and 'error="insufficient_scope"' in (resp.headers.get("WWW-Authenticate") or ""):
+    if status == 401 and www_code == "INSUFFICIENT_SCOPE":
         cls = Denied  # authenticated, token issued, but it does not grant this (RFC 6750 §3.1)
     if message is None:
         message = getattr(resp, "reason", None) or "request failed"

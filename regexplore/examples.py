@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Denied, NotFound, RegistryError, Unauthorized, Unsupported
+from .oci import INDEX_TYPES
 
 #: the platform shown for a multi-platform image when it has it (the default of history() & co.)
 _PREFERRED_PLATFORM = "linux/amd64"
-_INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
-                "application/vnd.docker.distribution.manifest.list.v2+json")
 
 
 @dataclass(frozen=True)
@@ -121,17 +120,23 @@ def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any)
         return [p for p in row["platforms"] if isinstance(p, str)] if isinstance(row["platforms"], list) else []
 
     multi = [(r, row) for r, row in zip(ref, heads)
-             if row["media_type"] in _INDEX_TYPES and len(platforms_of(row)) > 1]
+             if row["media_type"] in INDEX_TYPES and len(platforms_of(row)) > 1]
 
-    # files(), diff() and download() need layers that are tars the registry serves
-    counts = {r: _tar_layers(reg, r) for r in ref}
-    usable = [(r, row) for r, row in zip(ref, heads) if counts[r] is not None]
+    # files(), diff() and download() need layers that are tars the registry serves; read once per tag
+    seen_layers: dict[str, tuple[str, ...] | None] = {}
+
+    def layers_of(r: str) -> tuple[str, ...] | None:
+        if r not in seen_layers:
+            seen_layers[r] = _readable_layers(reg, r)
+        return seen_layers[r]
+
+    usable = [(r, row) for r, row in zip(ref, heads) if layers_of(r) is not None]
     if not usable:
         raise RegistryError(f"no image with tar layers the registry serves in {', '.join(repositories)}")
-    image = max(usable, key=lambda rr: counts[rr[0]])[0]  # the first of the most layered
+    image = max(usable, key=lambda rr: len(layers_of(rr[0]) or ()))[0]  # the first of the most layered
     sized = [(int(row["size"]), r) for r, row in usable if not pd.isna(row["size"])]
     download = min(sized)[1] if sized else image
-    multi = [(r, row) for r, row in multi if counts[r] is not None]
+    multi = [(r, row) for r, row in multi if layers_of(r) is not None]
 
     pair = None
     for t in by_count:
@@ -141,8 +146,8 @@ def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any)
         seen: dict[tuple[str, ...], str] = {}
         for _, row in newest_first.head(6).iterrows():
             r = f"{row['repository']}:{row['tag']}"
-            if (counts[r] if r in counts else _tar_layers(reg, r)) is not None:
-                seen.setdefault(tuple(reg.layers(r)["digest"]), r)
+            if (layers := layers_of(r)) is not None:
+                seen.setdefault(layers, r)
         if len(seen) >= 2:
             newer, older = list(seen.values())[:2]
             pair = (older, newer)
@@ -160,13 +165,14 @@ def _fill_roles(source: str, repositories: list[str], tags: list[Any], reg: Any)
                     image=image, multiarch=multiarch, platform=platform, download=download, pair=pair)
 
 
-def _tar_layers(reg: Any, ref: str) -> int | None:
-    """How many layers ``ref`` (its default platform) has, or None when one is not a tar the registry
+def _readable_layers(reg: Any, ref: str) -> tuple[str, ...] | None:
+    """The layer digests of ``ref`` (its default platform), or None when one is not a tar the registry
     serves: an artifact's JSON or text, a foreign / non-distributable layer (fetched from its ``urls``)."""
     try:
-        types = [t if isinstance(t, str) else "" for t in reg.layers(ref)["media_type"]]  # NA: none given
+        layers = reg.layers(ref)
     except RegistryError:
         return None
+    types = [t if isinstance(t, str) else "" for t in layers["media_type"]]  # NA: no media type given
     if any(t and (".tar" not in t or "foreign" in t or "nondistributable" in t) for t in types):
         return None
-    return len(types)
+    return tuple(layers["digest"])

@@ -217,8 +217,7 @@ class Registry:
 
         def exists() -> bool:
             try:
-                self.v2.t.request("GET", f"/v2/{local.repository}/tags/list", params={"n": 1},
-                                  what=f"tags of {local.repository}")
+                self.v2.tags(local.repository, page_size=1, limit=1)
                 return True
             except RegistryError:
                 return False

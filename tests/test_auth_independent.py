@@ -212,7 +212,7 @@ def test_redirect_to_storage_still_downloads(stubs: dict[str, Any], tmp_path: Pa
 
 # ------------------------------------------------------------------- the real registry, our own JWTs
 def _signer(tmp: Path) -> tuple[Path, Callable[[dict, str, str], str]]:
-    jwt = pytest.importorskip("jwt")
+    import jwt  # a test dependency (pyproject "test" extra): missing is a failure, not a skip
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa

@@ -10,8 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-requests = pytest.importorskip("requests")
+import requests
 
 from benchmarks.latency_proxy import HttpRequestCounter, LatencyProxy  # noqa: E402
 

@@ -38,6 +38,15 @@ def execute(path: Path, env: dict[str, str], cwd: Path, timeout: int = 180) -> n
     return nb
 
 
+def run_against(name: str, registry_url: str, tmp_path: Path) -> tuple[nbformat.NotebookNode, str]:
+    """Execute notebook ``name`` with ``REGEXPLORE_REGISTRY`` = ``registry_url`` (downloads and cache in
+    ``tmp_path``); returns the executed notebook and the text of its outputs."""
+    env = {"REGEXPLORE_REGISTRY": registry_url, "REGEXPLORE_DOWNLOADS": str(tmp_path / "downloads"),
+           "REGEXPLORE_CACHE": str(tmp_path / "cache")}
+    nb = execute(NOTEBOOKS / name, env, tmp_path)
+    return nb, outputs_text(nb)
+
+
 def outputs_text(nb: nbformat.NotebookNode) -> str:
     parts = []
     for cell in nb.cells:
@@ -60,10 +69,7 @@ def test_there_are_three_notebooks_committed_without_outputs() -> None:
 
 @pytest.mark.parametrize("name", ALL)
 def test_notebook_runs_against_the_sandbox(name: str, registry_sandbox: Any, tmp_path: Path) -> None:
-    env = {"REGEXPLORE_REGISTRY": registry_sandbox.url, "REGEXPLORE_DOWNLOADS": str(tmp_path / "downloads"),
-           "REGEXPLORE_CACHE": str(tmp_path / "cache")}
-    nb = execute(NOTEBOOKS / name, env, tmp_path)
-    text = outputs_text(nb)
+    nb, text = run_against(name, registry_sandbox.url, tmp_path)
     assert registry_sandbox.host in text           # it really talked to the sandbox
     assert "Traceback" not in text
     if name == "01-tour.ipynb":
@@ -167,10 +173,7 @@ def other_registry(registry_sandbox: Any, skopeo: Any) -> Any:
 @pytest.mark.parametrize("name", ALL)
 def test_notebook_runs_against_another_registry(name: str, other_registry: Any, tmp_path: Path) -> None:
     """REGEXPLORE_REGISTRY is the one line to change: the notebooks find what to show in that registry."""
-    env = {"REGEXPLORE_REGISTRY": other_registry.url, "REGEXPLORE_DOWNLOADS": str(tmp_path / "downloads"),
-           "REGEXPLORE_CACHE": str(tmp_path / "cache")}
-    nb = execute(NOTEBOOKS / name, env, tmp_path)
-    text = outputs_text(nb)
+    nb, text = run_against(name, other_registry.url, tmp_path)
     assert other_registry.host in text and "Traceback" not in text and "acme/web" in text
     v2_part = [c for c in nb.cells if not any(v1 in c.source for v1 in ("LocalV1Registry", "reg1", "v1srv"))]
     assert "demo/" not in outputs_text(nbformat.v4.new_notebook(cells=v2_part))   # no demo name hard-coded
