@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 
 from .auth import RegistryAuth, resolve_credentials
-from .errors import InvalidReference, NotFound, RegistryError, Secret, UnsupportedMediaType
+from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, Secret, UnsupportedMediaType
 from .frames import make_frame
 from .hub import HubClient, HubResult, filter_catalog_search
 from .oci import (
     INDEX_TYPES,
+    MAX_INDEX_DEPTH,
     Manifest,
     choose_platform,
     history_rows,
@@ -29,14 +30,18 @@ from .oci import (
 from .reference import DOCKER_HUB, ImageRef, parse_reference
 from .transport import MiB, Transport, base_url_for
 from .v1 import V1Client, normalize_repository
-from .v2 import MANIFEST_CAP, V2Client
+from .v2 import LISTING_CAP, MANIFEST_CAP, V2Client, cap_from_env
 
 if TYPE_CHECKING:  # pandas is imported when the first table is built, not at import time
     import pandas as pd
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "MAX_INDEX_ENTRIES_ENV"]
 
 RefLike = "str | ImageRef"
+
+#: Environment variable capping the entries one index resolution reads, nested indexes included.
+MAX_INDEX_ENTRIES_ENV = "REGEXPLORE_MAX_INDEX_ENTRIES"
+DEFAULT_MAX_INDEX_ENTRIES = 10_000
 
 
 class _Once:
@@ -67,6 +72,35 @@ class _Once:
         with self._lock:
             fut = self._futures.get(key)
         return fut is not None and fut.done() and fut.exception() is None
+
+
+class _IndexWalk:
+    """The bounds of one index resolution: the nested indexes expanded so far (each once), and the
+    entries and bytes read, at most ``$REGEXPLORE_MAX_INDEX_ENTRIES`` entries (default 10,000) and
+    :data:`~regexplore.v2.LISTING_CAP` bytes of indexes."""
+
+    def __init__(self, repo: str, top: Manifest) -> None:
+        self.name = f"{repo}@{top.digest}"
+        self.max_entries = cap_from_env(MAX_INDEX_ENTRIES_ENV, DEFAULT_MAX_INDEX_ENTRIES)
+        self.entries = 0
+        self.bytes = 0
+        self.expanded = {top.digest}
+
+    def entries_of(self, index: Manifest) -> list[dict]:
+        """``index``'s entries, counted. Raises :class:`ResponseTooLarge` naming the top index past a cap,
+        :class:`UnsupportedMediaType` when ``manifests`` is not a list of descriptors."""
+        entries = index.json.get("manifests") or []
+        self.entries += len(entries) if isinstance(entries, list) else 0
+        self.bytes += index.size
+        if self.entries > self.max_entries:
+            raise ResponseTooLarge(f"index {self.name}: more than {self.max_entries} entries in one resolution "
+                                   f"(nested indexes included); raise {MAX_INDEX_ENTRIES_ENV} to read it")
+        if self.bytes > LISTING_CAP:
+            raise ResponseTooLarge(f"index {self.name}: its nested indexes total more than {LISTING_CAP} bytes")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise UnsupportedMediaType(f"index {index.digest[:19]}… of {self.name}: 'manifests' is not a list of "
+                                       "descriptors")
+        return entries
 
 
 class Registry:
@@ -145,6 +179,7 @@ class Registry:
         self._hub: HubClient | None = None
         self._hub_lock = threading.Lock()
         self._manifests = _Once()
+        self._flat = _Once()  # (repo, index digest) -> the index with its nested indexes expanded
         self._tag_digests: dict[tuple[str, str], str] = {}  # (repo, tag) -> digest last seen
         self._configs = _Once()
         self._local_names = _Once()  # dotted repository names checked to exist here (see ref())
@@ -270,18 +305,32 @@ class Registry:
             return None
         return cfg
 
-    def _flat_index(self, repo: str, index: Manifest, depth: int = 0) -> dict:
+    def _flat_index(self, repo: str, index: Manifest) -> dict:
         """``index``'s JSON with each nested index entry replaced by that index's own entries (OCI
         image-index.md: consumers SHOULD support nested indexes), so platform tables and
-        ``choose_platform`` see every image. Unnested indexes cost no request."""
-        entries: list[dict] = []
-        for e in index.json.get("manifests") or []:
-            if e.get("mediaType") in INDEX_TYPES and e.get("digest") and depth < 4:
-                nested = self._manifest_by_digest(repo, e["digest"])
-                entries.extend(self._flat_index(repo, nested, depth + 1)["manifests"])
-            else:
-                entries.append(e)
-        return {**index.json, "manifests": entries}
+        ``choose_platform`` see every image. Unnested indexes cost no request.
+
+        Each index's entries are kept as the registry lists them (an image listed twice is two
+        entries), but a nested index is expanded once, where it is first listed: listed again,
+        anywhere in the tree, it adds nothing. Indexes more than :data:`~regexplore.oci.MAX_INDEX_DEPTH`
+        levels down stay entries. Computed once per index digest. Raises :class:`ResponseTooLarge`
+        naming ``index`` past the bounds of one resolution (:class:`_IndexWalk`)."""
+        def flatten() -> dict:
+            return {**index.json, "manifests": self._expand_index(repo, index, _IndexWalk(repo, index), 0)}
+
+        return self._flat.get((repo, index.digest), flatten)
+
+    def _expand_index(self, repo: str, index: Manifest, walk: _IndexWalk, depth: int) -> list[dict]:
+        """The entries of ``index`` (at ``depth`` below the top), nested indexes not yet seen by ``walk`` expanded."""
+        out: list[dict] = []
+        for e in walk.entries_of(index):
+            digest = e.get("digest")
+            if e.get("mediaType") not in INDEX_TYPES or not isinstance(digest, str) or depth >= MAX_INDEX_DEPTH:
+                out.append(e)
+            elif digest not in walk.expanded:
+                walk.expanded.add(digest)
+                out.extend(self._expand_index(repo, self._manifest_by_digest(repo, digest), walk, depth + 1))
+        return out
 
     def _resolve(self, ref: ImageRef, platform: str | None) -> tuple[Manifest, Manifest | None]:
         """(image manifest, index it came from or None); for an index, ``platform`` chooses."""
@@ -546,7 +595,8 @@ class Registry:
 
     def platforms(self, ref: RefLike) -> pd.DataFrame:
         """The platforms of an index (one row for a single image). Attestation entries
-        (unknown/unknown) are kept but flagged in ``attestation``."""
+        (unknown/unknown) are kept but flagged in ``attestation``. Nested indexes are expanded, each
+        once (listed again, it adds no rows); an entry the index itself lists twice is two rows."""
         if self._api == "v1":
             self._v2_only("platforms()")()
         r = self.ref(ref)

@@ -83,6 +83,143 @@ def _tar_layer(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+# ====================================================================== 4. nested-index fan-out
+FAN = 60  # each of 4 nesting levels lists its child 60 times: 2 * 60**4 = 26 M rows unless deduplicated
+
+
+@pytest.fixture
+def fan(empty_sandbox: LocalRegistry) -> dict[str, Any]:
+    """``fan/app:fan``: a 9 KB index whose child index is listed 60 times, 4 levels deep, ending in an
+    index of two images (linux/amd64, linux/arm64)."""
+    base = empty_sandbox.url
+    amd = _image(base, "fan/app", [(_tar_layer({"a": b"amd"}), "application/vnd.oci.image.layer.v1.tar")])
+    arm = _image(base, "fan/app", [(_tar_layer({"a": b"arm"}), "application/vnd.oci.image.layer.v1.tar")], "arm64")
+    child = _index(base, "fan/app", [{**amd, "platform": {"os": "linux", "architecture": "amd64"}},
+                                     {**arm, "platform": {"os": "linux", "architecture": "arm64"}}])
+    for level in range(4):
+        child = _index(base, "fan/app", [child] * FAN, tag="fan" if level == 3 else None)
+    assert child["size"] < 10_000
+    return {"url": base, "amd": amd, "arm": arm, "top": child}
+
+
+FAN_CALLS = {
+    "platforms": 'result = reg.platforms("fan/app:fan")["platform"].tolist()',
+    "manifest": 'result = reg.manifest("fan/app:fan", platform="linux/arm64").digest',
+    "tags_details": 'result = list(reg.tags("fan/app", details=True).iloc[0]["platforms"])',
+    "layers": 'result = len(reg.layers("fan/app:fan", platform="linux/arm64"))',
+    "save": 'result = reg.save("fan/app:fan", OUT)',
+}
+
+
+@pytest.mark.parametrize("call", sorted(FAN_CALLS))
+def test_nested_index_listing_one_child_many_times_is_expanded_once(fan: dict, call: str, tmp_path: Path) -> None:
+    res = run_bounded("import os, regexplore as rx\nURL, OUT = os.environ['URL'], os.environ['OUT']\n"
+                      "reg = rx.Registry(URL)\n" + FAN_CALLS[call],
+                      env={"URL": fan["url"], "OUT": str(tmp_path / "layout")}, timeout=30, memory_mb=1500)
+    assert res.ok, res.output[-3000:]
+    assert res.elapsed < 20, res.elapsed
+    want = {"platforms": ["linux/amd64", "linux/arm64"], "manifest": fan["arm"]["digest"],
+            "tags_details": ["linux/amd64", "linux/arm64"], "layers": 1, "save": str(tmp_path / "layout")}
+    assert res.value == want[call]
+    if call == "save":  # the whole tree, each manifest once: top, 3 nested indexes, the platform index, 2 images
+        index = json.loads((tmp_path / "layout" / "index.json").read_text())
+        assert [e["digest"] for e in index["manifests"]] == [fan["top"]["digest"]]
+        blobs = {p.name for p in (tmp_path / "layout" / "blobs" / "sha256").iterdir()}
+        assert {fan["top"]["digest"][7:], fan["amd"]["digest"][7:], fan["arm"]["digest"][7:]} <= blobs
+        assert len(blobs) == 5 + 2 + 4  # manifests, plus a config and a layer per image
+
+
+def test_repeats_in_one_index_are_the_registrys_answer_nested_ones_add_nothing(empty_sandbox: LocalRegistry) -> None:
+    base = empty_sandbox.url
+    amd = _image(base, "dup/app", [(_tar_layer({"a": b"1"}), "application/vnd.oci.image.layer.v1.tar")])
+    plat = {"platform": {"os": "linux", "architecture": "amd64"}}
+    inner = _index(base, "dup/app", [{**amd, **plat}])
+    _index(base, "dup/app", [{**amd, **plat}, {**amd, **plat}], tag="twice")  # listed twice by the registry
+    _index(base, "dup/app", [inner, inner, {**amd, **plat}, inner], tag="nested")
+    reg = rx.Registry(base)
+    assert reg.platforms("dup/app:twice")["digest"].tolist() == [amd["digest"]] * 2
+    # the nested index is expanded where it is first listed; listed again, it adds no rows
+    assert reg.platforms("dup/app:nested")["digest"].tolist() == [amd["digest"]] * 2
+
+
+def test_index_entries_over_the_cap_are_a_clear_error(empty_sandbox: LocalRegistry, tmp_path: Path) -> None:
+    base = empty_sandbox.url
+    amd = _image(base, "wide/app", [(_tar_layer({"a": b"1"}), "application/vnd.oci.image.layer.v1.tar")])
+    plat = {"platform": {"os": "linux", "architecture": "amd64"}}
+    inner = _index(base, "wide/app", [{**amd, **plat}] * 60)
+    top = _index(base, "wide/app", [inner, {**amd, **plat}] * 30, tag="wide")  # 60 + 60 entries in all
+    code = ("import os, regexplore as rx\nreg = rx.Registry(os.environ['URL'])\n"
+            "result = len(reg.platforms('wide/app:wide'))")
+    res = run_bounded(code, env={"URL": base, "REGEXPLORE_MAX_INDEX_ENTRIES": "100"}, timeout=30, memory_mb=1500)
+    assert res.raised("ResponseTooLarge"), res.output[-3000:]
+    assert "wide/app" in res.message and top["digest"][:19] in res.message
+    assert "REGEXPLORE_MAX_INDEX_ENTRIES" in res.message and "100" in res.message
+    for call in ("reg.manifest('wide/app:wide', platform='linux/amd64')", "reg.save('wide/app:wide', OUT)"):
+        res = run_bounded(f"import os, regexplore as rx\nreg = rx.Registry(os.environ['URL'])\n"
+                          f"OUT = os.environ['OUT']\n{call}",
+                          env={"URL": base, "OUT": str(tmp_path / "out"), "REGEXPLORE_MAX_INDEX_ENTRIES": "100"},
+                          timeout=30, memory_mb=1500)
+        assert res.raised("ResponseTooLarge"), (call, res.output[-3000:])
+    assert not (tmp_path / "out" / "index.json").exists()
+    res = run_bounded(code, env={"URL": base, "REGEXPLORE_MAX_INDEX_ENTRIES": "120"}, timeout=30, memory_mb=1500)
+    assert res.ok and res.value == 90, res.output[-3000:]  # the nested index once (60) + 30 direct entries
+
+
+def test_save_refuses_an_index_nested_deeper_than_the_depth_followed(empty_sandbox: LocalRegistry,
+                                                                    tmp_path: Path) -> None:
+    base = empty_sandbox.url
+    amd = _image(base, "deep/app", [(_tar_layer({"a": b"1"}), "application/vnd.oci.image.layer.v1.tar")])
+    child = _index(base, "deep/app", [{**amd, "platform": {"os": "linux", "architecture": "amd64"}}])
+    for level in range(5):  # the image's index is 5 levels below the top: one more than is followed
+        child = _index(base, "deep/app", [child], tag="deep" if level == 4 else None)
+    reg = rx.Registry(base)
+    assert reg.platforms("deep/app:deep")["media_type"].tolist() == [OCI_INDEX]  # deeper: an entry, not expanded
+    with pytest.raises(ResponseTooLarge, match="nested more than 4 levels deep"):
+        reg.save("deep/app:deep", str(tmp_path / "layout"))
+    assert not (tmp_path / "layout" / "index.json").exists()
+
+
+def _padded_index_server(count: int, pad: int) -> Any:
+    """A registry whose ``big:top`` index lists ``count`` distinct nested indexes of ``pad`` bytes each
+    (one image entry, padded with an annotation): few entries, many bytes."""
+    image = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "0" * 64, "size": 2,
+             "platform": {"os": "linux", "architecture": "amd64"}}
+    docs = [json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image],
+                        "annotations": {"pad": f"{i}" + "x" * pad}}).encode() for i in range(count)]
+    by_digest = {_digest(d): d for d in docs}
+    top = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_INDEX, "digest": d, "size": len(b)} for d, b in by_digest.items()]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            ref = self.path.rsplit("/", 1)[-1]
+            body = top if ref == "top" else by_digest.get(ref)
+            if self.path == "/v2/":
+                body = b"{}"
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", OCI_INDEX if body not in (None, b"{}") else "application/json")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    return serve(Handler)
+
+
+def test_nested_indexes_of_one_resolution_are_capped_in_bytes() -> None:
+    httpd = _padded_index_server(count=12, pad=7 * MiB)  # 84 MiB of indexes behind a 1 KB top index
+    try:
+        res = run_bounded("import os, regexplore as rx\nreg = rx.Registry(os.environ['URL'])\n"
+                          "result = len(reg.platforms('big:top'))", env={"URL": httpd.url}, timeout=30,
+                          memory_mb=1500)
+    finally:
+        stop(httpd)
+    assert res.raised("ResponseTooLarge"), res.output[-3000:]
+    assert "big@sha256:" in res.message and "bytes" in res.message
+
+
 # ====================================================================== 9. endless Link / next pages
 def _pager(mode: str) -> Any:
     """A server whose catalog, tags list, Hub tags and Hub search answer every page with a new next
