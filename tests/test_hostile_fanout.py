@@ -305,3 +305,89 @@ def test_same_names_under_ever_new_links_stop_without_any_cap_set() -> None:
     finally:
         stop(httpd)
     assert res.raised("RegistryError") and "no progress" in res.message, res.output[-3000:]
+
+
+# ====================================================================== 10. one bomb, listed many times
+BOMB = 256 * MiB  # decompressed; about 8 KB compressed
+BUDGET = 384 * MiB  # the per-image budget the attacks run under: one bomb fits, two do not
+
+
+@pytest.fixture(scope="module")
+def bombs() -> Iterator[dict[str, Any]]:
+    """``bomb/app:x16``: one zstd bomb listed 16 times; ``rep/app:aba``: honest layers A, B, A (B deletes
+    A's file, the second A brings it back)."""
+    with LocalRegistry() as sb:
+        bomb = zstd_bomb(BOMB)
+        _image(sb.url, "bomb/app", [(bomb, "application/vnd.oci.image.layer.v1.tar+zstd")] * 16, tag="x16")
+        a, _ = build_layer({"etc/a.txt": b"from A\n"}, dirs=["etc"])
+        b, _ = build_layer({"etc/b.txt": b"from B\n"}, whiteouts=["etc/a.txt"])
+        gz = "application/vnd.oci.image.layer.v1.tar+gzip"
+        _image(sb.url, "rep/app", [(a, gz), (b, gz), (a, gz)], tag="aba")
+        yield {"url": sb.url, "bomb": _digest(bomb), "a": _digest(a), "b": _digest(b)}
+
+
+BOMB_CALLS = {
+    "files_merged": "reg.files('bomb/app:x16', merged=True)",
+    "files": "reg.files('bomb/app:x16')",
+    "diff": "reg.diff('bomb/app:x16', 'bomb/app:x16')",
+    "extract": "reg.extract('bomb/app:x16', OUT)",
+    "read_file": "reg.read_file('bomb/app:x16', 'not/there')",
+}
+_BOMB_CODE = """
+import os, regexplore as rx
+reg = rx.Registry(os.environ["URL"])
+OUT = os.environ["OUT"]
+try:
+    {call}
+    result = {{"error": None}}
+except Exception as exc:
+    result = {{"error": type(exc).__name__, "message": str(exc)}}
+trace = reg.trace
+result["gets"] = int(((trace["method"] == "GET") & trace["url"].str.contains(os.environ["BOMB"][7:])).sum())
+"""
+
+
+@pytest.mark.parametrize("call", sorted(BOMB_CALLS))
+def test_a_bomb_listed_many_times_is_read_once_within_one_budget(bombs: dict, call: str, tmp_path: Path) -> None:
+    env = {"URL": bombs["url"], "BOMB": bombs["bomb"], "OUT": str(tmp_path / "out"),
+           "REGEXPLORE_MAX_IMAGE_BYTES": str(BUDGET)}
+    res = run_bounded(_BOMB_CODE.format(call=BOMB_CALLS[call]), env=env, timeout=60, memory_mb=1500)
+    assert res.ok, res.output[-3000:]
+    assert res.value["error"] == "ResponseTooLarge", res.value
+    assert "REGEXPLORE_MAX_IMAGE_BYTES" in res.value["message"] and "bomb/app" in res.value["message"]
+    # read_file opens a layer per position it looks in (no listing to reuse): the budget stops the second
+    assert res.value["gets"] <= (2 if call == "read_file" else 1), res.value
+    assert res.elapsed < 30
+    assert not (tmp_path / "out").exists()  # extract left nothing behind
+
+
+def test_a_repeated_layer_is_read_once_per_call_and_applied_each_time(bombs: dict, tmp_path: Path) -> None:
+    reg = rx.Registry(bombs["url"])
+
+    def gets(digest: str) -> int:
+        t = reg.trace
+        n = int(((t["method"] == "GET") & t["url"].str.contains(digest[7:])).sum())
+        reg.clear_trace()
+        return n
+
+    merged = reg.files("rep/app:aba", merged=True)
+    assert sorted(merged["path"]) == ["etc", "etc/a.txt", "etc/b.txt"]  # the second A brings a.txt back
+    assert merged.set_index("path").loc["etc/a.txt", "layer"] == bombs["a"]
+    assert gets(bombs["a"]) == 1
+    listing = reg.files("rep/app:aba")  # unmerged: every listed layer's rows, as the manifest lists them
+    assert listing["layer"].tolist().count(bombs["a"]) == 4 and gets(bombs["a"]) == 1
+    assert reg.diff("rep/app:aba", "rep/app:aba").empty and gets(bombs["a"]) == 1
+    reg.extract("rep/app:aba", str(tmp_path / "x"))
+    assert (tmp_path / "x" / "etc" / "a.txt").read_bytes() == b"from A\n"
+    assert (tmp_path / "x" / "etc" / "b.txt").read_bytes() == b"from B\n"
+    assert gets(bombs["a"]) == 1
+    assert reg.read_file("rep/app:aba", "etc/a.txt") == b"from A\n"
+
+
+def test_the_image_budget_is_a_response_too_large_in_process(bombs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGEXPLORE_MAX_IMAGE_BYTES", str(BUDGET))
+    with pytest.raises(ResponseTooLarge, match="more than 402653184 bytes"):
+        rx.Registry(bombs["url"]).files("bomb/app:x16", merged=True)
+    monkeypatch.setenv("REGEXPLORE_MAX_IMAGE_BYTES", "lots")
+    with pytest.raises(ValueError, match="REGEXPLORE_MAX_IMAGE_BYTES"):
+        rx.Registry(bombs["url"]).files("rep/app:aba")
