@@ -57,8 +57,8 @@ from urllib.parse import urljoin
 import requests
 import urllib3
 
-from .errors import DigestMismatch, NotFound, RegistryError
-from .oci import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
+from .errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge
+from .oci import MAX_INDEX_DEPTH, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
 from .reference import ImageRef
 from .transport import MiB
@@ -981,13 +981,22 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
 
 
 # ====================================================================== save(): OCI image layout
-def _collect(reg: Any, repo: str, m: Manifest, manifests: dict[str, Manifest], blobs: dict[str, _Target]) -> None:
-    """Every manifest and blob reachable from ``m`` (index children included)."""
+def _collect(reg: Any, repo: str, m: Manifest, manifests: dict[str, Manifest], blobs: dict[str, _Target],
+             depth: int = 0) -> None:
+    """Every manifest and blob reachable from ``m`` (index children included), each manifest visited
+    once however often it is listed. An index is first resolved within the bounds of
+    ``Registry._flat_index`` (:class:`ResponseTooLarge` past them); one nested more than
+    ``MAX_INDEX_DEPTH`` levels down raises :class:`ResponseTooLarge` (a layout needs all of it)."""
     manifests[m.digest] = m
     if m.is_index:
+        if depth == 0:
+            reg._flat_index(repo, m)
+        if depth > MAX_INDEX_DEPTH:
+            raise ResponseTooLarge(f"index {repo}@{m.digest} is nested more than {MAX_INDEX_DEPTH} levels deep")
         for e in m.json.get("manifests") or []:
-            child = reg.manifest(ImageRef(reg.name, repo, None, e["digest"]))
-            _collect(reg, repo, child, manifests, blobs)
+            if e["digest"] not in manifests:
+                child = reg.manifest(ImageRef(reg.name, repo, None, e["digest"]))
+                _collect(reg, repo, child, manifests, blobs, depth + 1)
         return
     if m.is_schema1:
         raise RegistryError("schema1 images cannot be written as an OCI layout")

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import RegistryError
 from .transport import MiB, RetryPolicy, Transport
+from .v2 import PagedListing
 
 __all__ = [
     "HUB_URL",
@@ -321,12 +322,15 @@ class HubClient:
 
     def search_v1(self, term: str, limit: int = 25) -> HubResult:
         """``GET <index>/v1/search?q=<term>&n=<n>`` with ``X-Docker-Token: true`` (what Docker's
-        client sends; protocol.md §1.2), paging with ``page`` when ``limit`` is over 100.
-        Raises :class:`RegistryError` (any failure) or :class:`ValueError` (not a search answer)."""
+        client sends; protocol.md §1.2), paging with ``page`` when ``limit`` is over 100, within
+        the bounds of :class:`~regexplore.v2.PagedListing`. Raises :class:`RegistryError` (any
+        failure; :class:`ResponseTooLarge` past those bounds) or :class:`ValueError` (not a search
+        answer)."""
         n = max(1, min(limit, MAX_PAGE))
         rows: list[dict[str, Any]] = []
         total = None
         page = 1
+        bounds = PagedListing("v1 search")
         while True:
             params: list[tuple[str, Any]] = [("q", term), ("n", n)]
             if page > 1:
@@ -334,34 +338,40 @@ class HubClient:
             doc = self._get_json(f"{self.index_url}/v1/search", params=params,
                                  headers={"X-Docker-Token": "true"}, what="v1 search")
             got, meta = parse_v1_search(doc)
+            bounds.page(r["name"] for r in got)
             total = meta["total"] if meta["total"] is not None else total
             rows.extend(got)
             num_pages = meta["num_pages"]
             if len(rows) >= limit or not got or len(got) < n or num_pages is None or page >= num_pages:
                 break
+            bounds.follow()
             page += 1
         return HubResult(rows[:limit], "index.docker.io/v1/search", total)
 
     def search_v2(self, term: str, limit: int = 25, *, page_size: int | None = None) -> HubResult:
         """``GET <hub>/v2/search/repositories/?query=<term>&page_size=<n>``, following the
         absolute ``next`` URL until ``limit`` rows (``page_size`` defaults to ``limit``, at most
-        100). Raises :class:`RegistryError`."""
+        100), within the bounds of :class:`~regexplore.v2.PagedListing`. Raises
+        :class:`RegistryError` (:class:`ResponseTooLarge` past those bounds)."""
         n = max(1, min(page_size or limit, MAX_PAGE))
         url: str | None = f"{self.hub_url}/v2/search/repositories/"
         params: Any = [("query", term), ("page_size", n)]
         rows: list[dict[str, Any]] = []
         total = None
+        bounds = PagedListing("Hub search")
         while url:
             doc = self._get_json(url, params=params, what="Hub search")
             try:
                 got, count, url = parse_v2_search(doc)
             except ValueError as exc:
                 raise RegistryError(f"Hub search: {exc}") from None
+            bounds.page(r["name"] for r in got)
             total = count if count is not None else total
             rows.extend(got)
             params = None  # ``next`` carries the query
             if len(rows) >= limit or not got:
                 break
+            bounds.follow(url)
         return HubResult(rows[:limit], "hub.docker.com/v2/search/repositories", total)
 
     # ----------------------------------------------------------------- tag metadata
@@ -370,8 +380,10 @@ class HubClient:
         ``<hub>/v2/repositories/<ns>/<repo>/tags/?page_size=<n>``, following ``next`` until the
         last page or ``limit`` rows. Rows: see :func:`parse_hub_tags`; ``notes`` name the tags
         whose ``images`` were empty (read their manifests instead). ``page_size``: ``"auto"``
-        (``limit``, at most 100), an int, or None to send none (Hub's default). Raises
-        :class:`NotFound` for an unknown repository, :class:`RegistryError` otherwise."""
+        (``limit``, at most 100), an int, or None to send none (Hub's default). Pages are followed
+        within the bounds of :class:`~regexplore.v2.PagedListing`. Raises :class:`NotFound` for an
+        unknown repository, :class:`ResponseTooLarge` past those bounds, :class:`RegistryError`
+        otherwise."""
         name = hub_repository(repo)
         if page_size == "auto":
             page_size = max(1, min(limit or MAX_PAGE, MAX_PAGE))
@@ -379,17 +391,20 @@ class HubClient:
         params: Any = [("page_size", int(page_size))] if page_size else None
         rows: list[dict[str, Any]] = []
         total = None
+        bounds = PagedListing(f"Hub tags of {name}")
         while url:
             doc = self._get_json(url, params=params, what=f"Hub tags of {name}")
             try:
                 got, count, url = parse_hub_tags(doc, name)
             except ValueError as exc:
                 raise RegistryError(f"Hub tags of {name}: {exc}") from None
+            bounds.page(r["tag"] for r in got)
             total = count if count is not None else total
             rows.extend(got)
             params = None
             if (limit is not None and len(rows) >= limit) or not got:
                 break
+            bounds.follow(url)
         if limit is not None:
             rows = rows[:limit]
         result = HubResult(rows, f"hub.docker.com/v2/repositories/{name}/tags", total)

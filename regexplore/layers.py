@@ -298,6 +298,9 @@ class LayerStream(io.RawIOBase):
         self.compression = compression
         self.max_bytes = max_bytes
         self.bytes_out = 0
+        #: None, or a budget shared with other streams: its ``charge(n)`` is told of every decompressed byte
+        #: and raises to stop them all (the per-call image budget of :class:`regexplore.Registry`)
+        self.budget: Any = None
         self._inner: Any
         if compression == "gzip":
             self._inner = _GzipFile(fileobj=source, mode="rb")
@@ -331,6 +334,8 @@ class LayerStream(io.RawIOBase):
                 f"layer decompresses to more than {self.max_bytes} bytes (the cap; a decompression bomb?). "
                 f"Raise it with max_bytes= or {MAX_LAYER_BYTES_ENV}."
             )
+        if self.budget is not None and n:
+            self.budget.charge(n)
         return n or 0
 
     def drain(self) -> int:

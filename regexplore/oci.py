@@ -19,7 +19,7 @@ __all__ = [
     "SCHEMA1_SIGNED", "SCHEMA1", "MANIFEST_ACCEPT", "INDEX_TYPES", "IMAGE_TYPES",
     "EMPTY_GZIP_LAYER", "Manifest", "sha256_digest", "check_digest", "detect_media_type",
     "platform_rows", "choose_platform", "history_rows", "layer_rows", "parse_time",
-    "compression_of", "image_summary",
+    "compression_of", "image_summary", "MAX_INDEX_DEPTH",
 ]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -35,6 +35,9 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_V2})
 SCHEMA1_TYPES = frozenset({SCHEMA1_SIGNED, SCHEMA1})
 MANIFEST_ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_V2, SCHEMA1_SIGNED, SCHEMA1])
+
+#: nested indexes are followed this many levels below the top index; deeper ones stay entries
+MAX_INDEX_DEPTH = 4
 
 #: the gzipped empty tar that schema1 uses for ``throwaway`` steps
 EMPTY_GZIP_LAYER = "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"

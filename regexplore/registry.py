@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 
 from .auth import RegistryAuth, resolve_credentials
-from .errors import InvalidReference, NotFound, RegistryError, Secret, UnsupportedMediaType
+from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, Secret, UnsupportedMediaType
 from .frames import make_frame
 from .hub import HubClient, HubResult, filter_catalog_search
 from .oci import (
     INDEX_TYPES,
+    MAX_INDEX_DEPTH,
     Manifest,
     choose_platform,
     history_rows,
@@ -29,14 +31,21 @@ from .oci import (
 from .reference import DOCKER_HUB, ImageRef, parse_reference
 from .transport import MiB, Transport, base_url_for
 from .v1 import V1Client, normalize_repository
-from .v2 import MANIFEST_CAP, V2Client
+from .v2 import LISTING_CAP, MANIFEST_CAP, V2Client, cap_from_env
 
 if TYPE_CHECKING:  # pandas is imported when the first table is built, not at import time
     import pandas as pd
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "MAX_INDEX_ENTRIES_ENV", "MAX_IMAGE_BYTES_ENV"]
 
 RefLike = "str | ImageRef"
+
+#: Environment variable capping the entries one index resolution reads, nested indexes included.
+MAX_INDEX_ENTRIES_ENV = "REGEXPLORE_MAX_INDEX_ENTRIES"
+DEFAULT_MAX_INDEX_ENTRIES = 10_000
+#: Environment variable capping the decompressed bytes of one image's layers in one call.
+MAX_IMAGE_BYTES_ENV = "REGEXPLORE_MAX_IMAGE_BYTES"
+DEFAULT_MAX_IMAGE_BYTES = 32 * 1024**3
 
 
 class _Once:
@@ -67,6 +76,80 @@ class _Once:
         with self._lock:
             fut = self._futures.get(key)
         return fut is not None and fut.done() and fut.exception() is None
+
+
+class _IndexWalk:
+    """The bounds of one index resolution: the nested indexes expanded so far (each once), and the
+    entries and bytes read, at most ``$REGEXPLORE_MAX_INDEX_ENTRIES`` entries (default 10,000) and
+    :data:`~regexplore.v2.LISTING_CAP` bytes of indexes."""
+
+    def __init__(self, repo: str, top: Manifest) -> None:
+        self.name = f"{repo}@{top.digest}"
+        self.max_entries = cap_from_env(MAX_INDEX_ENTRIES_ENV, DEFAULT_MAX_INDEX_ENTRIES)
+        self.entries = 0
+        self.bytes = 0
+        self.expanded = {top.digest}
+
+    def entries_of(self, index: Manifest) -> list[dict]:
+        """``index``'s entries, counted. Raises :class:`ResponseTooLarge` naming the top index past a cap,
+        :class:`UnsupportedMediaType` when ``manifests`` is not a list of descriptors."""
+        entries = index.json.get("manifests") or []
+        self.entries += len(entries) if isinstance(entries, list) else 0
+        self.bytes += index.size
+        if self.entries > self.max_entries:
+            raise ResponseTooLarge(f"index {self.name}: more than {self.max_entries} entries in one resolution "
+                                   f"(nested indexes included); raise {MAX_INDEX_ENTRIES_ENV} to read it")
+        if self.bytes > LISTING_CAP:
+            raise ResponseTooLarge(f"index {self.name}: its nested indexes total more than {LISTING_CAP} bytes")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise UnsupportedMediaType(f"index {index.digest[:19]}… of {self.name}: 'manifests' is not a list of "
+                                       "descriptors")
+        return entries
+
+
+class _ImageBudget:
+    """The decompressed bytes one call may read for one image's layers: every listed layer counts, whether
+    it is read or its listing reused, up to ``$REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB). Thread-safe."""
+
+    def __init__(self, ref: ImageRef) -> None:
+        self.ref = ref
+        self.cap = cap_from_env(MAX_IMAGE_BYTES_ENV, DEFAULT_MAX_IMAGE_BYTES)
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def charge(self, n: int) -> None:
+        """Count ``n`` more bytes; raises :class:`ResponseTooLarge` once past the cap (and at every charge after)."""
+        with self._lock:
+            self.used += n
+            over = self.used > self.cap
+        if over:
+            raise ResponseTooLarge(f"the layers of {self.ref} decompress to more than {self.cap} bytes in one call "
+                                   f"(a layer listed again counts again); raise {MAX_IMAGE_BYTES_ENV} to read them")
+
+
+class _Replay:
+    """A layer listed more than once in one call: its compressed bytes go to a temporary file as they stream,
+    and once a stream of them was read to its end (so its digest was verified) later readers get the file
+    instead of asking the registry again. Close it when the call is done."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.file = tempfile.TemporaryFile(prefix="regexplore-layer-")
+        self.complete = False
+
+    def chunks(self, fetch: Callable[[], Iterator[bytes]]) -> Iterator[bytes]:
+        """The layer's bytes: from the file when complete, else from ``fetch()``, recorded."""
+        if self.complete:
+            self.file.seek(0)
+            yield from iter(lambda: self.file.read(MiB), b"")
+            return
+        self.file.seek(0)
+        self.file.truncate()
+        for block in fetch():
+            self.file.write(block)
+            yield block
+        self.complete = True
 
 
 class Registry:
@@ -145,6 +228,7 @@ class Registry:
         self._hub: HubClient | None = None
         self._hub_lock = threading.Lock()
         self._manifests = _Once()
+        self._flat = _Once()  # (repo, index digest) -> the index with its nested indexes expanded
         self._tag_digests: dict[tuple[str, str], str] = {}  # (repo, tag) -> digest last seen
         self._configs = _Once()
         self._local_names = _Once()  # dotted repository names checked to exist here (see ref())
@@ -270,18 +354,32 @@ class Registry:
             return None
         return cfg
 
-    def _flat_index(self, repo: str, index: Manifest, depth: int = 0) -> dict:
+    def _flat_index(self, repo: str, index: Manifest) -> dict:
         """``index``'s JSON with each nested index entry replaced by that index's own entries (OCI
         image-index.md: consumers SHOULD support nested indexes), so platform tables and
-        ``choose_platform`` see every image. Unnested indexes cost no request."""
-        entries: list[dict] = []
-        for e in index.json.get("manifests") or []:
-            if e.get("mediaType") in INDEX_TYPES and e.get("digest") and depth < 4:
-                nested = self._manifest_by_digest(repo, e["digest"])
-                entries.extend(self._flat_index(repo, nested, depth + 1)["manifests"])
-            else:
-                entries.append(e)
-        return {**index.json, "manifests": entries}
+        ``choose_platform`` see every image. Unnested indexes cost no request.
+
+        Each index's entries are kept as the registry lists them (an image listed twice is two
+        entries), but a nested index is expanded once, where it is first listed: listed again,
+        anywhere in the tree, it adds nothing. Indexes more than :data:`~regexplore.oci.MAX_INDEX_DEPTH`
+        levels down stay entries. Computed once per index digest. Raises :class:`ResponseTooLarge`
+        naming ``index`` past the bounds of one resolution (:class:`_IndexWalk`)."""
+        def flatten() -> dict:
+            return {**index.json, "manifests": self._expand_index(repo, index, _IndexWalk(repo, index), 0)}
+
+        return self._flat.get((repo, index.digest), flatten)
+
+    def _expand_index(self, repo: str, index: Manifest, walk: _IndexWalk, depth: int) -> list[dict]:
+        """The entries of ``index`` (at ``depth`` below the top), nested indexes not yet seen by ``walk`` expanded."""
+        out: list[dict] = []
+        for e in walk.entries_of(index):
+            digest = e.get("digest")
+            if e.get("mediaType") not in INDEX_TYPES or not isinstance(digest, str) or depth >= MAX_INDEX_DEPTH:
+                out.append(e)
+            elif digest not in walk.expanded:
+                walk.expanded.add(digest)
+                out.extend(self._expand_index(repo, self._manifest_by_digest(repo, digest), walk, depth + 1))
+        return out
 
     def _resolve(self, ref: ImageRef, platform: str | None) -> tuple[Manifest, Manifest | None]:
         """(image manifest, index it came from or None); for an index, ``platform`` chooses."""
@@ -546,7 +644,8 @@ class Registry:
 
     def platforms(self, ref: RefLike) -> pd.DataFrame:
         """The platforms of an index (one row for a single image). Attestation entries
-        (unknown/unknown) are kept but flagged in ``attestation``."""
+        (unknown/unknown) are kept but flagged in ``attestation``. Nested indexes are expanded, each
+        once (listed again, it adds no rows); an entry the index itself lists twice is two rows."""
         if self._api == "v1":
             self._v2_only("platforms()")()
         r = self.ref(ref)
@@ -656,10 +755,34 @@ class Registry:
         image, _ = self._resolve(r, platform)
         return r, [d for d in image.layer_descriptors if d.get("digest")]
 
-    def _open_layer(self, repo: str, desc: dict) -> Callable[[], Any]:
+    def _open_layer(self, repo: str, desc: dict, budget: _ImageBudget | None = None, max_bytes: int | None = None,
+                    replay: _Replay | None = None) -> Callable[[], Any]:
+        """A zero-argument callable that opens ``desc``'s layer as a :class:`~regexplore.layers.LayerStream`
+        (verified as it streams; through ``replay`` when given) whose decompressed bytes count against
+        ``budget``; ``max_bytes`` caps the layer (None: ``REGEXPLORE_MAX_LAYER_BYTES``)."""
         from .blobs import open_verified_stream
+        from .layers import open_layer_stream
 
-        return lambda: open_verified_stream(self, repo, desc["digest"], desc.get("size"))
+        def fetch() -> Iterator[bytes]:
+            return open_verified_stream(self, repo, desc["digest"], desc.get("size"))
+
+        def open_stream() -> Any:
+            stream = open_layer_stream(replay.chunks(fetch) if replay else fetch(), desc.get("mediaType"),
+                                       max_bytes=max_bytes)
+            stream.budget = budget
+            return stream
+
+        return open_stream
+
+    def _openers(self, r: ImageRef, descs: list[dict], budget: _ImageBudget, replays: dict[str, _Replay],
+                 max_bytes: int | None = None) -> list[Callable[[], Any]]:
+        """One opener per layer of ``descs`` (:meth:`_open_layer`); a digest listed more than once shares a
+        :class:`_Replay` (added to ``replays``, which the caller closes), so it is fetched once."""
+        counts = Counter(d["digest"] for d in descs)
+        for digest, n in counts.items():
+            if n > 1 and digest not in replays:
+                replays[digest] = _Replay()
+        return [self._open_layer(r.repository, d, budget, max_bytes, replays.get(d["digest"])) for d in descs]
 
     def _is_blob(self, r: ImageRef) -> bool:
         """True when ``repo@digest`` names a blob (a layer) rather than a manifest."""
@@ -679,16 +802,35 @@ class Registry:
             return True  # not a manifest: a layer (or another blob)
         return False
 
-    def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False) -> list:
+    def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False,
+                       budget: _ImageBudget | None = None) -> tuple[list, int]:
+        """(entries, decompressed bytes) of one layer, read from the registry."""
         from .layers import iter_entries
 
         try:
-            return list(iter_entries(self._open_layer(repo, desc)(), desc["digest"], hash_files=hash_files,
-                                     media_type=desc.get("mediaType"), max_bytes=max_bytes))
+            stream = self._open_layer(repo, desc, budget, max_bytes)()
+            return list(iter_entries(stream, desc["digest"], hash_files=hash_files)), stream.bytes_out
         except UnsupportedMediaType as exc:  # say which blob (an artifact's JSON, an SBOM…)
             raise UnsupportedMediaType(f"{desc['digest'][:19]}… ({desc.get('mediaType') or 'no media type'}): "
                                        f"{exc.message}", status=exc.status, code=exc.code, url=exc.url,
                                        detail=exc.detail) from exc
+
+    def _listings(self, r: ImageRef, descs: list[dict], max_bytes: int | None, hash_files: bool,
+                  memo: dict[str, tuple[list, int]]) -> list[list]:
+        """The entries of each layer of ``descs``, in order. Each digest is read once per call (``memo``,
+        shared by the images of one call); every listed layer, read or reused, counts its decompressed
+        bytes against one :class:`_ImageBudget` for ``r``."""
+        budget = _ImageBudget(r)
+        todo = {d["digest"]: d for d in descs if d["digest"] not in memo}
+        read = self._map(lambda d: self._layer_entries(r.repository, d, max_bytes, hash_files, budget), todo.values())
+        memo.update(zip(todo, read))
+        out = []
+        for d in descs:
+            entries, size = memo[d["digest"]]
+            if todo.pop(d["digest"], None) is None:  # a listing reused: counted as if read again
+                budget.charge(size)
+            out.append(entries)
+        return out
 
     def files(self, ref_or_layer_digest: "RefLike", platform: str | None = None, *, merged: bool = False,
               max_bytes: int | None = None) -> pd.DataFrame:
@@ -696,7 +838,10 @@ class Registry:
         memory; each layer's digest is verified when its stream ends). For ``repo@sha256:…`` of a
         layer blob, that layer only. ``merged=True``: the final filesystem with whiteouts applied.
         ``max_bytes`` caps the decompressed bytes per layer (default 8 GiB,
-        ``REGEXPLORE_MAX_LAYER_BYTES``); over it :class:`UnsafeLayer` is raised."""
+        ``REGEXPLORE_MAX_LAYER_BYTES``); over it :class:`UnsafeLayer` is raised. A layer listed
+        more than once is read once (its rows repeat where it is listed); all listed layers together
+        may decompress to ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB), else
+        :class:`ResponseTooLarge`."""
         from .layers import merge
 
         r = self.ref(ref_or_layer_digest)
@@ -704,19 +849,23 @@ class Registry:
             descs = [{"digest": r.digest, "mediaType": None, "size": None}]
         else:
             r, descs = self._layer_sources(r, platform)
-        per_layer = self._map(lambda d: self._layer_entries(r.repository, d, max_bytes), descs)
+        per_layer = self._listings(r, descs, max_bytes, False, {})
         entries = merge(per_layer) if merged else [e for layer in per_layer for e in layer]
         return make_frame("files", columns=_files_columns(entries), attrs={"reference": str(r), "merged": merged})
 
     def diff(self, ref_a: "RefLike", ref_b: "RefLike", platform: str | None = None) -> pd.DataFrame:
         """Paths that differ between the final filesystems of two images: ``change`` is added,
         removed or modified (type, size, mode, owner, link target, mtime or content differ;
-        file contents are compared by sha256 while the layers stream)."""
+        file contents are compared by sha256 while the layers stream). A layer is read once even
+        when listed several times or by both images; each image's listed layers may decompress to
+        ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB), else :class:`ResponseTooLarge`."""
         from .layers import diff, merge
+
+        memo: dict[str, tuple[list, int]] = {}
 
         def final(ref: "RefLike") -> list:
             r, descs = self._layer_sources(ref, platform)
-            return merge(self._map(lambda d: self._layer_entries(r.repository, d, None, hash_files=True), descs))
+            return merge(self._listings(r, descs, None, True, memo))
 
         a, b = final(ref_a), final(ref_b)
         rows = [{"path": d.path, "change": d.change, "size_a": d.size_a, "size_b": d.size_b} for d in diff(a, b)]
@@ -724,18 +873,28 @@ class Registry:
 
     def read_file(self, ref: "RefLike", path: str, platform: str | None = None) -> bytes:
         """The bytes of one file of the image's final filesystem, reading layers newest first
-        and stopping at the first that has (or deletes) it. Raises ``FileNotFoundError``."""
+        and stopping at the first that has (or deletes) it. Raises ``FileNotFoundError``, and
+        :class:`ResponseTooLarge` when the layers it reads decompress to more than
+        ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB) in all."""
         from .layers import read_file
 
         r, descs = self._layer_sources(ref, platform)
-        return read_file([self._open_layer(r.repository, d) for d in reversed(descs)], path)
+        replays: dict[str, _Replay] = {}
+        try:
+            return read_file(self._openers(r, descs, _ImageBudget(r), replays)[::-1], path)
+        finally:
+            for replay in replays.values():
+                replay.file.close()
 
     def extract(self, ref: "RefLike", dest: str, platform: str | None = None, **kw: Any) -> Any:
         """Unpack the image's filesystem into ``dest`` (which must not exist, or be empty), safely:
         no absolute paths, no ``..``, no link leading outside, no device nodes, whiteouts applied;
         a hostile entry raises :class:`UnsafeLayer` naming it. Layers are verified as they stream;
         the work happens in a sibling temporary folder renamed into place only when everything
-        succeeded, so a failure leaves nothing behind. Returns the extraction summary."""
+        succeeded, so a failure leaves nothing behind. A layer listed more than once is fetched once
+        and applied where each listing puts it; the layers applied may decompress to
+        ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB) in all, else :class:`ResponseTooLarge`.
+        Returns the extraction summary."""
         import os
         import shutil
         import tempfile
@@ -749,14 +908,19 @@ class Registry:
         parent = os.path.dirname(target) or "."
         os.makedirs(parent, exist_ok=True)
         work = tempfile.mkdtemp(prefix=".regexplore-extract-", dir=parent)
+        replays: dict[str, _Replay] = {}
         try:
-            summary = extract([(d["digest"], self._open_layer(r.repository, d)) for d in descs], work, **kw)
+            openers = self._openers(r, descs, _ImageBudget(r), replays, kw.pop("max_bytes", None))
+            summary = extract([(d["digest"], opener) for d, opener in zip(descs, openers)], work, **kw)
             if os.path.isdir(target):
                 os.rmdir(target)
             os.rename(work, target)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
+        finally:
+            for replay in replays.values():
+                replay.file.close()
         return summary
 
 

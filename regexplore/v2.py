@@ -8,20 +8,82 @@ DataFrames.
 from __future__ import annotations
 
 import json
+import os
 import re
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote, urljoin
 
-from .errors import Denied, DigestMismatch, NotFound, RegistryError, Unauthorized, UnsupportedMediaType
+from .errors import (Denied, DigestMismatch, NotFound, RegistryError, ResponseTooLarge, Unauthorized,
+                     UnsupportedMediaType)
 from .oci import MANIFEST_ACCEPT, SCHEMA1_SIGNED, Manifest, check_digest, schema1_payload, sha256_digest
 from .transport import MiB, Transport
 
 __all__ = ["V2Client", "next_link", "parse_link_header", "check_header_digest", "request_blob",
-           "refused_by_storage", "MANIFEST_CAP", "LISTING_CAP"]
+           "refused_by_storage", "cap_from_env", "PagedListing", "MANIFEST_CAP", "LISTING_CAP",
+           "MAX_LIST_PAGES_ENV", "MAX_LIST_ENTRIES_ENV"]
 
 MANIFEST_CAP = 8 * MiB
 LISTING_CAP = 64 * MiB
 CATALOG_PAGE = 1000
+#: Environment variable capping the pages one paged listing follows (catalog, tags, Hub tags and search).
+MAX_LIST_PAGES_ENV = "REGEXPLORE_MAX_LIST_PAGES"
+DEFAULT_MAX_LIST_PAGES = 10_000
+#: Environment variable capping the names one paged listing collects.
+MAX_LIST_ENTRIES_ENV = "REGEXPLORE_MAX_LIST_ENTRIES"
+DEFAULT_MAX_LIST_ENTRIES = 1_000_000
+
+
+def cap_from_env(name: str, default: int) -> int:
+    """The positive whole number in environment variable ``name``, or ``default`` when it is unset or
+    empty. Read at each call, like ``REGEXPLORE_MAX_LAYER_BYTES``. Raises ``ValueError`` naming the
+    variable for anything else."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+class PagedListing:
+    """The bounds of one paged listing (``Link`` or ``next`` pages): at most ``$REGEXPLORE_MAX_LIST_PAGES``
+    pages (default 10,000) and ``$REGEXPLORE_MAX_LIST_ENTRIES`` names (default 1,000,000), and progress on
+    every page: a page of names that were all listed before means the server pages without end.
+
+    Call :meth:`page` with each page's names, then :meth:`follow` before asking for the next page."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.max_pages = cap_from_env(MAX_LIST_PAGES_ENV, DEFAULT_MAX_LIST_PAGES)
+        self.max_entries = cap_from_env(MAX_LIST_ENTRIES_ENV, DEFAULT_MAX_LIST_ENTRIES)
+        self.pages = 0
+        self.entries = 0
+        self._seen: set[str] = set()
+
+    def page(self, names: Iterable[Any], url: str | None = None) -> None:
+        """Count one page. Raises :class:`ResponseTooLarge` past the entries cap, :class:`RegistryError`
+        for a non-empty page that repeats only names already listed."""
+        names = list(names)
+        self.pages += 1
+        self.entries += len(names)
+        if self.entries > self.max_entries:
+            raise ResponseTooLarge(f"{self.what}: more than {self.max_entries} entries in {self.pages} pages; "
+                                   f"raise {MAX_LIST_ENTRIES_ENV} to list more", url=url)
+        new = {n if isinstance(n, str) else repr(n) for n in names} - self._seen  # a hostile list may hold lists
+        if names and not new:
+            raise RegistryError(f"{self.what}: page {self.pages} repeats only names already listed (no progress: "
+                                "the server pages without end)", url=url)
+        self._seen |= new
+
+    def follow(self, url: str | None = None) -> None:
+        """Before asking for another page: raises :class:`ResponseTooLarge` when the pages cap is reached."""
+        if self.pages >= self.max_pages:
+            raise ResponseTooLarge(f"{self.what}: more than {self.max_pages} pages ({self.entries} entries so "
+                                   f"far); raise {MAX_LIST_PAGES_ENV} to follow more", url=url)
 
 # one link-value of a Link header (RFC 8288): <target> then ;-separated params whose values may
 # be quoted strings holding commas or semicolons
@@ -122,14 +184,17 @@ def request_blob(t: Transport, method: str, path: str, **kw: Any) -> Any:
     return t.request(method, path, **kw)
 
 
-def _next_page(resp: Any, visited: set[str], what: str) -> str | None:
+def _next_page(resp: Any, visited: set[str], what: str, bounds: PagedListing) -> str | None:
     """The ``rel="next"`` URL of a listing page; a link back to a page already read (a server
-    that would page forever) raises :class:`RegistryError` instead of looping."""
+    that would page forever) raises :class:`RegistryError` instead of looping, and one past the
+    pages cap of ``bounds`` :class:`ResponseTooLarge`."""
     visited.add(resp.url)
     url = next_link(resp.headers.get("Link"), resp.url)
     if url is not None and url in visited:
         raise RegistryError(f"{what}: the registry's Link header points back to a page already read "
                             f"({len(visited)} pages so far)", status=resp.status_code, url=url)
+    if url is not None:
+        bounds.follow(url)
     return url
 
 
@@ -177,12 +242,15 @@ class V2Client:
         """Yield pages of repository names from ``/v2/_catalog``, following ``Link``.
 
         Starts with ``n=page_size`` (default 1000); a server that refuses that size with
-        ``PAGINATION_NUMBER_INVALID`` is asked again without ``n`` (its own default).
+        ``PAGINATION_NUMBER_INVALID`` is asked again without ``n`` (its own default). Pages are
+        followed within the bounds of :class:`PagedListing`: :class:`ResponseTooLarge` past its
+        pages or entries cap, :class:`RegistryError` for a page that brings nothing new.
         """
         n = min(page_size or CATALOG_PAGE, limit or CATALOG_PAGE)
         url: str | None = self.t.url(f"/v2/_catalog?n={n}")
         seen = 0
         visited: set[str] = set()
+        bounds = PagedListing("catalog")
         while url:
             try:
                 resp = self.t.request("GET", url, max_bytes=LISTING_CAP, what="catalog")
@@ -192,22 +260,24 @@ class V2Client:
                     continue
                 raise
             repos = _listing(resp, "repositories", "catalog")
+            bounds.page(repos, resp.url)
             if limit is not None:
                 repos = repos[: max(0, limit - seen)]
             seen += len(repos)
             yield repos
             if limit is not None and seen >= limit:
                 return
-            url = _next_page(resp, visited, "catalog")
+            url = _next_page(resp, visited, "catalog", bounds)
 
     def tags(self, repo: str, *, page_size: int | None = None, limit: int | None = None) -> list[str]:
         """All tags of ``repo`` from ``/v2/<repo>/tags/list``, following ``Link`` pages. A
-        ``page_size`` the server refuses (``PAGINATION_NUMBER_INVALID``) is dropped, as in
-        :meth:`catalog`."""
+        ``page_size`` the server refuses (``PAGINATION_NUMBER_INVALID``) is dropped, and pages are
+        followed within the bounds of :class:`PagedListing`, as in :meth:`catalog`."""
         path = f"/v2/{repo}/tags/list"
         url: str | None = self.t.url(f"{path}?n={page_size}" if page_size else path)
         out: list[str] = []
         visited: set[str] = set()
+        bounds = PagedListing(f"tags of {repo}")
         while url:
             try:
                 resp = self.t.request("GET", url, max_bytes=LISTING_CAP, what=f"tags of {repo}")
@@ -216,10 +286,12 @@ class V2Client:
                     url, page_size = self.t.url(path), None
                     continue
                 raise
-            out.extend(_listing(resp, "tags", f"tags of {repo}"))
+            page = _listing(resp, "tags", f"tags of {repo}")
+            bounds.page(page, resp.url)
+            out.extend(page)
             if limit is not None and len(out) >= limit:
                 return out[:limit]
-            url = _next_page(resp, visited, f"tags of {repo}")
+            url = _next_page(resp, visited, f"tags of {repo}", bounds)
         return out
 
     # ----------------------------------------------------------------- manifests
