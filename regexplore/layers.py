@@ -1095,9 +1095,12 @@ class _LayerIndex:
 def _scan_layer(
     stream: LayerStream, want: str, max_file_bytes: int | None, before: int | None = None
 ) -> _LayerIndex:
-    """Index one layer, capturing the bytes of the last regular file ``want`` (before position ``before``)."""
+    """Index one layer, capturing the bytes of the last regular file ``want`` (before position ``before``).
+
+    The layer is read to the end of its input (drained), so a digest checked while it streams is checked
+    before anything read from it is used: :class:`~regexplore.errors.DigestMismatch` is raised here."""
     index = _LayerIndex()
-    for position, (ti, tf) in enumerate(_members(stream, drain=False)):
+    for position, (ti, tf) in enumerate(_members(stream, drain=True)):
         entry = _to_entry(ti, None)
         cpath = canonical_path(entry.path)
         if entry.whiteout == "opaque":
@@ -1133,8 +1136,8 @@ def read_file(
     chroot. A hardlink reads the file its target was when the hardlink's layer was applied (the tar
     extraction of layer.md's "Applying Changesets": the link shares that inode, so later layers that
     replace or white out the target path do not change it). Each layer is opened at most once per lookup,
-    plus one re-open when a link leads to a file in a layer already scanned. A found layer is not read to
-    its end. Not seen here: what a layer does *through* a directory symlink of a lower layer (``a -> b``
+    plus one re-open when a link leads to a file in a layer already scanned. Every layer opened is read to
+    the end of its blob, so its digest is verified before any of its bytes are returned. Not seen here: what a layer does *through* a directory symlink of a lower layer (``a -> b``
     below; ``a/x``, ``a/.wh.x`` or ``a/.wh..wh..opq`` above: hand-made tars only, image builders write
     real paths) — :func:`merge` and :func:`extract`, which read every layer, apply it to ``b``.
 

@@ -724,7 +724,8 @@ class Registry:
 
     def read_file(self, ref: "RefLike", path: str, platform: str | None = None) -> bytes:
         """The bytes of one file of the image's final filesystem, reading layers newest first
-        and stopping at the first that has (or deletes) it. Raises ``FileNotFoundError``."""
+        and stopping at the first that has (or deletes) it; each layer read is verified against its
+        digest before anything is returned (:class:`DigestMismatch`). Raises ``FileNotFoundError``."""
         from .layers import read_file
 
         r, descs = self._layer_sources(ref, platform)
