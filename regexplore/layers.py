@@ -66,6 +66,8 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 __all__ = [
     "DEFAULT_CAP",
     "MAX_LAYER_BYTES_ENV",
+    "DEFAULT_FILE_CAP",
+    "MAX_FILE_BYTES_ENV",
     "DIFF_FIELDS",
     "Entry",
     "DiffRow",
@@ -85,6 +87,10 @@ __all__ = [
 DEFAULT_CAP = 8 * 1024**3
 #: Environment variable holding the default decompressed-bytes cap, in bytes.
 MAX_LAYER_BYTES_ENV = "REGEXPLORE_MAX_LAYER_BYTES"
+#: Default cap on the size of one file returned by :func:`read_file` (64 MiB): it is held in memory.
+DEFAULT_FILE_CAP = 64 * 1024**2
+#: Environment variable holding the default cap of :func:`read_file`, in bytes.
+MAX_FILE_BYTES_ENV = "REGEXPLORE_MAX_FILE_BYTES"
 #: Largest pax / GNU long-name metadata member we agree to read into memory.
 MAX_METADATA_MEMBER = 16 * 1024**2
 
@@ -160,16 +166,18 @@ class ExtractSummary:
 
 
 # ------------------------------------------------------------------------------------ decompression
-def _cap_from_env() -> int:
-    raw = os.environ.get(MAX_LAYER_BYTES_ENV, "").strip()
+def _cap_from_env(name: str = MAX_LAYER_BYTES_ENV, default: int = DEFAULT_CAP) -> int:
+    """The byte cap in environment variable ``name`` (``default`` when unset or empty).
+    Raises ``ValueError`` for a value that is not a positive whole number."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_CAP
+        return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{MAX_LAYER_BYTES_ENV} must be a whole number of bytes, got {raw!r}") from None
+        raise ValueError(f"{name} must be a whole number of bytes, got {raw!r}") from None
     if value <= 0:
-        raise ValueError(f"{MAX_LAYER_BYTES_ENV} must be positive, got {value}")
+        raise ValueError(f"{name} must be positive, got {value}")
     return value
 
 
@@ -470,15 +478,21 @@ def _whiteout_target(cpath: str, entry: str) -> str:
     return f"{head}/{name}" if head else name
 
 
+def _member_chunks(ti: tarfile.TarInfo, tf: tarfile.TarFile) -> Iterator[bytes]:
+    """The content of regular file ``ti`` (the member ``tf`` is at), in chunks of at most :data:`_CHUNK`
+    bytes. Raises ``tarfile.ReadError`` when the data ends early."""
+    fobj = tf.extractfile(ti)
+    assert fobj is not None
+    while chunk := fobj.read(_CHUNK):
+        yield chunk
+
+
 def _content_digest(ti: tarfile.TarInfo, tf: tarfile.TarFile) -> str | None:
     if not ti.isreg():
         return None
-    fobj = tf.extractfile(ti)
-    if fobj is None:
-        return None
     h = hashlib.sha256()
-    while block := fobj.read(1 << 20):
-        h.update(block)
+    for chunk in _member_chunks(ti, tf):
+        h.update(chunk)
     return "sha256:" + h.hexdigest()
 
 
@@ -1092,9 +1106,21 @@ class _LayerIndex:
         return None
 
 
-def _scan_layer(
-    stream: LayerStream, want: str, max_file_bytes: int | None, before: int | None = None
-) -> _LayerIndex:
+def _read_capped(ti: tarfile.TarInfo, tf: tarfile.TarFile, path: str, cap: int) -> bytes:
+    """The content of regular file ``ti`` if its size (a sparse file's full size) is at most ``cap``.
+    Memory stays at about the file's size (``BytesIO.getvalue`` hands over its buffer, no second copy).
+    Raises :class:`ResponseTooLarge` naming ``path``."""
+    if ti.size > cap:
+        raise ResponseTooLarge(f"{path}: {ti.size} bytes, over the {cap}-byte cap on a file read "
+                               f"(raise it with max_bytes= or {MAX_FILE_BYTES_ENV})")
+    out = io.BytesIO()
+    with _tar_errors():
+        for chunk in _member_chunks(ti, tf):
+            out.write(chunk)
+    return out.getvalue()
+
+
+def _scan_layer(stream: LayerStream, want: str, file_cap: int, before: int | None = None) -> _LayerIndex:
     """Index one layer, capturing the bytes of the last regular file ``want`` (before position ``before``).
 
     The layer is read to the end of its input (drained), so a digest checked while it streams is checked
@@ -1110,12 +1136,7 @@ def _scan_layer(
         else:
             index.versions.setdefault(cpath, []).append((position, entry))
             if cpath == want and ti.isreg() and (before is None or position < before):
-                if max_file_bytes is not None and ti.size > max_file_bytes:
-                    raise ResponseTooLarge(f"{want} is {ti.size} bytes, over max_file_bytes={max_file_bytes}")
-                fobj = tf.extractfile(ti)
-                assert fobj is not None
-                with _tar_errors():
-                    index.captured[cpath] = (position, fobj.read())
+                index.captured[cpath] = (position, _read_capped(ti, tf, want, file_cap))
     return index
 
 
@@ -1141,10 +1162,20 @@ def read_file(
     below; ``a/x``, ``a/.wh.x`` or ``a/.wh..wh..opq`` above: hand-made tars only, image builders write
     real paths) — :func:`merge` and :func:`extract`, which read every layer, apply it to ``b``.
 
+    ``max_file_bytes`` caps the size of the file returned (it is held in memory; a sparse file counts
+    with its holes); None: ``$REGEXPLORE_MAX_FILE_BYTES`` or :data:`DEFAULT_FILE_CAP` (64 MiB).
+    ``max_bytes`` caps each layer's decompressed bytes, as in :func:`open_layer_stream`.
+
     Returns the file's bytes. Raises ``FileNotFoundError`` (absent or whited out), ``IsADirectoryError``,
     ``NotADirectoryError``, ``OSError`` (too many symlinks, special file), :class:`ResponseTooLarge`
-    (over ``max_file_bytes``), plus what :func:`iter_entries` raises.
+    (over ``max_file_bytes``, before any of it is read), ``ValueError`` (a bad cap), plus what
+    :func:`iter_entries` raises.
     """
+    file_cap = max_file_bytes
+    if file_cap is None:
+        file_cap = _cap_from_env(MAX_FILE_BYTES_ENV, DEFAULT_FILE_CAP)
+    if file_cap <= 0:
+        raise ValueError(f"max_file_bytes must be positive, got {file_cap}")
     sources = list(layers_newest_first)
     indexes: list[_LayerIndex | None] = [None] * len(sources)
     want = canonical_path(path)
@@ -1156,7 +1187,7 @@ def read_file(
     def index_of(i: int, target: str) -> _LayerIndex:
         idx = indexes[i]
         if idx is None:
-            idx = indexes[i] = _scan_layer(_open_source(sources[i], max_bytes), target, max_file_bytes)
+            idx = indexes[i] = _scan_layer(_open_source(sources[i], max_bytes), target, file_cap)
         return idx
 
     while True:
@@ -1197,7 +1228,7 @@ def read_file(
             if entry.type == "file":
                 idx = index_of(i, want)
                 if idx.captured.get(want, (None,))[0] != position:  # scanned for another path: open once more
-                    idx = _scan_layer(_open_source(sources[i], max_bytes), want, max_file_bytes, position + 1)
+                    idx = _scan_layer(_open_source(sources[i], max_bytes), want, file_cap, position + 1)
                     indexes[i] = idx
                 return idx.captured[want][1]
             if entry.type == "dir":
@@ -1385,10 +1416,8 @@ class _Extractor:
     def _write_file(self, real: str, tf: tarfile.TarFile, ti: tarfile.TarInfo, entry: Entry) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(real, flags, 0o600)
-        src = tf.extractfile(ti)
-        assert src is not None
         with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(_CHUNK):
+            for chunk in _member_chunks(ti, tf):
                 out.write(chunk)
                 self.summary.bytes_written += len(chunk)
         os.chmod(real, entry.mode & self.keep_mode_bits)

@@ -722,14 +722,18 @@ class Registry:
         rows = [{"path": d.path, "change": d.change, "size_a": d.size_a, "size_b": d.size_b} for d in diff(a, b)]
         return make_frame("diff", rows, attrs={"a": str(self.ref(ref_a)), "b": str(self.ref(ref_b))})
 
-    def read_file(self, ref: "RefLike", path: str, platform: str | None = None) -> bytes:
+    def read_file(self, ref: "RefLike", path: str, platform: str | None = None, *,
+                  max_bytes: int | None = None) -> bytes:
         """The bytes of one file of the image's final filesystem, reading layers newest first
         and stopping at the first that has (or deletes) it; each layer read is verified against its
-        digest before anything is returned (:class:`DigestMismatch`). Raises ``FileNotFoundError``."""
+        digest before anything is returned (:class:`DigestMismatch`). The file is held in memory:
+        one bigger than ``max_bytes`` (default 64 MiB, ``REGEXPLORE_MAX_FILE_BYTES``) raises
+        :class:`ResponseTooLarge` before it is read. Raises ``FileNotFoundError``."""
         from .layers import read_file
 
         r, descs = self._layer_sources(ref, platform)
-        return read_file([self._open_layer(r.repository, d) for d in reversed(descs)], path)
+        layers = [self._open_layer(r.repository, d) for d in reversed(descs)]
+        return read_file(layers, path, max_file_bytes=max_bytes)
 
     def extract(self, ref: "RefLike", dest: str, platform: str | None = None, **kw: Any) -> Any:
         """Unpack the image's filesystem into ``dest`` (which must not exist, or be empty), safely:

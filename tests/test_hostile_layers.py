@@ -70,3 +70,118 @@ def test_read_file_never_returns_bytes_of_a_blob_that_fails_its_digest(empty_san
                 through.read_file(r, "etc/hosts")
         with pytest.raises(rx.DigestMismatch):
             through.files(pinned)
+
+
+# ------------------------------------------------------------------- 5. read_file is bounded
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _checksummed(header: bytearray) -> bytes:
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    return bytes(header)
+
+
+def gnu_sparse(name: str, realsize: int, entries: Sequence[tuple[int, int]], *, extension_blocks: int = 0,
+               data: bytes | None = None) -> Iterator[bytes]:
+    """An old-GNU sparse member (type ``S``): ``entries`` (offset, length) of data, the first 4 in the
+    header and the rest in extension blocks of 21, then ``extension_blocks`` more blocks of empty entries
+    (each saying "another block follows"); yields the pieces of the member, data included."""
+    stored = sum(n for _, n in entries)
+    data = data if data is not None else bytes(range(256)) * (stored // 256) + bytes(stored % 256)
+    header = bytearray(512)
+    header[:len(name)] = name.encode()
+    header[100:108], header[108:116], header[116:124] = _octal(0o644, 8), _octal(0, 8), _octal(0, 8)
+    header[124:136], header[136:148] = _octal(stored, 12), _octal(1_700_000_000, 12)
+    header[156:157], header[257:265] = b"S", b"ustar  \0"
+    head, rest = list(entries[:4]), list(entries[4:])
+    for i, (off, n) in enumerate(head):
+        header[386 + 24 * i:410 + 24 * i] = _octal(off, 12) + _octal(n, 12)
+    header[482] = 1 if rest or extension_blocks else 0
+    header[483:495] = _octal(realsize, 12)
+    yield _checksummed(header)
+    while rest:
+        block = bytearray(512)
+        chunk, rest = rest[:21], rest[21:]
+        for i, (off, n) in enumerate(chunk):
+            block[24 * i:24 * i + 24] = _octal(off, 12) + _octal(n, 12)
+        block[504] = 1 if rest or extension_blocks else 0
+        yield bytes(block)
+    empty = bytearray(512)
+    empty[504] = 1
+    for i in range(extension_blocks):
+        yield bytes(empty) if i < extension_blocks - 1 else bytes(512)
+    yield data + bytes(-len(data) % 512)
+
+
+def gzip_pieces(pieces: Iterator[bytes]) -> bytes:
+    """gzip a stream of pieces (big repetitive tars never held in memory)."""
+    comp = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return b"".join(comp.compress(p) for p in pieces) + comp.flush()
+
+
+def _read_in_child(url: str, ref: str, path: str, *, env: dict[str, str] | None = None, memory_mb: int = 1024,
+                   extra: str = ""):
+    return run_bounded(f"""
+        import os, resource, regexplore as rx
+        reg = rx.Registry(os.environ["URL"])
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        data = reg.read_file(os.environ["REF"], os.environ["PATH_IN_IMAGE"]{extra})
+        grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        result = [len(data), grew]
+    """, env={"URL": url, "REF": ref, "PATH_IN_IMAGE": path, **(env or {})}, timeout=60, memory_mb=memory_mb)
+
+
+def test_read_file_refuses_a_gzip_bomb_file_over_the_default_cap(empty_sandbox) -> None:
+    """A 0.5 MB blob holding a 512 MiB file: ResponseTooLarge naming the path and the cap, before any of
+    it is read (not gigabytes of memory, not MemoryError)."""
+    from layerkit import gzip_bomb
+
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_image(reg, "bomb/file", "v", [(gzip_bomb(512 * 1024**2, "var/big"), GZIP)])
+    res = _read_in_child(empty_sandbox.url, ref, "var/big")
+    assert res.raised("ResponseTooLarge"), res.output
+    assert "var/big" in res.message and str(64 * 1024**2) in res.message
+    assert "REGEXPLORE_MAX_FILE_BYTES" in res.message
+    assert res.elapsed < 30
+
+
+def test_read_file_refuses_a_huge_sparse_file(empty_sandbox) -> None:
+    """A GNU sparse member declaring 3 GiB of holes around 512 stored bytes: a blob of a few hundred bytes."""
+    tar = b"".join(gnu_sparse("var/log/lastlog", 3 * 1024**3, [(3 * 1024**3 - 512, 512)])) + bytes(1024)
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "bomb/sparse", "v", tar)
+    res = _read_in_child(empty_sandbox.url, ref, "var/log/lastlog")
+    assert res.raised("ResponseTooLarge"), res.output
+    assert "var/log/lastlog" in res.message
+
+
+def test_read_file_cap_comes_from_the_argument_or_the_environment(empty_sandbox, monkeypatch) -> None:
+    body = os.urandom(100_000)
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "cap/file", "v", raw_tar([(info("f"), body)]))
+    assert reg.read_file(ref, "f") == body
+    with pytest.raises(rx.ResponseTooLarge, match="f: 100000 bytes.*99999"):
+        reg.read_file(ref, "f", max_bytes=99_999)
+    assert reg.read_file(ref, "f", max_bytes=100_000) == body
+    monkeypatch.setenv("REGEXPLORE_MAX_FILE_BYTES", "1000")
+    with pytest.raises(rx.ResponseTooLarge, match="REGEXPLORE_MAX_FILE_BYTES"):
+        reg.read_file(ref, "f")
+    assert reg.read_file(ref, "f", max_bytes=200_000) == body
+    monkeypatch.setenv("REGEXPLORE_MAX_FILE_BYTES", "lots")
+    with pytest.raises(ValueError, match="REGEXPLORE_MAX_FILE_BYTES"):
+        reg.read_file(ref, "f")
+
+
+def test_read_file_memory_stays_near_the_file_size(empty_sandbox) -> None:
+    """A 48 MiB file (under the cap) costs about its own size in memory, not two or three copies."""
+    from layerkit import gzip_bomb
+
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_image(reg, "big/file", "v", [(gzip_bomb(48 * 1024**2, "opt/blob"), GZIP)])
+    res = _read_in_child(empty_sandbox.url, ref, "opt/blob")
+    assert res.ok, res.output
+    size, grew = res.value
+    assert size == 48 * 1024**2
+    assert grew < 1.5 * 48, res.value
