@@ -21,7 +21,8 @@ leading ``./`` removed (repeatedly) and trailing ``/`` removed; the archive root
 Nothing else is changed, so ``/abs`` or ``a/../b`` stay visible in a listing. :func:`merge`, :func:`diff` and
 :func:`read_file` key on :func:`canonical_path` (empty and ``.`` components dropped, so no leading ``/``).
 
-Errors: :class:`~regexplore.errors.UnsafeLayer` (escaping entries, device nodes, decompression bombs),
+Errors: :class:`~regexplore.errors.UnsafeLayer` (escaping entries, device nodes, decompression bombs
+(a sparse file's holes count as decompressed bytes), oversized tar metadata or sparse maps),
 :class:`~regexplore.errors.UnsupportedMediaType` (not gzip/zstd/tar, encrypted layers),
 :class:`~regexplore.errors.RegistryError` (a corrupt or truncated compressed stream).
 This module never imports pandas, ipywidgets or tqdm.
@@ -91,8 +92,11 @@ MAX_LAYER_BYTES_ENV = "REGEXPLORE_MAX_LAYER_BYTES"
 DEFAULT_FILE_CAP = 64 * 1024**2
 #: Environment variable holding the default cap of :func:`read_file`, in bytes.
 MAX_FILE_BYTES_ENV = "REGEXPLORE_MAX_FILE_BYTES"
-#: Largest pax / GNU long-name metadata member we agree to read into memory.
+#: Largest pax / GNU long-name metadata member we agree to read into memory; also the most bytes of
+#: old-GNU sparse extension blocks read for one member.
 MAX_METADATA_MEMBER = 16 * 1024**2
+#: Most data extents one sparse file's map may list (each costs about 100 bytes of memory).
+MAX_SPARSE_ENTRIES = 65536
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -333,13 +337,19 @@ class LayerStream(io.RawIOBase):
             if self._source.error is not None:  # the input failed (network...): not a corrupt layer
                 raise self._source.error
             raise RegistryError(f"corrupt or truncated {self.compression} layer stream: {exc}") from exc
-        self.bytes_out += n or 0
-        if self.bytes_out > self.max_bytes:
-            raise UnsafeLayer(
-                f"layer decompresses to more than {self.max_bytes} bytes (the cap; a decompression bomb?). "
-                f"Raise it with max_bytes= or {MAX_LAYER_BYTES_ENV}."
-            )
+        self.charge(n or 0)
         return n or 0
+
+    def charge(self, n: int, entry: str | None = None) -> None:
+        """Count ``n`` more bytes of output (read ones, or a sparse file's holes, named ``entry``).
+        Raises :class:`UnsafeLayer` once the total is over ``max_bytes``."""
+        self.bytes_out += n
+        if self.bytes_out > self.max_bytes:
+            what = f" (with the holes of sparse file {entry!r})" if entry else ""
+            raise UnsafeLayer(
+                f"layer decompresses to more than {self.max_bytes} bytes{what} (the cap; a decompression "
+                f"bomb?). Raise it with max_bytes= or {MAX_LAYER_BYTES_ENV}.", entry=entry
+            )
 
     def drain(self) -> int:
         """Read (and discard) the rest of the stream, so the compressed input is consumed to its end
@@ -427,6 +437,91 @@ class _GuardedTarInfo(tarfile.TarInfo):
                 raise exc.__context__ from None
             raise
 
+    # GNU sparse maps, in tarfile's four encodings, capped before they are built (tarfile reads any number
+    # of extension blocks or map lines into a list of tuples: gigabytes from a small gzip'd layer).
+    def _proc_sparse(self, tarfile_: Any) -> tarfile.TarInfo:  # type: ignore[override]
+        """Old GNU format (type ``S``): up to 4 extents in the header, 21 per extension block."""
+        structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
+        del self._sparse_structs  # type: ignore[attr-defined]
+        blocks = 0
+        while isextended:
+            blocks += 1
+            if blocks * tarfile.BLOCKSIZE > MAX_METADATA_MEMBER:
+                raise UnsafeLayer(f"sparse file {self.name!r}: extension headers over {MAX_METADATA_MEMBER} "
+                                  "bytes", entry=self.name)
+            buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+            if len(buf) < tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("unexpected end of data in a sparse header")
+            for pos in range(0, 21 * 24, 24):
+                try:
+                    offset, numbytes = tarfile.nti(buf[pos:pos + 12]), tarfile.nti(buf[pos + 12:pos + 24])
+                except ValueError:
+                    break
+                if offset and numbytes:
+                    structs.append((offset, numbytes))
+            _check_sparse_count(len(structs), self.name)
+            isextended = bool(buf[504])
+        self.sparse = structs
+        self.offset_data = tarfile_.fileobj.tell()
+        tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        self.size = origsize
+        return self
+
+    def _proc_gnusparse_00(self, next: tarfile.TarInfo, pax_headers: dict, buf: bytes) -> None:
+        """pax 0.0: ``GNU.sparse.offset`` / ``GNU.sparse.numbytes`` records (inside the capped pax header)."""
+        _check_sparse_count(buf.count(b" GNU.sparse.offset="), next.name)
+        with _bad_sparse_map(next):
+            super()._proc_gnusparse_00(next, pax_headers, buf)  # type: ignore[misc]
+
+    def _proc_gnusparse_01(self, next: tarfile.TarInfo, pax_headers: dict) -> None:
+        """pax 0.1: ``GNU.sparse.map`` = ``offset,size,...`` (inside the capped pax header)."""
+        _check_sparse_count((pax_headers["GNU.sparse.map"].count(",") + 1) // 2, next.name)
+        with _bad_sparse_map(next):
+            super()._proc_gnusparse_01(next, pax_headers)  # type: ignore[misc]
+
+    def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: dict, tarfile_: Any) -> None:
+        """pax 1.0: the map is at the start of the member's data: a count, then offset and size, one
+        decimal number per line, padded to a block (so at most 2 * MAX_SPARSE_ENTRIES + 1 short lines)."""
+        numbers: list[int] = []
+        count: int | None = None
+        buf = b""
+        while count is None or len(numbers) < 2 * count:
+            line, newline, rest = buf.partition(b"\n")
+            if not newline:
+                if len(buf) > 32:  # a number longer than any offset
+                    raise tarfile.ReadError(f"invalid sparse map of {next.name!r}")
+                block = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+                if len(block) < tarfile.BLOCKSIZE:
+                    raise tarfile.ReadError("unexpected end of data in a sparse map")
+                buf += block
+                continue
+            if not line.isdigit():
+                raise tarfile.ReadError(f"invalid sparse map of {next.name!r}")
+            buf = rest
+            if count is None:
+                count = int(line)
+                _check_sparse_count(count, next.name)
+            else:
+                numbers.append(int(line))
+        next.offset_data = tarfile_.fileobj.tell()
+        next.sparse = list(zip(numbers[::2], numbers[1::2]))
+
+
+def _check_sparse_count(count: int, name: str) -> None:
+    """Raise :class:`UnsafeLayer` when a sparse map lists more than :data:`MAX_SPARSE_ENTRIES` extents."""
+    if count > MAX_SPARSE_ENTRIES:
+        raise UnsafeLayer(f"sparse file {name!r}: a map of more than {MAX_SPARSE_ENTRIES} extents",
+                          entry=name)
+
+
+@contextlib.contextmanager
+def _bad_sparse_map(ti: tarfile.TarInfo) -> Iterator[None]:
+    """tarfile's ``int()`` of a map value that is not a number: a corrupt header, not a crash."""
+    try:
+        yield
+    except ValueError:
+        raise tarfile.ReadError(f"invalid sparse map of {ti.name!r}") from None
+
 
 def _entry_type(ti: tarfile.TarInfo) -> EntryType:
     if ti.isreg():
@@ -478,16 +573,19 @@ def _whiteout_target(cpath: str, entry: str) -> str:
     return f"{head}/{name}" if head else name
 
 
-def _member_chunks(ti: tarfile.TarInfo, tf: tarfile.TarFile) -> Iterator[bytes]:
+def _member_chunks(ti: tarfile.TarInfo, tf: _LayerTarFile) -> Iterator[bytes]:
     """The content of regular file ``ti`` (the member ``tf`` is at), in chunks of at most :data:`_CHUNK`
-    bytes. Raises ``tarfile.ReadError`` when the data ends early."""
+    bytes; a sparse file's holes count against the layer's cap (a few bytes can declare terabytes).
+    Raises ``tarfile.ReadError`` when the data ends early, :class:`UnsafeLayer` over the cap."""
+    if ti.sparse is not None:
+        tf.layer.charge(max(0, ti.size - sum(numbytes for _, numbytes in ti.sparse)), ti.name)
     fobj = tf.extractfile(ti)
     assert fobj is not None
     while chunk := fobj.read(_CHUNK):
         yield chunk
 
 
-def _content_digest(ti: tarfile.TarInfo, tf: tarfile.TarFile) -> str | None:
+def _content_digest(ti: tarfile.TarInfo, tf: _LayerTarFile) -> str | None:
     if not ti.isreg():
         return None
     h = hashlib.sha256()
@@ -522,18 +620,25 @@ def _tar_errors() -> Iterator[None]:
         raise RegistryError(f"corrupt or truncated tar in layer: {exc}") from exc
 
 
-def _members(stream: LayerStream, *, drain: bool) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
+class _LayerTarFile(tarfile.TarFile):
+    """A stream-mode TarFile over a :class:`LayerStream`, kept as ``layer`` (its cap, its counters)."""
+
+    layer: LayerStream
+
+
+def _members(stream: LayerStream, *, drain: bool) -> Iterator[tuple[tarfile.TarInfo, _LayerTarFile]]:
     """Yield ``(TarInfo, TarFile)`` in archive order (the TarFile serves the current member's data).
 
     Keeps memory constant (tarfile's member list is cleared as we go). At the end, drains the stream
     when ``drain`` is true. Raises UnsupportedMediaType if the data is not a tar archive.
     """
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo)
+        tf: _LayerTarFile = _LayerTarFile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo)
     except tarfile.ReadError as exc:
         if stream.bytes_out == 0:
             return  # an empty blob (or compressed nothing): an empty layer
         raise UnsupportedMediaType(f"layer is not a tar archive ({stream.compression}): {exc}") from exc
+    tf.layer = stream
     with tf:
         while True:
             try:
@@ -1106,7 +1211,7 @@ class _LayerIndex:
         return None
 
 
-def _read_capped(ti: tarfile.TarInfo, tf: tarfile.TarFile, path: str, cap: int) -> bytes:
+def _read_capped(ti: tarfile.TarInfo, tf: _LayerTarFile, path: str, cap: int) -> bytes:
     """The content of regular file ``ti`` if its size (a sparse file's full size) is at most ``cap``.
     Memory stays at about the file's size (``BytesIO.getvalue`` hands over its buffer, no second copy).
     Raises :class:`ResponseTooLarge` naming ``path``."""
@@ -1366,7 +1471,7 @@ class _Extractor:
         self.summary.whiteouts += 1
 
     # -- one member -------------------------------------------------------------------------------
-    def member(self, ti: tarfile.TarInfo, tf: tarfile.TarFile, layer: str | None) -> None:
+    def member(self, ti: tarfile.TarInfo, tf: _LayerTarFile, layer: str | None) -> None:
         entry = _to_entry(ti, layer)
         name = ti.name
         if name.startswith("/"):
@@ -1413,7 +1518,7 @@ class _Extractor:
         elif entry.type == "hardlink":
             self._hardlink(real, entry.linkname, name)
 
-    def _write_file(self, real: str, tf: tarfile.TarFile, ti: tarfile.TarInfo, entry: Entry) -> None:
+    def _write_file(self, real: str, tf: _LayerTarFile, ti: tarfile.TarInfo, entry: Entry) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(real, flags, 0o600)
         with os.fdopen(fd, "wb") as out:

@@ -74,6 +74,9 @@ def test_read_file_never_returns_bytes_of_a_blob_that_fails_its_digest(empty_san
 
 # ------------------------------------------------------------------- 5. read_file is bounded
 def _octal(value: int, width: int) -> bytes:
+    """A tar number field: octal, or GNU's base-256 when it does not fit."""
+    if value >= 8 ** (width - 1):
+        return b"\x80" + value.to_bytes(width - 1, "big")
     return b"%0*o\0" % (width - 1, value)
 
 
@@ -185,3 +188,190 @@ def test_read_file_memory_stays_near_the_file_size(empty_sandbox) -> None:
     size, grew = res.value
     assert size == 48 * 1024**2
     assert grew < 1.5 * 48, res.value
+
+
+# ------------------------------------------------------------------------- 6. sparse maps are capped
+def _pax_member(records: bytes, header: tarfile.TarInfo, data: bytes) -> bytes:
+    """A pax extended header holding ``records`` verbatim (repeated keys allowed), then ``header``
+    (ustar) and its ``data``."""
+    pax = tarfile.TarInfo("PaxHeaders/" + header.name)
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    header.size = len(data)
+    return b"".join([pax.tobuf(tarfile.USTAR_FORMAT), records + bytes(-len(records) % 512),
+                     header.tobuf(tarfile.USTAR_FORMAT), data + bytes(-len(data) % 512)])
+
+
+def _record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def sparse_map_attack(kind: str, extents: int) -> bytes:
+    """A tar whose one member is a sparse file of ``extents`` one-byte extents, 16 bytes apart, in one of
+    GNU's four sparse encodings (old GNU headers, pax 0.0, 0.1, 1.0)."""
+    entries = [(16 * i, 1) for i in range(extents)]
+    realsize, data = 16 * extents, b"x" * extents
+    if kind == "gnu":
+        return b"".join(gnu_sparse("var/sparse", realsize, entries, data=data)) + bytes(1024)
+    head = info("var/sparse")
+    if kind == "pax-0.0":
+        records = _record("GNU.sparse.size", str(realsize)) + b"".join(
+            _record("GNU.sparse.offset", str(o)) + _record("GNU.sparse.numbytes", str(n)) for o, n in entries)
+        return _pax_member(records, head, data) + bytes(1024)
+    if kind == "pax-0.1":
+        records = _record("GNU.sparse.size", str(realsize)) + _record(
+            "GNU.sparse.map", ",".join(f"{o},{n}" for o, n in entries))
+        return _pax_member(records, head, data) + bytes(1024)
+    assert kind == "pax-1.0"
+    records = b"".join(_record(k, v) for k, v in [("GNU.sparse.major", "1"), ("GNU.sparse.minor", "0"),
+                                                   ("GNU.sparse.name", "var/sparse"),
+                                                   ("GNU.sparse.realsize", str(realsize))])
+    text = f"{extents}\n".encode() + b"".join(b"%d\n%d\n" % e for e in entries)
+    return _pax_member(records, info("var/GNUSparseFile.0/sparse"), text + bytes(-len(text) % 512) + data) \
+        + bytes(1024)
+
+
+SPARSE_KINDS = ["gnu", "pax-0.0", "pax-0.1", "pax-1.0"]
+
+
+@pytest.mark.parametrize("kind", SPARSE_KINDS)
+def test_a_sparse_map_over_the_cap_is_refused_by_every_view(empty_sandbox, tmp_path, kind: str) -> None:
+    """70,000 extents (over the 65,536 cap): UnsafeLayer from the listing's raw scanner (files) and from
+    the tarfile reader (diff's hashing, read_file, extract), naming the member."""
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "sparse/map", kind, sparse_map_attack(kind, 70_000))
+    for call in (lambda: reg.files(ref), lambda: reg.files(ref, merged=True), lambda: reg.diff(ref, ref),
+                 lambda: reg.read_file(ref, "var/sparse"), lambda: reg.extract(ref, str(tmp_path / "root"))):
+        with pytest.raises(rx.UnsafeLayer, match="sparse") as err:
+            call()
+        assert err.value.entry and "sparse" in err.value.entry
+    assert not (tmp_path / "root").exists()
+
+
+@pytest.mark.parametrize("kind", ["pax-0.1", "pax-1.0", "pax-1.0-cut"])
+def test_a_sparse_map_that_is_not_numbers_is_a_corrupt_layer(empty_sandbox, kind: str) -> None:
+    """tarfile's int() of a map value raised ValueError (0.1) or failed unpacking a cut map (1.0): a
+    corrupt layer (RegistryError), not a crash."""
+    first = raw_tar([(info("a"), b"a")])[:1024]  # a member, then no end-of-archive marker
+    if kind == "pax-0.1":
+        bad = _pax_member(_record("GNU.sparse.size", "10") + _record("GNU.sparse.map", "0,x"), info("s"), b"")
+    else:
+        records = b"".join(_record(k, v) for k, v in [("GNU.sparse.major", "1"), ("GNU.sparse.minor", "0"),
+                                                       ("GNU.sparse.realsize", "10")])
+        text = b"1\n0\nten\n" if kind == "pax-1.0" else b"2\n0\n1\n" + b"7" * 500
+        bad = _pax_member(records, info("s"), text)
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "sparse/bad", kind, first + bad)
+    for call in (lambda: reg.files(ref), lambda: reg.read_file(ref, "s")):
+        with pytest.raises(rx.RegistryError, match="sparse map"):
+            call()
+
+
+def test_a_long_chain_of_sparse_extension_blocks_is_refused(empty_sandbox) -> None:
+    """Extension blocks that list nothing but "another block follows", past the 16 MiB metadata budget."""
+    tar = b"".join(gnu_sparse("var/chain", 1024, [(0, 512)], extension_blocks=40_000)) + bytes(1024)
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "sparse/chain", "v", tar)
+    for call in (lambda: reg.files(ref), lambda: reg.read_file(ref, "var/chain")):
+        with pytest.raises(rx.UnsafeLayer, match="extension headers"):
+            call()
+
+
+def test_a_sparse_map_bomb_is_bounded_in_memory(empty_sandbox) -> None:
+    """A ~0.5 MB blob of 600,000 extension blocks (12.6 million extents, over a gigabyte of tuples in
+    tarfile): files() answers UnsafeLayer within the memory limit and in seconds."""
+    block = (_octal(1000, 12) + _octal(1000, 12)) * 21 + b"\1" + bytes(7)  # 21 extents, "more follow"
+    assert len(block) == 512
+
+    def pieces() -> Iterator[bytes]:
+        yield next(gnu_sparse("var/bomb", 4096, [(0, 512)], extension_blocks=1))  # the header
+        for _ in range(600):
+            yield block * 1000
+
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_image(reg, "sparse/bomb", "v", [(gzip_pieces(pieces()), GZIP)])
+    res = run_bounded("""
+        import os, regexplore as rx
+        result = len(rx.Registry(os.environ["URL"]).files(os.environ["REF"]))
+    """, env={"URL": empty_sandbox.url, "REF": ref}, timeout=60, memory_mb=1024)
+    assert res.raised("UnsafeLayer"), res.output
+    assert res.elapsed < 30
+
+
+def test_a_sparse_file_of_many_extents_reads_back_exactly_and_quickly(empty_sandbox, tmp_path) -> None:
+    """65,536 one-byte extents spread over 4 MiB, the most the cap allows (tarfile's reader concatenates
+    extent by extent within each read, so reads stay small): read_file, diff (hashing) and extract give
+    the right bytes in seconds."""
+    extents = 65_536
+    entries = [(64 * i, 1) for i in range(extents)]
+    tar = b"".join(gnu_sparse("var/holes", 64 * extents, entries, data=b"y" * extents)) + bytes(1024)
+    expected = (b"y" + bytes(63)) * extents
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "sparse/many", "v", tar)
+    res = run_bounded("""
+        import hashlib, os, regexplore as rx
+        reg = rx.Registry(os.environ["URL"])
+        data = reg.read_file(os.environ["REF"], "var/holes")
+        reg.extract(os.environ["REF"], os.environ["DEST"])
+        result = [hashlib.sha256(data).hexdigest(), len(reg.diff(os.environ["REF"], os.environ["REF"]))]
+    """, env={"URL": empty_sandbox.url, "REF": ref, "DEST": str(tmp_path / "root")}, timeout=30,
+        memory_mb=1024)
+    assert res.ok, res.output
+    import hashlib
+
+    assert res.value == [hashlib.sha256(expected).hexdigest(), 0]
+    assert (tmp_path / "root" / "var" / "holes").read_bytes() == expected
+
+
+def test_the_holes_of_sparse_files_count_against_the_layer_cap(empty_sandbox, tmp_path) -> None:
+    """A few hundred bytes declaring a 64 GiB sparse file: diff (which hashes it) and extract (which
+    writes it) stop at the layer cap, like a gzip bomb, instead of hashing or writing all of it."""
+    tar = b"".join(gnu_sparse("var/huge", 64 * 1024**3, [(0, 512)])) + bytes(1024)
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "sparse/huge", "v", tar)
+    assert list(reg.files(ref)["size"]) == [64 * 1024**3]  # the listing says what it declares
+    res = run_bounded("""
+        import os, regexplore as rx
+        result = len(rx.Registry(os.environ["URL"]).diff(os.environ["REF"], os.environ["REF"]))
+    """, env={"URL": empty_sandbox.url, "REF": ref}, timeout=30, memory_mb=1024)
+    assert res.raised("UnsafeLayer") and "var/huge" in res.message, res.output
+    small = push_tars(reg, "sparse/small", "v",
+                      b"".join(gnu_sparse("var/h", 64 * 1024**2, [(0, 512)])) + bytes(1024))
+    with pytest.raises(rx.UnsafeLayer, match="sparse file 'var/h'") as err:
+        reg.extract(small, str(tmp_path / "root"), max_bytes=16 * 1024**2)
+    assert err.value.entry == "var/h" and not (tmp_path / "root").exists()
+    reg.extract(small, str(tmp_path / "root"))
+    assert os.path.getsize(tmp_path / "root" / "var" / "h") == 64 * 1024**2
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix:0.0", "posix:0.1", "posix:1.0"])
+def test_sparse_files_written_by_gnu_tar_read_back_exactly(empty_sandbox, tmp_path, fmt: str) -> None:
+    """Real sparse files (data, holes, a hole at the end) in each of GNU tar's encodings: listed with
+    their full size, read and extracted byte for byte."""
+    import subprocess
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with open(tree / "disk.img", "wb") as f:
+        f.write(b"start")
+        f.seek(1 << 20)
+        f.write(b"middle")
+        f.seek(3 << 20)
+        f.write(b"end")
+        f.truncate(4 << 20)
+    content = (tree / "disk.img").read_bytes()
+    form, _, version = fmt.partition(":")
+    args = ["tar", f"--format={form}", "--sparse", *([f"--sparse-version={version}"] if version else []),
+            "-cf", "-", "-C", str(tree), "disk.img"]
+    tar = subprocess.run(args, check=True, capture_output=True).stdout
+    assert len(tar) < 64 * 1024  # stored sparse
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "sparse/real", fmt.replace(":", "-"), tar)
+    files = reg.files(ref)
+    assert list(files["path"]) == ["disk.img"] and list(files["size"]) == [4 << 20]
+    assert reg.read_file(ref, "disk.img") == content
+    reg.extract(ref, str(tmp_path / "root"))
+    assert (tmp_path / "root" / "disk.img").read_bytes() == content
