@@ -1385,7 +1385,7 @@ class _Extractor:
         self.on_entry = on_entry
         self.summary = ExtractSummary()
         self.dir_meta: dict[str, tuple[int, float]] = {}  # real path -> (mode, mtime), applied at the end
-        self.symlinks: list[str] = []  # canonical paths of symlinks we created
+        self.symlinks: dict[str, str] = {}  # real path of each symlink we created -> its target in the tar
         self.touched: set[str] = set()  # canonical paths written by the current layer
         self.touched_parents: set[str] = set()
 
@@ -1515,8 +1515,10 @@ class _Extractor:
             self._write_file(real, tf, ti, entry)
         elif entry.type == "symlink":
             self._symlink(real, parts, entry.linkname, name)
+            self.summary.symlinks += 1
         elif entry.type == "hardlink":
-            self._hardlink(real, entry.linkname, name)
+            self._hardlink(real, parts, entry.linkname, name)
+            self.summary.hardlinks += 1
 
     def _write_file(self, real: str, tf: _LayerTarFile, ti: tarfile.TarInfo, entry: Entry) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -1530,7 +1532,9 @@ class _Extractor:
         self.summary.files += 1
 
     def _symlink(self, real: str, parts: list[str], target: str, name: str) -> None:
-        link_dir = "/".join(parts[:-1])
+        """Make symlink ``real`` (archive path ``parts``) to ``target`` as the tar has it, rewritten or
+        refused by ``absolute_links``. Raises UnsafeLayer when it would resolve outside root from there."""
+        archived, link_dir = target, "/".join(parts[:-1])
         if target.startswith("/"):
             if self.absolute_links == "refuse":
                 raise UnsafeLayer(f"absolute symlink {name!r} -> {target!r}", entry=name)
@@ -1541,10 +1545,12 @@ class _Extractor:
         check = target.split("/") if target.startswith("/") else [*parts[:-1], *target.split("/")]
         self.resolve(check, follow_last=True, entry=name)
         os.symlink(target, real)
-        self.symlinks.append("/".join(parts))
-        self.summary.symlinks += 1
+        self.symlinks[real] = archived
 
-    def _hardlink(self, real: str, linkname: str, name: str) -> None:
+    def _hardlink(self, real: str, parts: list[str], linkname: str, name: str) -> None:
+        """Hard-link ``real`` to the existing non-directory ``linkname``. A hard link to a symlink shares
+        its text, which may resolve elsewhere from another folder: it is made as a symlink with the same
+        target as in the archive, checked (and rewritten) at its own place."""
         if linkname.startswith("/") or ".." in linkname.split("/"):
             raise UnsafeLayer(f"hardlink {name!r} points outside the layer: {linkname!r}", entry=name)
         target_parts = canonical_path(linkname).split("/")
@@ -1557,22 +1563,26 @@ class _Extractor:
             raise UnsafeLayer(f"hardlink {name!r} to missing {linkname!r}", entry=name) from None
         if stat.S_ISDIR(st.st_mode):
             raise UnsafeLayer(f"hardlink {name!r} to a directory {linkname!r}", entry=name)
+        if stat.S_ISLNK(st.st_mode):
+            self._symlink(real, parts, self.symlinks.get(source) or os.readlink(source), name)
+            return
         os.link(source, real, follow_symlinks=False)
-        self.summary.hardlinks += 1
 
     def new_layer(self) -> None:
         self.touched = set()
         self.touched_parents = set()
 
     def finish(self) -> None:
-        """Check every symlink still resolves inside root, then apply directory modes and mtimes."""
-        for cpath in self.symlinks:
+        """Check every symlink still resolves inside root from where it lies (later layers may have changed
+        what its target passes through), then apply directory modes and mtimes."""
+        for real in self.symlinks:
+            if not os.path.islink(real):
+                continue  # removed by a later layer
+            where = os.path.relpath(real, self.root).replace(os.sep, "/")
             try:
-                self.resolve(cpath.split("/"), follow_last=True, entry=cpath)
+                self.resolve(where.split("/"), follow_last=True, entry=where)
             except UnsafeLayer:
-                real = self.resolve(cpath.split("/"), follow_last=False, entry=cpath)
-                if os.path.islink(real):
-                    os.unlink(real)
+                os.unlink(real)
                 raise
         for real in sorted(self.dir_meta, key=len, reverse=True):
             mode, mtime = self.dir_meta[real]
@@ -1614,7 +1624,9 @@ def extract(
       rewritten relative to the link (``"relativize"``, default; the tree stays self-contained),
       refused (``"refuse"``) or kept verbatim (``"keep"``: safe for this function, but the link points
       outside ``dest`` for other tools); all links are re-checked after the last layer;
-    * hardlinks must name an existing non-directory inside ``dest`` → else :class:`UnsafeLayer`;
+    * hardlinks must name an existing non-directory inside ``dest`` → else :class:`UnsafeLayer`; a hard
+      link to a symlink is made as a symlink with the archive's target, checked at its own place (the
+      same text can lead elsewhere from another folder); every symlink is re-checked where it lies;
     * device nodes and fifos → :class:`UnsafeLayer` (or skipped with ``devices="skip"``);
     * ownership is not changed; modes are masked with ``keep_mode_bits`` (setuid/setgid/sticky dropped
       by default); directory modes and mtimes are set at the end.

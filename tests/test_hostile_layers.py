@@ -375,3 +375,79 @@ def test_sparse_files_written_by_gnu_tar_read_back_exactly(empty_sandbox, tmp_pa
     assert reg.read_file(ref, "disk.img") == content
     reg.extract(ref, str(tmp_path / "root"))
     assert (tmp_path / "root" / "disk.img").read_bytes() == content
+
+
+# ------------------------------------------------------------- 3. no link in dest leads outside it
+def links_outside(root: str) -> list[str]:
+    """Every symlink under ``root`` whose target, resolved where it lies, is outside ``root``."""
+    real_root = os.path.realpath(root)
+    out = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                resolved = os.path.realpath(path)
+                if resolved != real_root and not resolved.startswith(real_root + os.sep):
+                    out.append(f"{os.path.relpath(path, root)} -> {os.readlink(path)}")
+    return out
+
+
+def _tree(folder) -> dict[str, bytes | str]:
+    """What is under ``folder``: file contents and link targets by relative path."""
+    out: dict[str, bytes | str] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = str(path.relative_to(folder))
+        out[rel] = os.readlink(path) if path.is_symlink() else path.read_bytes() if path.is_file() else "dir"
+    return out
+
+
+def test_a_hardlink_to_a_symlink_cannot_move_it_to_where_it_escapes(empty_sandbox, tmp_path) -> None:
+    """a/b/c/l -> ../../.. is the root itself; a hard link "etc" to it at the top would point three folders
+    above dest, and writing dest/etc/hosts later would change a host file."""
+    host = tmp_path / "x"
+    (host / "y").mkdir(parents=True)
+    (tmp_path / "hosts").write_bytes(b"host file\n")
+    before = _tree(tmp_path)
+    tar = raw_tar([info("a/", "dir"), info("a/b/", "dir"), info("a/b/c/", "dir"),
+                   info("a/b/c/l", "symlink", linkname="../../.."),
+                   info("etc", "hardlink", linkname="a/b/c/l")])
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "links/hardsym", "v", tar)
+    dest = host / "y" / "root"
+    with pytest.raises(rx.UnsafeLayer) as err:
+        reg.extract(ref, str(dest))
+    assert err.value.entry == "etc"
+    assert _tree(tmp_path) == before  # no dest, no temporary folder, the host file untouched
+
+
+def test_a_hardlink_to_an_absolute_symlink_points_where_the_symlink_does(empty_sandbox, tmp_path) -> None:
+    """deep/er/l -> /etc/hosts is rewritten relative to deep/er ("../../etc/hosts"); a hard link to it at
+    the top must lead to dest/etc/hosts too, not two folders above dest."""
+    tar = raw_tar([info("etc/", "dir"), (info("etc/hosts"), b"inside\n"), info("deep/", "dir"),
+                   info("deep/er/", "dir"), info("deep/er/l", "symlink", linkname="/etc/hosts"),
+                   info("top", "hardlink", linkname="deep/er/l"),
+                   info("deep/er/same", "hardlink", linkname="deep/er/l")])
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "links/hardabs", "v", tar)
+    root = tmp_path / "root"
+    summary = reg.extract(ref, str(root))
+    assert links_outside(str(root)) == []
+    assert os.readlink(root / "top") == "etc/hosts" and (root / "top").read_bytes() == b"inside\n"
+    assert os.readlink(root / "deep/er/same") == "../../etc/hosts"
+    assert (summary.symlinks, summary.hardlinks) == (1, 2)
+
+
+def test_links_are_checked_again_where_they_lie_after_the_last_layer(empty_sandbox, tmp_path) -> None:
+    """Layer 1 makes q -> p/D and, through it, p/D/L -> y/../.. (inside while y is a folder). Layer 2
+    removes q and turns p/D/y into a link to the root: L now leads two folders above dest. The final
+    check must look at L where it lies (p/D/L), not at the path it was written under (q/L)."""
+    l1 = raw_tar([info("p/", "dir"), info("p/D/", "dir"), info("p/D/y/", "dir"),
+                  info("q", "symlink", linkname="p/D"), info("q/L", "symlink", linkname="y/../..")])
+    l2 = raw_tar([info(".wh.q"), info("p/D/.wh.y"), info("p/D/y", "symlink", linkname="../..")])
+    (tmp_path / "secret").write_bytes(b"outside\n")
+    reg = rx.Registry(empty_sandbox.url)
+    ref = push_tars(reg, "links/moved", "v", l1, l2)
+    with pytest.raises(rx.UnsafeLayer) as err:
+        reg.extract(ref, str(tmp_path / "box" / "root"))
+    assert err.value.entry == "p/D/L"
+    assert os.listdir(tmp_path / "box") == [] and (tmp_path / "secret").read_bytes() == b"outside\n"
