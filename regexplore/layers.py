@@ -36,6 +36,7 @@ import io
 import os
 import posixpath
 import queue
+import re
 import shutil
 import stat
 import struct
@@ -78,6 +79,8 @@ __all__ = [
     "open_layer_stream",
     "iter_entries",
     "canonical_path",
+    "shown_name",
+    "raw_path",
     "merge",
     "diff",
     "read_file",
@@ -551,6 +554,37 @@ def canonical_path(path: str) -> str:
     """Return ``path`` with empty and ``.`` components dropped (so no leading/trailing ``/``); ``..`` is
     kept as a name. The root is ``""``. Used as the key by :func:`merge`, :func:`diff`, :func:`read_file`."""
     return "/".join(p for p in path.split("/") if p not in ("", "."))
+
+
+# Names in tables. tar names are bytes; they are decoded as UTF-8 with surrogateescape (tarfile's way), so a
+# byte that is not UTF-8 becomes a lone surrogate: exact, but not text (pyarrow, print, JSON refuse it).
+_SHOW = re.compile(r"[\udc80-\udcff]|\\(?=\\|x[89a-fA-F][0-9a-fA-F]|[\udc80-\udcff])")
+_UNSHOW = re.compile(r"\\(\\|x[89a-fA-F][0-9a-fA-F])")
+
+
+def shown_name(name: str) -> str:
+    r"""``name`` (a tar name decoded with surrogateescape) as valid text: the form the tables show.
+
+    Each byte that is not UTF-8 becomes ``\xNN`` (``80``-``ff``), and a backslash is doubled where it
+    would otherwise read as such an escape or as the first of ``\\``; everything else is unchanged (a
+    systemd ``dev-sda\x2d1.device`` stays as is). :func:`raw_path` gives the exact bytes back.
+    """
+    if "\\" not in name and name.isascii():
+        return name
+    return _SHOW.sub(lambda m: "\\\\" if m[0] == "\\" else f"\\x{ord(m[0]) - 0xDC00:02x}", name)
+
+
+def raw_path(shown: str) -> bytes:
+    r"""The exact bytes of a name as a ``files`` or ``diff`` table shows it (:func:`shown_name`); pass
+    them to ``read_file``. ``raw_path(r"caf\xe9")`` is ``b"caf\xe9"`` (a Latin-1 name)."""
+    out: list[bytes] = []
+    pos = 0
+    for m in _UNSHOW.finditer(shown):
+        out.append(shown[pos:m.start()].encode("utf-8", "surrogateescape"))
+        out.append(b"\\" if m[1] == "\\" else bytes([int(m[1][1:], 16)]))
+        pos = m.end()
+    out.append(shown[pos:].encode("utf-8", "surrogateescape"))
+    return b"".join(out)
 
 
 def _whiteout_kind(path: str) -> Literal["file", "opaque"] | None:
@@ -1247,7 +1281,7 @@ def _scan_layer(stream: LayerStream, want: str, file_cap: int, before: int | Non
 
 def read_file(
     layers_newest_first: Sequence[LayerSource],
-    path: str,
+    path: str | bytes,
     *,
     follow_symlinks: bool = True,
     max_bytes: int | None = None,
@@ -1267,6 +1301,7 @@ def read_file(
     below; ``a/x``, ``a/.wh.x`` or ``a/.wh..wh..opq`` above: hand-made tars only, image builders write
     real paths) — :func:`merge` and :func:`extract`, which read every layer, apply it to ``b``.
 
+    ``path`` is text, or the name's exact bytes (:func:`raw_path` of a name a table shows escaped).
     ``max_file_bytes`` caps the size of the file returned (it is held in memory; a sparse file counts
     with its holes); None: ``$REGEXPLORE_MAX_FILE_BYTES`` or :data:`DEFAULT_FILE_CAP` (64 MiB).
     ``max_bytes`` caps each layer's decompressed bytes, as in :func:`open_layer_stream`.
@@ -1281,6 +1316,8 @@ def read_file(
         file_cap = _cap_from_env(MAX_FILE_BYTES_ENV, DEFAULT_FILE_CAP)
     if file_cap <= 0:
         raise ValueError(f"max_file_bytes must be positive, got {file_cap}")
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "surrogateescape")  # as tar names are decoded
     sources = list(layers_newest_first)
     indexes: list[_LayerIndex | None] = [None] * len(sources)
     want = canonical_path(path)

@@ -712,19 +712,21 @@ class Registry:
         """Paths that differ between the final filesystems of two images: ``change`` is added,
         removed or modified (type, size, mode, owner, link target, mtime or content differ;
         file contents are compared by sha256 while the layers stream)."""
-        from .layers import diff, merge
+        from .layers import diff, merge, shown_name
 
         def final(ref: "RefLike") -> list:
             r, descs = self._layer_sources(ref, platform)
             return merge(self._map(lambda d: self._layer_entries(r.repository, d, None, hash_files=True), descs))
 
         a, b = final(ref_a), final(ref_b)
-        rows = [{"path": d.path, "change": d.change, "size_a": d.size_a, "size_b": d.size_b} for d in diff(a, b)]
+        rows = [{"path": shown_name(d.path), "change": d.change, "size_a": d.size_a, "size_b": d.size_b}
+                for d in diff(a, b)]
         return make_frame("diff", rows, attrs={"a": str(self.ref(ref_a)), "b": str(self.ref(ref_b))})
 
-    def read_file(self, ref: "RefLike", path: str, platform: str | None = None, *,
+    def read_file(self, ref: "RefLike", path: "str | bytes", platform: str | None = None, *,
                   max_bytes: int | None = None) -> bytes:
-        """The bytes of one file of the image's final filesystem, reading layers newest first
+        """The bytes of one file of the image's final filesystem (``path`` as text, or as the exact
+        bytes ``rx.raw_path`` gives for a name a table shows escaped), reading layers newest first
         and stopping at the first that has (or deletes) it; each layer read is verified against its
         digest before anything is returned (:class:`DigestMismatch`). The file is held in memory:
         one bigger than ``max_bytes`` (default 64 MiB, ``REGEXPLORE_MAX_FILE_BYTES``) raises
@@ -771,13 +773,15 @@ _FILES_FIELDS = ("layer", "path", "type", "size", "mode", "uid", "gid", "mtime",
 def _files_columns(entries: list) -> dict:
     """The ``files`` frame's columns from layer entries (column-wise: a few C-level passes instead of a
     dict per row). ``mtime`` (float seconds) becomes UTC times rounded to the microsecond, like
-    ``datetime.fromtimestamp``; times outside pandas' range become NaT; ``linkname`` "" becomes <NA>."""
+    ``datetime.fromtimestamp``; times outside pandas' range become NaT; ``linkname`` "" becomes <NA>;
+    names that are not UTF-8 are escaped (:func:`~regexplore.layers.shown_name`)."""
     from operator import attrgetter
 
     import numpy as np
     import pandas as pd
 
     from .frames import TIME
+    from .layers import shown_name
 
     cols = dict(zip(_FILES_FIELDS, zip(*map(attrgetter(*_FILES_FIELDS), entries)))) if entries else {}
     secs = np.asarray(cols.get("mtime", ()), dtype="float64")
@@ -786,5 +790,6 @@ def _files_columns(entries: list) -> dict:
     mtime = pd.Series(pd.to_datetime(micros, unit="us", utc=True)).astype(TIME)
     mtime[~ok] = pd.NaT
     cols["mtime"] = mtime
-    cols["linkname"] = [v or None for v in cols.get("linkname", ())]
+    cols["path"] = [shown_name(v) for v in cols.get("path", ())]
+    cols["linkname"] = [shown_name(v) if v else None for v in cols.get("linkname", ())]
     return cols

@@ -451,3 +451,66 @@ def test_links_are_checked_again_where_they_lie_after_the_last_layer(empty_sandb
         reg.extract(ref, str(tmp_path / "box" / "root"))
     assert err.value.entry == "p/D/L"
     assert os.listdir(tmp_path / "box") == [] and (tmp_path / "secret").read_bytes() == b"outside\n"
+
+
+# ------------------------------------------------------------ 11. names that are not UTF-8, controls
+# Raw names (bytes) and how the tables show them: a Latin-1 name, a systemd name with a literal "\x2d"
+# (unchanged), a literal "\xe9" (its backslash doubled, so it cannot be taken for the Latin-1 one), a
+# name with an escape character (valid UTF-8: kept; the terminal output escapes it).
+NAMES = {
+    b"etc/caf\xe9.txt": "etc/caf\\xe9.txt",
+    b"etc/dev-sda\\x2d1.device": "etc/dev-sda\\x2d1.device",
+    b"etc/caf\\xe9.txt": "etc/caf\\\\xe9.txt",
+    b"etc/\x1b[31mred": "etc/\x1b[31mred",
+}
+
+
+def _latin1_layer(content: bytes) -> bytes:
+    members = [info("etc/", "dir")]
+    members += [(info(raw.decode("utf-8", "surrogateescape")), content + raw) for raw in NAMES]
+    members.append(info("etc/link", "symlink", linkname="caf\udce9.txt"))
+    return raw_tar(members, format=tarfile.GNU_FORMAT)  # names as raw bytes in the header
+
+
+def test_names_that_are_not_utf8_are_escaped_in_every_table(empty_sandbox) -> None:
+    reg = rx.Registry(empty_sandbox.url)
+    a = push_tars(reg, "names/latin1", "a", _latin1_layer(b"one "))
+    b = push_tars(reg, "names/latin1", "b", _latin1_layer(b"two "))
+    for frame in (reg.files(a), reg.files(a, merged=True)):
+        shown = {p for p in frame["path"] if p != "etc"} - {"etc/link"}
+        assert shown == set(NAMES.values())
+        assert list(frame.loc[frame["path"] == "etc/link", "linkname"]) == ["caf\\xe9.txt"]
+        for column in ("path", "linkname"):  # text pyarrow, print() and JSON accept
+            assert all(v.encode("utf-8") for v in frame[column].dropna())
+        frame.to_string().encode("utf-8")
+        frame.to_json(date_format="iso")
+    changed = reg.diff(a, b)
+    assert set(changed["path"]) == set(NAMES.values()) and set(changed["change"]) == {"modified"}
+    changed.to_string().encode("utf-8")
+    for raw, shown in NAMES.items():
+        assert rx.raw_path(shown) == raw
+        assert reg.read_file(b, rx.raw_path(shown)) == b"two " + raw
+    assert reg.read_file(a, "etc/link") == b"one etc/caf\xe9.txt"
+
+
+def test_the_demo_output_escapes_control_characters(empty_sandbox, capsys) -> None:
+    """A history line (or a name) with terminal escape sequences and a bidi override is printed escaped."""
+    import argparse
+
+    from regexplore.__main__ import _show
+
+    reg = rx.Registry(empty_sandbox.url)
+    blob = compress(raw_tar([(info("a"), b"a")]), "gzip")
+    digest = reg.v2.upload_blob("evil/term", blob)
+    cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [digest]},
+                      "history": [{"created_by": "RUN \x1b]0;pwned\x07\x1b[2J echo \u202eexe.txt"}]}).encode()
+    man = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
+                      "config": {"mediaType": oci.OCI_CONFIG, "digest": reg.v2.upload_blob("evil/term", cfg),
+                                 "size": len(cfg)},
+                      "layers": [{"mediaType": GZIP, "digest": digest, "size": len(blob)}]}).encode()
+    reg.v2.put_manifest("evil/term", "v1", man, oci.OCI_MANIFEST)
+    _show(empty_sandbox, argparse.Namespace(content="demo", repo="evil/term", history="evil/term:v1"))
+    out = capsys.readouterr().out
+    assert "evil/term" in out and "pwned" in out
+    assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "\\x1b]0;pwned\\x07\\x1b[2J" in out and "\\u202e" in out
