@@ -502,7 +502,8 @@ def test_the_demo_output_escapes_control_characters(empty_sandbox, capsys) -> No
     reg = rx.Registry(empty_sandbox.url)
     blob = compress(raw_tar([(info("a"), b"a")]), "gzip")
     digest = reg.v2.upload_blob("evil/term", blob)
-    cfg = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [digest]},
+    cfg = json.dumps({"architecture": "amd64", "os": "linux",
+                      "rootfs": {"type": "layers", "diff_ids": [digest]},
                       "history": [{"created_by": "RUN \x1b]0;pwned\x07\x1b[2J echo \u202eexe.txt"}]}).encode()
     man = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
                       "config": {"mediaType": oci.OCI_CONFIG, "digest": reg.v2.upload_blob("evil/term", cfg),
