@@ -50,6 +50,7 @@ __all__ = [
     "browse",
     "cache_info",
     "clear_cache",
+    "raw_path",
 ]
 
 
@@ -67,6 +68,14 @@ def clear_cache(digests=None) -> int:
     from .blobs import clear_cache as clear
 
     return clear(digests=digests)
+
+
+def raw_path(shown: str) -> bytes:
+    r"""The exact bytes of a file name as a ``files`` / ``diff`` table shows it: bytes that are not UTF-8
+    are shown as ``\xNN`` (``raw_path(r"caf\xe9") == b"caf\xe9"``); ``reg.read_file`` takes them."""
+    from .layers import raw_path as unescape
+
+    return unescape(shown)
 
 
 def __getattr__(name: str):  # lazy submodules: the sandbox and the widgets cost nothing until used

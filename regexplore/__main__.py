@@ -10,6 +10,7 @@ with ``REGEXPLORE_REGISTRY`` pointing at it (``--no-lab``: just keep the registr
 from __future__ import annotations
 
 import argparse
+import re
 import signal
 import sys
 import threading
@@ -48,10 +49,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# C0/C1 controls, DEL, and the bidirectional marks and overrides that reorder what a terminal shows
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(value: object) -> object:
+    r"""A string with its control characters as ``\xNN`` / ``\uNNNN`` (a name or a history line must not
+    move the terminal's cursor, retitle its window or reorder the text); other values as they are."""
+    if not isinstance(value, str):
+        return value
+    return _CONTROLS.sub(lambda m: ascii(m[0])[1:-1], value)
+
+
 def _table(frame: object, columns: Sequence[str] | None = None) -> str:
-    """A DataFrame as plain text (only ``columns`` that exist, when given)."""
+    """A DataFrame as plain text (only ``columns`` that exist, when given), control characters escaped."""
     if columns is not None:
         frame = frame[[c for c in columns if c in frame.columns]]  # type: ignore[index,attr-defined]
+    frame = frame.map(_printable)  # type: ignore[attr-defined]
     return frame.to_string(index=False, max_colwidth=60)  # type: ignore[attr-defined]
 
 

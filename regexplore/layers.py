@@ -21,7 +21,8 @@ leading ``./`` removed (repeatedly) and trailing ``/`` removed; the archive root
 Nothing else is changed, so ``/abs`` or ``a/../b`` stay visible in a listing. :func:`merge`, :func:`diff` and
 :func:`read_file` key on :func:`canonical_path` (empty and ``.`` components dropped, so no leading ``/``).
 
-Errors: :class:`~regexplore.errors.UnsafeLayer` (escaping entries, device nodes, decompression bombs),
+Errors: :class:`~regexplore.errors.UnsafeLayer` (escaping entries, device nodes, decompression bombs
+(a sparse file's holes count as decompressed bytes), oversized tar metadata or sparse maps),
 :class:`~regexplore.errors.UnsupportedMediaType` (not gzip/zstd/tar, encrypted layers),
 :class:`~regexplore.errors.RegistryError` (a corrupt or truncated compressed stream).
 This module never imports pandas, ipywidgets or tqdm.
@@ -35,6 +36,7 @@ import io
 import os
 import posixpath
 import queue
+import re
 import shutil
 import stat
 import struct
@@ -66,6 +68,8 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
 __all__ = [
     "DEFAULT_CAP",
     "MAX_LAYER_BYTES_ENV",
+    "DEFAULT_FILE_CAP",
+    "MAX_FILE_BYTES_ENV",
     "DIFF_FIELDS",
     "Entry",
     "DiffRow",
@@ -75,6 +79,8 @@ __all__ = [
     "open_layer_stream",
     "iter_entries",
     "canonical_path",
+    "shown_name",
+    "raw_path",
     "merge",
     "diff",
     "read_file",
@@ -85,8 +91,15 @@ __all__ = [
 DEFAULT_CAP = 8 * 1024**3
 #: Environment variable holding the default decompressed-bytes cap, in bytes.
 MAX_LAYER_BYTES_ENV = "REGEXPLORE_MAX_LAYER_BYTES"
-#: Largest pax / GNU long-name metadata member we agree to read into memory.
+#: Default cap on the size of one file returned by :func:`read_file` (64 MiB): it is held in memory.
+DEFAULT_FILE_CAP = 64 * 1024**2
+#: Environment variable holding the default cap of :func:`read_file`, in bytes.
+MAX_FILE_BYTES_ENV = "REGEXPLORE_MAX_FILE_BYTES"
+#: Largest pax / GNU long-name metadata member we agree to read into memory; also the most bytes of
+#: old-GNU sparse extension blocks read for one member.
 MAX_METADATA_MEMBER = 16 * 1024**2
+#: Most data extents one sparse file's map may list (each costs about 100 bytes of memory).
+MAX_SPARSE_ENTRIES = 65536
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -160,16 +173,18 @@ class ExtractSummary:
 
 
 # ------------------------------------------------------------------------------------ decompression
-def _cap_from_env() -> int:
-    raw = os.environ.get(MAX_LAYER_BYTES_ENV, "").strip()
+def _cap_from_env(name: str = MAX_LAYER_BYTES_ENV, default: int = DEFAULT_CAP) -> int:
+    """The byte cap in environment variable ``name`` (``default`` when unset or empty).
+    Raises ``ValueError`` for a value that is not a positive whole number."""
+    raw = os.environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_CAP
+        return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{MAX_LAYER_BYTES_ENV} must be a whole number of bytes, got {raw!r}") from None
+        raise ValueError(f"{name} must be a whole number of bytes, got {raw!r}") from None
     if value <= 0:
-        raise ValueError(f"{MAX_LAYER_BYTES_ENV} must be positive, got {value}")
+        raise ValueError(f"{name} must be positive, got {value}")
     return value
 
 
@@ -328,15 +343,21 @@ class LayerStream(io.RawIOBase):
             if self._source.error is not None:  # the input failed (network...): not a corrupt layer
                 raise self._source.error
             raise RegistryError(f"corrupt or truncated {self.compression} layer stream: {exc}") from exc
-        self.bytes_out += n or 0
+        self.charge(n or 0)
+        return n or 0
+
+    def charge(self, n: int, entry: str | None = None) -> None:
+        """Count ``n`` more bytes of output (read ones, or a sparse file's holes, named ``entry``).
+        Raises :class:`UnsafeLayer` once the total is over ``max_bytes``."""
+        self.bytes_out += n
         if self.bytes_out > self.max_bytes:
+            what = f" (with the holes of sparse file {entry!r})" if entry else ""
             raise UnsafeLayer(
-                f"layer decompresses to more than {self.max_bytes} bytes (the cap; a decompression bomb?). "
-                f"Raise it with max_bytes= or {MAX_LAYER_BYTES_ENV}."
+                f"layer decompresses to more than {self.max_bytes} bytes{what} (the cap; a decompression "
+                f"bomb?). Raise it with max_bytes= or {MAX_LAYER_BYTES_ENV}.", entry=entry
             )
         if self.budget is not None and n:
             self.budget.charge(n)
-        return n or 0
 
     def drain(self) -> int:
         """Read (and discard) the rest of the stream, so the compressed input is consumed to its end
@@ -424,6 +445,91 @@ class _GuardedTarInfo(tarfile.TarInfo):
                 raise exc.__context__ from None
             raise
 
+    # GNU sparse maps, in tarfile's four encodings, capped before they are built (tarfile reads any number
+    # of extension blocks or map lines into a list of tuples: gigabytes from a small gzip'd layer).
+    def _proc_sparse(self, tarfile_: Any) -> tarfile.TarInfo:  # type: ignore[override]
+        """Old GNU format (type ``S``): up to 4 extents in the header, 21 per extension block."""
+        structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
+        del self._sparse_structs  # type: ignore[attr-defined]
+        blocks = 0
+        while isextended:
+            blocks += 1
+            if blocks * tarfile.BLOCKSIZE > MAX_METADATA_MEMBER:
+                raise UnsafeLayer(f"sparse file {self.name!r}: extension headers over {MAX_METADATA_MEMBER} "
+                                  "bytes", entry=self.name)
+            buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+            if len(buf) < tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("unexpected end of data in a sparse header")
+            for pos in range(0, 21 * 24, 24):
+                try:
+                    offset, numbytes = tarfile.nti(buf[pos:pos + 12]), tarfile.nti(buf[pos + 12:pos + 24])
+                except ValueError:
+                    break
+                if offset and numbytes:
+                    structs.append((offset, numbytes))
+            _check_sparse_count(len(structs), self.name)
+            isextended = bool(buf[504])
+        self.sparse = structs
+        self.offset_data = tarfile_.fileobj.tell()
+        tarfile_.offset = self.offset_data + self._block(self.size)  # type: ignore[attr-defined]
+        self.size = origsize
+        return self
+
+    def _proc_gnusparse_00(self, next: tarfile.TarInfo, pax_headers: dict, buf: bytes) -> None:
+        """pax 0.0: ``GNU.sparse.offset`` / ``GNU.sparse.numbytes`` records (inside the capped pax header)."""
+        _check_sparse_count(buf.count(b" GNU.sparse.offset="), next.name)
+        with _bad_sparse_map(next):
+            super()._proc_gnusparse_00(next, pax_headers, buf)  # type: ignore[misc]
+
+    def _proc_gnusparse_01(self, next: tarfile.TarInfo, pax_headers: dict) -> None:
+        """pax 0.1: ``GNU.sparse.map`` = ``offset,size,...`` (inside the capped pax header)."""
+        _check_sparse_count((pax_headers["GNU.sparse.map"].count(",") + 1) // 2, next.name)
+        with _bad_sparse_map(next):
+            super()._proc_gnusparse_01(next, pax_headers)  # type: ignore[misc]
+
+    def _proc_gnusparse_10(self, next: tarfile.TarInfo, pax_headers: dict, tarfile_: Any) -> None:
+        """pax 1.0: the map is at the start of the member's data: a count, then offset and size, one
+        decimal number per line, padded to a block (so at most 2 * MAX_SPARSE_ENTRIES + 1 short lines)."""
+        numbers: list[int] = []
+        count: int | None = None
+        buf = b""
+        while count is None or len(numbers) < 2 * count:
+            line, newline, rest = buf.partition(b"\n")
+            if not newline:
+                if len(buf) > 32:  # a number longer than any offset
+                    raise tarfile.ReadError(f"invalid sparse map of {next.name!r}")
+                block = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
+                if len(block) < tarfile.BLOCKSIZE:
+                    raise tarfile.ReadError("unexpected end of data in a sparse map")
+                buf += block
+                continue
+            if not line.isdigit():
+                raise tarfile.ReadError(f"invalid sparse map of {next.name!r}")
+            buf = rest
+            if count is None:
+                count = int(line)
+                _check_sparse_count(count, next.name)
+            else:
+                numbers.append(int(line))
+        next.offset_data = tarfile_.fileobj.tell()
+        next.sparse = list(zip(numbers[::2], numbers[1::2]))
+
+
+def _check_sparse_count(count: int, name: str) -> None:
+    """Raise :class:`UnsafeLayer` when a sparse map lists more than :data:`MAX_SPARSE_ENTRIES` extents."""
+    if count > MAX_SPARSE_ENTRIES:
+        raise UnsafeLayer(f"sparse file {name!r}: a map of more than {MAX_SPARSE_ENTRIES} extents",
+                          entry=name)
+
+
+@contextlib.contextmanager
+def _bad_sparse_map(ti: tarfile.TarInfo) -> Iterator[None]:
+    """tarfile's ``int()`` of a map value that is not a number: a corrupt header, not a crash."""
+    try:
+        yield
+    except ValueError:
+        raise tarfile.ReadError(f"invalid sparse map of {ti.name!r}") from None
+
 
 def _entry_type(ti: tarfile.TarInfo) -> EntryType:
     if ti.isreg():
@@ -455,6 +561,37 @@ def canonical_path(path: str) -> str:
     return "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
+# Names in tables. tar names are bytes; they are decoded as UTF-8 with surrogateescape (tarfile's way), so a
+# byte that is not UTF-8 becomes a lone surrogate: exact, but not text (pyarrow, print, JSON refuse it).
+_SHOW = re.compile(r"[\udc80-\udcff]|\\(?=\\|x[89a-fA-F][0-9a-fA-F]|[\udc80-\udcff])")
+_UNSHOW = re.compile(r"\\(\\|x[89a-fA-F][0-9a-fA-F])")
+
+
+def shown_name(name: str) -> str:
+    r"""``name`` (a tar name decoded with surrogateescape) as valid text: the form the tables show.
+
+    Each byte that is not UTF-8 becomes ``\xNN`` (``80``-``ff``), and a backslash is doubled where it
+    would otherwise read as such an escape or as the first of ``\\``; everything else is unchanged (a
+    systemd ``dev-sda\x2d1.device`` stays as is). :func:`raw_path` gives the exact bytes back.
+    """
+    if "\\" not in name and name.isascii():
+        return name
+    return _SHOW.sub(lambda m: "\\\\" if m[0] == "\\" else f"\\x{ord(m[0]) - 0xDC00:02x}", name)
+
+
+def raw_path(shown: str) -> bytes:
+    r"""The exact bytes of a name as a ``files`` or ``diff`` table shows it (:func:`shown_name`); pass
+    them to ``read_file``. ``raw_path(r"caf\xe9")`` is ``b"caf\xe9"`` (a Latin-1 name)."""
+    out: list[bytes] = []
+    pos = 0
+    for m in _UNSHOW.finditer(shown):
+        out.append(shown[pos:m.start()].encode("utf-8", "surrogateescape"))
+        out.append(b"\\" if m[1] == "\\" else bytes([int(m[1][1:], 16)]))
+        pos = m.end()
+    out.append(shown[pos:].encode("utf-8", "surrogateescape"))
+    return b"".join(out)
+
+
 def _whiteout_kind(path: str) -> Literal["file", "opaque"] | None:
     base = path.rsplit("/", 1)[-1]
     if base == _WH_OPAQUE:
@@ -475,15 +612,24 @@ def _whiteout_target(cpath: str, entry: str) -> str:
     return f"{head}/{name}" if head else name
 
 
-def _content_digest(ti: tarfile.TarInfo, tf: tarfile.TarFile) -> str | None:
+def _member_chunks(ti: tarfile.TarInfo, tf: _LayerTarFile) -> Iterator[bytes]:
+    """The content of regular file ``ti`` (the member ``tf`` is at), in chunks of at most :data:`_CHUNK`
+    bytes; a sparse file's holes count against the layer's cap (a few bytes can declare terabytes).
+    Raises ``tarfile.ReadError`` when the data ends early, :class:`UnsafeLayer` over the cap."""
+    if ti.sparse is not None:
+        tf.layer.charge(max(0, ti.size - sum(numbytes for _, numbytes in ti.sparse)), ti.name)
+    fobj = tf.extractfile(ti)
+    assert fobj is not None
+    while chunk := fobj.read(_CHUNK):
+        yield chunk
+
+
+def _content_digest(ti: tarfile.TarInfo, tf: _LayerTarFile) -> str | None:
     if not ti.isreg():
         return None
-    fobj = tf.extractfile(ti)
-    if fobj is None:
-        return None
     h = hashlib.sha256()
-    while block := fobj.read(1 << 20):
-        h.update(block)
+    for chunk in _member_chunks(ti, tf):
+        h.update(chunk)
     return "sha256:" + h.hexdigest()
 
 
@@ -513,18 +659,25 @@ def _tar_errors() -> Iterator[None]:
         raise RegistryError(f"corrupt or truncated tar in layer: {exc}") from exc
 
 
-def _members(stream: LayerStream, *, drain: bool) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
+class _LayerTarFile(tarfile.TarFile):
+    """A stream-mode TarFile over a :class:`LayerStream`, kept as ``layer`` (its cap, its counters)."""
+
+    layer: LayerStream
+
+
+def _members(stream: LayerStream, *, drain: bool) -> Iterator[tuple[tarfile.TarInfo, _LayerTarFile]]:
     """Yield ``(TarInfo, TarFile)`` in archive order (the TarFile serves the current member's data).
 
     Keeps memory constant (tarfile's member list is cleared as we go). At the end, drains the stream
     when ``drain`` is true. Raises UnsupportedMediaType if the data is not a tar archive.
     """
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo)
+        tf: _LayerTarFile = _LayerTarFile.open(fileobj=stream, mode="r|", tarinfo=_GuardedTarInfo)
     except tarfile.ReadError as exc:
         if stream.bytes_out == 0:
             return  # an empty blob (or compressed nothing): an empty layer
         raise UnsupportedMediaType(f"layer is not a tar archive ({stream.compression}): {exc}") from exc
+    tf.layer = stream
     with tf:
         while True:
             try:
@@ -1097,12 +1250,27 @@ class _LayerIndex:
         return None
 
 
-def _scan_layer(
-    stream: LayerStream, want: str, max_file_bytes: int | None, before: int | None = None
-) -> _LayerIndex:
-    """Index one layer, capturing the bytes of the last regular file ``want`` (before position ``before``)."""
+def _read_capped(ti: tarfile.TarInfo, tf: _LayerTarFile, path: str, cap: int) -> bytes:
+    """The content of regular file ``ti`` if its size (a sparse file's full size) is at most ``cap``.
+    Memory stays at about the file's size (``BytesIO.getvalue`` hands over its buffer, no second copy).
+    Raises :class:`ResponseTooLarge` naming ``path``."""
+    if ti.size > cap:
+        raise ResponseTooLarge(f"{path}: {ti.size} bytes, over the {cap}-byte cap on a file read "
+                               f"(raise it with max_bytes= or {MAX_FILE_BYTES_ENV})")
+    out = io.BytesIO()
+    with _tar_errors():
+        for chunk in _member_chunks(ti, tf):
+            out.write(chunk)
+    return out.getvalue()
+
+
+def _scan_layer(stream: LayerStream, want: str, file_cap: int, before: int | None = None) -> _LayerIndex:
+    """Index one layer, capturing the bytes of the last regular file ``want`` (before position ``before``).
+
+    The layer is read to the end of its input (drained), so a digest checked while it streams is checked
+    before anything read from it is used: :class:`~regexplore.errors.DigestMismatch` is raised here."""
     index = _LayerIndex()
-    for position, (ti, tf) in enumerate(_members(stream, drain=False)):
+    for position, (ti, tf) in enumerate(_members(stream, drain=True)):
         entry = _to_entry(ti, None)
         cpath = canonical_path(entry.path)
         if entry.whiteout == "opaque":
@@ -1112,18 +1280,13 @@ def _scan_layer(
         else:
             index.versions.setdefault(cpath, []).append((position, entry))
             if cpath == want and ti.isreg() and (before is None or position < before):
-                if max_file_bytes is not None and ti.size > max_file_bytes:
-                    raise ResponseTooLarge(f"{want} is {ti.size} bytes, over max_file_bytes={max_file_bytes}")
-                fobj = tf.extractfile(ti)
-                assert fobj is not None
-                with _tar_errors():
-                    index.captured[cpath] = (position, fobj.read())
+                index.captured[cpath] = (position, _read_capped(ti, tf, want, file_cap))
     return index
 
 
 def read_file(
     layers_newest_first: Sequence[LayerSource],
-    path: str,
+    path: str | bytes,
     *,
     follow_symlinks: bool = True,
     max_bytes: int | None = None,
@@ -1138,15 +1301,28 @@ def read_file(
     chroot. A hardlink reads the file its target was when the hardlink's layer was applied (the tar
     extraction of layer.md's "Applying Changesets": the link shares that inode, so later layers that
     replace or white out the target path do not change it). Each layer is opened at most once per lookup,
-    plus one re-open when a link leads to a file in a layer already scanned. A found layer is not read to
-    its end. Not seen here: what a layer does *through* a directory symlink of a lower layer (``a -> b``
+    plus one re-open when a link leads to a file in a layer already scanned. Every layer opened is read to
+    the end of its blob, so its digest is verified before any of its bytes are returned. Not seen here: what a layer does *through* a directory symlink of a lower layer (``a -> b``
     below; ``a/x``, ``a/.wh.x`` or ``a/.wh..wh..opq`` above: hand-made tars only, image builders write
     real paths) — :func:`merge` and :func:`extract`, which read every layer, apply it to ``b``.
 
+    ``path`` is text, or the name's exact bytes (:func:`raw_path` of a name a table shows escaped).
+    ``max_file_bytes`` caps the size of the file returned (it is held in memory; a sparse file counts
+    with its holes); None: ``$REGEXPLORE_MAX_FILE_BYTES`` or :data:`DEFAULT_FILE_CAP` (64 MiB).
+    ``max_bytes`` caps each layer's decompressed bytes, as in :func:`open_layer_stream`.
+
     Returns the file's bytes. Raises ``FileNotFoundError`` (absent or whited out), ``IsADirectoryError``,
     ``NotADirectoryError``, ``OSError`` (too many symlinks, special file), :class:`ResponseTooLarge`
-    (over ``max_file_bytes``), plus what :func:`iter_entries` raises.
+    (over ``max_file_bytes``, before any of it is read), ``ValueError`` (a bad cap), plus what
+    :func:`iter_entries` raises.
     """
+    file_cap = max_file_bytes
+    if file_cap is None:
+        file_cap = _cap_from_env(MAX_FILE_BYTES_ENV, DEFAULT_FILE_CAP)
+    if file_cap <= 0:
+        raise ValueError(f"max_file_bytes must be positive, got {file_cap}")
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "surrogateescape")  # as tar names are decoded
     sources = list(layers_newest_first)
     indexes: list[_LayerIndex | None] = [None] * len(sources)
     want = canonical_path(path)
@@ -1158,7 +1334,7 @@ def read_file(
     def index_of(i: int, target: str) -> _LayerIndex:
         idx = indexes[i]
         if idx is None:
-            idx = indexes[i] = _scan_layer(_open_source(sources[i], max_bytes), target, max_file_bytes)
+            idx = indexes[i] = _scan_layer(_open_source(sources[i], max_bytes), target, file_cap)
         return idx
 
     while True:
@@ -1199,7 +1375,7 @@ def read_file(
             if entry.type == "file":
                 idx = index_of(i, want)
                 if idx.captured.get(want, (None,))[0] != position:  # scanned for another path: open once more
-                    idx = _scan_layer(_open_source(sources[i], max_bytes), want, max_file_bytes, position + 1)
+                    idx = _scan_layer(_open_source(sources[i], max_bytes), want, file_cap, position + 1)
                     indexes[i] = idx
                 return idx.captured[want][1]
             if entry.type == "dir":
@@ -1251,7 +1427,7 @@ class _Extractor:
         self.on_entry = on_entry
         self.summary = ExtractSummary()
         self.dir_meta: dict[str, tuple[int, float]] = {}  # real path -> (mode, mtime), applied at the end
-        self.symlinks: list[str] = []  # canonical paths of symlinks we created
+        self.symlinks: dict[str, str] = {}  # real path of each symlink we created -> its target in the tar
         self.touched: set[str] = set()  # canonical paths written by the current layer
         self.touched_parents: set[str] = set()
 
@@ -1337,7 +1513,7 @@ class _Extractor:
         self.summary.whiteouts += 1
 
     # -- one member -------------------------------------------------------------------------------
-    def member(self, ti: tarfile.TarInfo, tf: tarfile.TarFile, layer: str | None) -> None:
+    def member(self, ti: tarfile.TarInfo, tf: _LayerTarFile, layer: str | None) -> None:
         entry = _to_entry(ti, layer)
         name = ti.name
         if name.startswith("/"):
@@ -1381,16 +1557,16 @@ class _Extractor:
             self._write_file(real, tf, ti, entry)
         elif entry.type == "symlink":
             self._symlink(real, parts, entry.linkname, name)
+            self.summary.symlinks += 1
         elif entry.type == "hardlink":
-            self._hardlink(real, entry.linkname, name)
+            self._hardlink(real, parts, entry.linkname, name)
+            self.summary.hardlinks += 1
 
-    def _write_file(self, real: str, tf: tarfile.TarFile, ti: tarfile.TarInfo, entry: Entry) -> None:
+    def _write_file(self, real: str, tf: _LayerTarFile, ti: tarfile.TarInfo, entry: Entry) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         fd = os.open(real, flags, 0o600)
-        src = tf.extractfile(ti)
-        assert src is not None
         with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(_CHUNK):
+            for chunk in _member_chunks(ti, tf):
                 out.write(chunk)
                 self.summary.bytes_written += len(chunk)
         os.chmod(real, entry.mode & self.keep_mode_bits)
@@ -1398,7 +1574,9 @@ class _Extractor:
         self.summary.files += 1
 
     def _symlink(self, real: str, parts: list[str], target: str, name: str) -> None:
-        link_dir = "/".join(parts[:-1])
+        """Make symlink ``real`` (archive path ``parts``) to ``target`` as the tar has it, rewritten or
+        refused by ``absolute_links``. Raises UnsafeLayer when it would resolve outside root from there."""
+        archived, link_dir = target, "/".join(parts[:-1])
         if target.startswith("/"):
             if self.absolute_links == "refuse":
                 raise UnsafeLayer(f"absolute symlink {name!r} -> {target!r}", entry=name)
@@ -1409,10 +1587,12 @@ class _Extractor:
         check = target.split("/") if target.startswith("/") else [*parts[:-1], *target.split("/")]
         self.resolve(check, follow_last=True, entry=name)
         os.symlink(target, real)
-        self.symlinks.append("/".join(parts))
-        self.summary.symlinks += 1
+        self.symlinks[real] = archived
 
-    def _hardlink(self, real: str, linkname: str, name: str) -> None:
+    def _hardlink(self, real: str, parts: list[str], linkname: str, name: str) -> None:
+        """Hard-link ``real`` to the existing non-directory ``linkname``. A hard link to a symlink shares
+        its text, which may resolve elsewhere from another folder: it is made as a symlink with the same
+        target as in the archive, checked (and rewritten) at its own place."""
         if linkname.startswith("/") or ".." in linkname.split("/"):
             raise UnsafeLayer(f"hardlink {name!r} points outside the layer: {linkname!r}", entry=name)
         target_parts = canonical_path(linkname).split("/")
@@ -1425,22 +1605,26 @@ class _Extractor:
             raise UnsafeLayer(f"hardlink {name!r} to missing {linkname!r}", entry=name) from None
         if stat.S_ISDIR(st.st_mode):
             raise UnsafeLayer(f"hardlink {name!r} to a directory {linkname!r}", entry=name)
+        if stat.S_ISLNK(st.st_mode):
+            self._symlink(real, parts, self.symlinks.get(source) or os.readlink(source), name)
+            return
         os.link(source, real, follow_symlinks=False)
-        self.summary.hardlinks += 1
 
     def new_layer(self) -> None:
         self.touched = set()
         self.touched_parents = set()
 
     def finish(self) -> None:
-        """Check every symlink still resolves inside root, then apply directory modes and mtimes."""
-        for cpath in self.symlinks:
+        """Check every symlink still resolves inside root from where it lies (later layers may have changed
+        what its target passes through), then apply directory modes and mtimes."""
+        for real in self.symlinks:
+            if not os.path.islink(real):
+                continue  # removed by a later layer
+            where = os.path.relpath(real, self.root).replace(os.sep, "/")
             try:
-                self.resolve(cpath.split("/"), follow_last=True, entry=cpath)
+                self.resolve(where.split("/"), follow_last=True, entry=where)
             except UnsafeLayer:
-                real = self.resolve(cpath.split("/"), follow_last=False, entry=cpath)
-                if os.path.islink(real):
-                    os.unlink(real)
+                os.unlink(real)
                 raise
         for real in sorted(self.dir_meta, key=len, reverse=True):
             mode, mtime = self.dir_meta[real]
@@ -1482,7 +1666,9 @@ def extract(
       rewritten relative to the link (``"relativize"``, default; the tree stays self-contained),
       refused (``"refuse"``) or kept verbatim (``"keep"``: safe for this function, but the link points
       outside ``dest`` for other tools); all links are re-checked after the last layer;
-    * hardlinks must name an existing non-directory inside ``dest`` → else :class:`UnsafeLayer`;
+    * hardlinks must name an existing non-directory inside ``dest`` → else :class:`UnsafeLayer`; a hard
+      link to a symlink is made as a symlink with the archive's target, checked at its own place (the
+      same text can lead elsewhere from another folder); every symlink is re-checked where it lies;
     * device nodes and fifos → :class:`UnsafeLayer` (or skipped with ``devices="skip"``);
     * ownership is not changed; modes are masked with ``keep_mode_bits`` (setuid/setgid/sticky dropped
       by default); directory modes and mtimes are set at the end.

@@ -859,7 +859,7 @@ class Registry:
         file contents are compared by sha256 while the layers stream). A layer is read once even
         when listed several times or by both images; each image's listed layers may decompress to
         ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB), else :class:`ResponseTooLarge`."""
-        from .layers import diff, merge
+        from .layers import diff, merge, shown_name
 
         memo: dict[str, tuple[list, int]] = {}
 
@@ -868,20 +868,25 @@ class Registry:
             return merge(self._listings(r, descs, None, True, memo))
 
         a, b = final(ref_a), final(ref_b)
-        rows = [{"path": d.path, "change": d.change, "size_a": d.size_a, "size_b": d.size_b} for d in diff(a, b)]
+        rows = [{"path": shown_name(d.path), "change": d.change, "size_a": d.size_a, "size_b": d.size_b}
+                for d in diff(a, b)]
         return make_frame("diff", rows, attrs={"a": str(self.ref(ref_a)), "b": str(self.ref(ref_b))})
 
-    def read_file(self, ref: "RefLike", path: str, platform: str | None = None) -> bytes:
-        """The bytes of one file of the image's final filesystem, reading layers newest first
-        and stopping at the first that has (or deletes) it. Raises ``FileNotFoundError``, and
-        :class:`ResponseTooLarge` when the layers it reads decompress to more than
-        ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB) in all."""
+    def read_file(self, ref: "RefLike", path: "str | bytes", platform: str | None = None, *,
+                  max_bytes: int | None = None) -> bytes:
+        """The bytes of one file of the image's final filesystem (``path`` as text, or as the exact
+        bytes ``rx.raw_path`` gives for a name a table shows escaped), reading layers newest first
+        and stopping at the first that has (or deletes) it; each layer read is verified against its
+        digest before anything is returned (:class:`DigestMismatch`). The file is held in memory:
+        one bigger than ``max_bytes`` (default 64 MiB, ``REGEXPLORE_MAX_FILE_BYTES``) raises
+        :class:`ResponseTooLarge` before it is read, and so do layers that decompress to more than
+        ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB) in all. Raises ``FileNotFoundError``."""
         from .layers import read_file
 
         r, descs = self._layer_sources(ref, platform)
         replays: dict[str, _Replay] = {}
         try:
-            return read_file(self._openers(r, descs, _ImageBudget(r), replays)[::-1], path)
+            return read_file(self._openers(r, descs, _ImageBudget(r), replays)[::-1], path, max_file_bytes=max_bytes)
         finally:
             for replay in replays.values():
                 replay.file.close()
@@ -930,13 +935,15 @@ _FILES_FIELDS = ("layer", "path", "type", "size", "mode", "uid", "gid", "mtime",
 def _files_columns(entries: list) -> dict:
     """The ``files`` frame's columns from layer entries (column-wise: a few C-level passes instead of a
     dict per row). ``mtime`` (float seconds) becomes UTC times rounded to the microsecond, like
-    ``datetime.fromtimestamp``; times outside pandas' range become NaT; ``linkname`` "" becomes <NA>."""
+    ``datetime.fromtimestamp``; times outside pandas' range become NaT; ``linkname`` "" becomes <NA>;
+    names that are not UTF-8 are escaped (:func:`~regexplore.layers.shown_name`)."""
     from operator import attrgetter
 
     import numpy as np
     import pandas as pd
 
     from .frames import TIME
+    from .layers import shown_name
 
     cols = dict(zip(_FILES_FIELDS, zip(*map(attrgetter(*_FILES_FIELDS), entries)))) if entries else {}
     secs = np.asarray(cols.get("mtime", ()), dtype="float64")
@@ -945,5 +952,6 @@ def _files_columns(entries: list) -> dict:
     mtime = pd.Series(pd.to_datetime(micros, unit="us", utc=True)).astype(TIME)
     mtime[~ok] = pd.NaT
     cols["mtime"] = mtime
-    cols["linkname"] = [v or None for v in cols.get("linkname", ())]
+    cols["path"] = [shown_name(v) for v in cols.get("path", ())]
+    cols["linkname"] = [shown_name(v) if v else None for v in cols.get("linkname", ())]
     return cols
