@@ -54,6 +54,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
+from ._partials import ident, open_partial, rename_verified
 from .auth import Credentials, parse_challenges, resolve_credentials
 from .errors import (
     AlreadyExists,
@@ -1071,7 +1072,8 @@ class _LayerFetch:
     """One layer into one ``.partial`` file: resumable, hashed while streaming.
 
     ``size`` is ``X-Docker-Size`` (or, without it, the total of a ``Content-Range``); no byte past
-    it, nor past the end of a 206's range, is ever written.
+    it, nor past the end of a 206's range, is ever written. The ``.partial`` is opened without
+    following a symlink (:func:`~regexplore._partials.open_partial`).
     """
 
     def __init__(self, t: Transport, repo: str, meta: ImageJSON, partial: Path, checksum: str | None,
@@ -1090,14 +1092,16 @@ class _LayerFetch:
         self.resumes = 0
         self.restarts = 0
         self.ranges_ok = False
-        if partial.exists():
-            with open(partial, "rb") as f:
-                for block in iter(lambda: f.read(CHUNK), b""):
-                    self.checks.update(block)
+        fd, resumed = open_partial(partial)
+        self.ident = ident(os.fstat(fd))
+        self.f: IO[bytes] = open(fd, "r+b")
+        if resumed:
+            for block in iter(lambda: self.f.read(CHUNK), b""):
+                self.checks.update(block)
             if meta.size is not None and self.checks.n > meta.size:
                 self.checks.reset()
-                partial.write_bytes(b"")
-        self.f: IO[bytes] = open(partial, "ab")
+                self.f.seek(0)
+                self.f.truncate(0)
 
     def close(self) -> None:
         if not self.f.closed:
@@ -1250,8 +1254,6 @@ class _LayerFetch:
         if not verified_against:
             notes.append("not verified: the registry sent no usable X-Docker-Payload-Checksum (or "
                          "X-Docker-Checksum) and the index no usable checksum (v1 has no content digests)")
-        with open(self.partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.partial, target)
+        rename_verified(self.partial, target, self.ident)
         return LayerDownload(self.meta.id, target, n, bool(verified_against), payload,
                              ", ".join(verified_against) or None, "; ".join(notes), self.resumes, self.restarts)
