@@ -9,6 +9,8 @@ is trusted by name:
 - a file is identified by ``(st_dev, st_ino)``: what was verified through a descriptor is the
   only thing renamed, linked or copied afterwards (:func:`same_file`);
 - a private folder (:func:`private_dir`) is a real directory of ours that no one else can write.
+
+It also reads the cap on a download whose size nobody announced (:func:`blob_cap_from_env`).
 """
 
 from __future__ import annotations
@@ -19,13 +21,35 @@ import os
 import stat
 from pathlib import Path
 
-__all__ = ["Ident", "my_uid", "is_ours", "ident", "open_nofollow", "open_partial", "discard", "same_file", "rename_verified", "private_dir"]
+__all__ = ["MAX_BLOB_BYTES_ENV", "DEFAULT_BLOB_CAP", "Ident", "blob_cap_from_env", "my_uid", "is_ours", "ident",
+           "open_nofollow", "open_partial", "discard", "same_file", "rename_verified", "private_dir"]
+
+#: Default cap on the bytes of a download whose size neither a descriptor nor the registry announced.
+DEFAULT_BLOB_CAP = 8 * 1024**3
+#: Environment variable holding that cap, in bytes.
+MAX_BLOB_BYTES_ENV = "REGEXPLORE_MAX_BLOB_BYTES"
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_EXTRA = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 _ATTEMPTS = 5  #: times a name is freed and claimed again before giving up (someone keeps planting it)
 
 Ident = tuple[int, int]  #: (st_dev, st_ino) of a file
+
+
+def blob_cap_from_env() -> int:
+    """The cap on a download of unknown size: ``$REGEXPLORE_MAX_BLOB_BYTES`` or :data:`DEFAULT_BLOB_CAP`.
+
+    Raises ``ValueError`` for a value that is not a positive whole number of bytes."""
+    raw = os.environ.get(MAX_BLOB_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BLOB_CAP
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{MAX_BLOB_BYTES_ENV} must be a whole number of bytes, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{MAX_BLOB_BYTES_ENV} must be positive, got {value}")
+    return value
 
 
 def my_uid() -> int | None:

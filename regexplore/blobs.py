@@ -20,6 +20,10 @@ Data flow of one blob (docs/protocol.md §2.2, §5)::
   release the GIL); a blob of 64 MiB or more whose server honours Range is fetched in 16 MiB
   ranged parts over several connections, written in place and hashed in order as the contiguous
   prefix grows. Memory stays flat whatever the blob size.
+- **Bounded**: a blob whose size no descriptor gives (``repo@digest``, a descriptor without
+  ``size``) takes its HEAD's ``Content-Length`` as its size: a GET announcing another size is
+  refused, and no byte past it is read. Without any size, at most ``REGEXPLORE_MAX_BLOB_BYTES``
+  (default 8 GiB) are read (:class:`~regexplore.errors.ResponseTooLarge`; the ``.partial`` goes).
 - **Cached**: ``REGEXPLORE_CACHE`` (default ``$XDG_CACHE_HOME/regexplore`` or
   ``~/.cache/regexplore``; ``0``/``off`` disables it) holds ``blobs/<alg>/<hex>``; a verified blob
   is never downloaded twice. Per-digest file locks (``locks/``; with the cache off
@@ -67,9 +71,9 @@ from urllib.parse import urljoin
 import requests
 import urllib3
 
-from ._partials import (Ident, discard, ident, is_ours, my_uid, open_nofollow, open_partial, private_dir,
-                        rename_verified, same_file)
-from .errors import DigestMismatch, NotFound, RegistryError
+from ._partials import (MAX_BLOB_BYTES_ENV, Ident, blob_cap_from_env, discard, ident, is_ours, my_uid, open_nofollow,
+                        open_partial, private_dir, rename_verified, same_file)
+from .errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge
 from .oci import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
 from .reference import ImageRef
@@ -453,6 +457,8 @@ class _Job:
     cancel: threading.Event | None = None
     parallel: int = 1
     size_hint: int | None = None  #: a HEAD's Content-Length when no descriptor gave the size
+    size_from: str = "its descriptor"  #: where ``size`` came from (for error messages)
+    max_bytes: int | None = None  #: with no ``size``: the most bytes taken (REGEXPLORE_MAX_BLOB_BYTES)
 
     def emit(self, done_bytes: int, done: bool = False, cached: bool = False) -> None:
         if self.report is not None:
@@ -464,6 +470,71 @@ class _Job:
 
 
 _Opened = tuple[Any, int, "int | None"]  #: (response, first byte it holds, byte it stops before or None)
+_EMPTY_DIGESTS = {f"{alg}:{hashlib.new(alg).hexdigest()}" for alg in ("sha256", "sha384", "sha512")}
+
+
+def _head_length(job: _Job) -> int | None:
+    """The blob's ``Content-Length`` from a HEAD, or None when the registry gives none (or the HEAD
+    fails: the GET that follows reports why)."""
+    try:
+        resp = request_blob(job.reg.transport, "HEAD", f"/v2/{job.repo}/blobs/{job.digest}",
+                            what=f"blob {job.digest[:19]}")
+    except RegistryError:
+        return None
+    cl = resp.headers.get("Content-Length", "")
+    return int(cl) if cl.isdigit() else None
+
+
+def _settle_size(job: _Job) -> None:
+    """Bound a blob of unknown size (a descriptor without ``size``, ``repo@digest``) before its GET.
+
+    The ``Content-Length`` of a HEAD (the one :func:`_plan` read, else asked now) becomes its
+    expected size, so a GET announcing another size is refused and no byte past it is taken (the
+    digest then decides). Without one (or a HEAD of 0 bytes for a digest that is not the empty
+    blob's: no answer), at most ``REGEXPLORE_MAX_BLOB_BYTES`` are read. Raises ``ValueError`` for
+    a bad value of that variable."""
+    if job.size is not None:
+        return
+    length = job.size_hint if job.size_hint is not None else _head_length(job)
+    if length == 0 and job.digest not in _EMPTY_DIGESTS:
+        length = None
+    if length is not None:
+        job.size, job.size_from = length, "its HEAD"
+    else:
+        job.max_bytes = blob_cap_from_env()
+
+
+def _over_cap(job: _Job, what: str, url: str | None = None) -> ResponseTooLarge:
+    """The error for a blob of unknown size over ``job.max_bytes``."""
+    return ResponseTooLarge(f"blob {job.digest[:19]} has no known size (no descriptor size, no Content-Length "
+                            f"on its HEAD) and {what}, over the {job.max_bytes}-byte cap; raise it with "
+                            f"{MAX_BLOB_BYTES_ENV}", url=url)
+
+
+def _within_cap(job: _Job, total: int, url: str | None = None) -> None:
+    """Raise :class:`ResponseTooLarge` when a blob of unknown size would hold ``total`` bytes, more
+    than ``job.max_bytes``."""
+    if job.size is None and job.max_bytes is not None and total > job.max_bytes:
+        raise _over_cap(job, f"its body runs past {job.max_bytes} bytes", url)
+
+
+def _refuse_announced(job: _Job, resp: Any) -> None:
+    """Close ``resp`` and raise when it announces (a 200's ``Content-Length``, a 206's
+    ``Content-Range`` total) a blob size other than the expected one: :class:`ResponseTooLarge`
+    when larger (or over the cap when no size is expected), :class:`RegistryError` when smaller."""
+    announced = _size_of(resp)
+    if announced is None or announced == job.size:
+        return
+    if job.size is not None:
+        cls = ResponseTooLarge if announced > job.size else RegistryError
+        exc = cls(f"blob {job.digest[:19]}: the registry announces {announced} bytes where {job.size_from} "
+                  f"says {job.size}", url=resp.url)
+    elif job.max_bytes is not None and announced > job.max_bytes:
+        exc = _over_cap(job, f"the registry announces {announced} bytes", resp.url)
+    else:
+        return
+    resp.close()
+    raise exc
 
 
 def _open_range(job: _Job, start: int, end: int | None) -> _Opened:
@@ -474,7 +545,8 @@ def _open_range(job: _Job, start: int, end: int | None) -> _Opened:
     (exclusive; None: to the end of the blob). A 200 gives ``(resp, 0, None)`` (the server sent
     everything). A 206 may cover less than asked: it must start at ``start`` and end at or before
     ``end`` (or the blob's last byte); the caller asks again for the rest. Raises
-    :class:`RegistryError` on a 206 for any other range (bytes that could not be placed).
+    :class:`RegistryError` on a 206 for any other range (bytes that could not be placed), and
+    what :func:`_refuse_announced` raises for an answer announcing another size.
     """
     assert job.repo is not None
     headers = {"Accept-Encoding": "identity"}
@@ -482,6 +554,7 @@ def _open_range(job: _Job, start: int, end: int | None) -> _Opened:
         headers["Range"] = f"bytes={start}-{'' if end is None else end}"
     resp = request_blob(job.reg.transport, "GET", f"/v2/{job.repo}/blobs/{job.digest}", headers=headers,
                         stream=True, ok=(200, 206), what=f"blob {job.digest[:19]}")
+    _refuse_announced(job, resp)
     if resp.status_code == 200:
         return resp, 0, None
     m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
@@ -501,6 +574,14 @@ def _size_of(resp: Any) -> int | None:
         return int(m.group(3)) if m and m.group(3) != "*" else None
     cl = resp.headers.get("Content-Length", "")
     return int(cl) if cl.isdigit() else None
+
+
+def _read_limit(job: _Job, offset: int, upto: int | None) -> int | None:
+    """How many bytes to take from a body that starts at ``offset``: up to ``upto`` when known,
+    else one past the cap of a blob of unknown size (so that a body over it shows)."""
+    if upto is not None:
+        return upto - offset
+    return None if job.max_bytes is None else max(0, job.max_bytes + 1 - offset)
 
 
 def _read(resp: Any, n: int) -> bytes:
@@ -643,8 +724,12 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
     dropped connection or a short 206. ``first`` is an already opened :func:`_open_range` result.
 
     ``until`` stops at that byte instead (the first part of a big blob); if the response then
-    holds more of the blob, it is returned still open, as an ``_Opened`` that continues it."""
-    failures = 0
+    holds more of the blob, it is returned still open, as an ``_Opened`` that continues it.
+
+    A blob of unknown size takes at most ``job.max_bytes`` (:class:`ResponseTooLarge` past it). An
+    attempt counts as progress only when it gets further than any before, so a server that ignores
+    Range and keeps cutting the body at the same place is given up on after ``MAX_RESUMES``."""
+    failures = best = 0
     while (job.size is None and until is None) or part.offset < (until if until is not None else job.size):
         job.check()
         if first is not None:
@@ -652,8 +737,6 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
             first = None
         else:
             last = until if until is not None else job.size
-            if last is None and job.size_hint is not None and job.size_hint > part.offset:
-                last = job.size_hint  # a HEAD's Content-Length closes the Range; the answer gives the size
             end = last - 1 if last is not None and (part.offset > 0 or until is not None) else None
             try:
                 resp, got, stop = _open_range(job, part.offset, end)
@@ -664,17 +747,17 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
         if got != part.offset:  # a 200 to our Range: take the whole body, from byte 0
             part.restart()
             job.emit(0)
-        if job.size is None:  # a blob named by digest alone: the first answer tells its size
+        if job.size is None:  # no descriptor size, no HEAD length: the first answer may tell (capped)
             job.size = _size_of(resp)
-        before = part.offset
         upto = stop if stop is not None else job.size
         if until is not None and (upto is None or upto > until):
             upto = until
-        reader = _ReadAhead(resp, None if upto is None else upto - part.offset)
+        reader = _ReadAhead(resp, _read_limit(job, part.offset, upto))
         dropped = keep = False
         try:
             for block in reader:
                 job.check()
+                _within_cap(job, part.offset + len(block), resp.url)
                 part.write(block)
                 job.emit(part.offset)
             keep = until is not None and part.offset == until and (stop is None or stop > until)
@@ -686,7 +769,8 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
             return resp, part.offset, stop
         if not dropped and (job.size is None or part.offset >= (until if until is not None else job.size)):
             return None
-        failures = 0 if part.offset > before else failures + 1
+        failures = 0 if part.offset > best else failures + 1
+        best = max(best, part.offset)
         if failures >= MAX_RESUMES:
             raise RegistryError(f"blob {job.digest[:19]}: the connection kept breaking at byte {part.offset}",
                                 url=getattr(resp, "url", None))
@@ -807,9 +891,9 @@ def _fetch_into(job: _Job, final: Path) -> Ident:
     """Download ``job``'s blob to ``final`` through ``final.partial``: verified, atomic, resumable.
     Returns the identity of the verified file now named ``final``.
 
-    Raises :class:`DigestMismatch` (the ``.partial`` is removed), :class:`RegistryError` (the
-    ``.partial`` is kept for a later resume), ``OSError`` when the ``.partial`` was swapped for
-    another file before the rename.
+    Raises :class:`DigestMismatch` or :class:`ResponseTooLarge` (the ``.partial`` is removed: its
+    bytes are not to be resumed), :class:`RegistryError` (the ``.partial`` is kept for a later
+    resume), ``OSError`` when the ``.partial`` was swapped for another file before the rename.
     """
     alg, hexpart = _split_digest(job.digest)
     partial = final.with_name(final.name + ".partial")
@@ -817,7 +901,8 @@ def _fetch_into(job: _Job, final: Path) -> Ident:
     while True:
         part = _Partial(partial, alg)
         try:
-            if job.size is not None and part.offset > job.size:
+            bound = job.size if job.size is not None else job.max_bytes
+            if bound is not None and part.offset > bound:
                 part.restart()
             if part.offset:
                 job.emit(part.offset)
@@ -840,6 +925,10 @@ def _fetch_into(job: _Job, final: Path) -> Ident:
                 continue
             raise DigestMismatch(job.digest, actual if size_ok else f"{actual} ({part.offset} bytes, "
                                  f"expected {job.size})", what=f"blob {job.label or ''}".strip())
+        except ResponseTooLarge:
+            part.close()
+            discard(partial)
+            raise
         finally:
             part.close()
 
@@ -847,9 +936,6 @@ def _fetch_into(job: _Job, final: Path) -> Ident:
 def _fetch_body(job: _Job, part: _Partial) -> None:
     """Choose sequential or ranged-parts transfer for the bytes after ``part.offset``."""
     size = job.size
-    hinted = size is None and job.size_hint is not None
-    if hinted:
-        size = job.size_hint
     remaining = None if size is None else size - part.offset
     if size is None or job.parallel <= 1 or remaining is None or remaining < PARTS_MIN_SIZE:
         _fetch_sequential(job, part)
@@ -861,11 +947,10 @@ def _fetch_body(job: _Job, part: _Partial) -> None:
         # the server ignores Range: stream the whole body from this response
         _fetch_sequential(job, part, first=probe)
         return
-    if _size_of(probe[0]) != size:  # a HEAD that said otherwise than the GET: trust neither, stream
+    if _size_of(probe[0]) != size:  # a 206 that does not tell the total ("*"): no parts, stream
         probe[0].close()
         _fetch_sequential(job, part)
         return
-    job.size = size
     # The first part streams in order from a response that holds the rest of the blob too. A
     # link that delivers it faster than FAST_LINK gains nothing from more connections (writing,
     # reading back and hashing out of order would cost more than it saves): the same response
@@ -892,8 +977,8 @@ def _fetch_body(job: _Job, part: _Partial) -> None:
 
 def _fetch_blob(job: _Job, final: Path, cdir: Path | None) -> Path:
     """Make ``final`` hold the verified blob: from the cache, from an existing good file of ours
-    (a symlink or another user's file there is replaced, never trusted), or downloaded. Returns
-    ``final``."""
+    (a symlink or another user's file there is replaced, never trusted), or downloaded (a blob of
+    unknown size bounded first, :func:`_settle_size`). Returns ``final``."""
     final.parent.mkdir(parents=True, exist_ok=True)
     with _blob_lock(cdir, job.digest):
         job.check()
@@ -910,6 +995,7 @@ def _fetch_blob(job: _Job, final: Path, cdir: Path | None) -> Path:
             return final
         if job.repo is None:
             raise NotFound(f"{job.digest} is not in the cache; name its repository: 'repo@{job.digest}'")
+        _settle_size(job)
         _remember(cdir, job.digest, final, _fetch_into(job, final))
         return final
 
@@ -1061,13 +1147,15 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
     instead has the bytes already yielded skipped). After the last block the digest (and
     ``size`` when given) is checked: :class:`DigestMismatch` is raised *at the end* if it is
     wrong, so a consumer must treat what it read as unverified until the iterator is exhausted.
+    Without ``size``, a body that the registry does not size runs to ``REGEXPLORE_MAX_BLOB_BYTES``
+    at most (:class:`~regexplore.errors.ResponseTooLarge`, before yielding a byte past it).
     """
     alg, _ = _split_digest(digest)
     hit = _cached(cache_dir(cache), digest, size)
     if hit is not None:
         yield from _stream_cached(hit, digest)
         return
-    job = _Job(reg, repo, digest, size)
+    job = _Job(reg, repo, digest, size, max_bytes=None if size is not None else blob_cap_from_env())
     h = hashlib.new(alg)
     pos = 0
     failures = 0
@@ -1077,7 +1165,7 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
             size = job.size = _size_of(resp)
         skip = pos - got
         upto = stop if stop is not None else size
-        reader = _ReadAhead(resp, None if upto is None else upto - got)
+        reader = _ReadAhead(resp, _read_limit(job, got, upto))
         before = pos
         try:
             for block in reader:
@@ -1087,6 +1175,7 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
                         continue
                     block = block[skip:]
                     skip = 0
+                _within_cap(job, pos + len(block), resp.url)
                 h.update(block)
                 pos += len(block)
                 yield block

@@ -54,13 +54,14 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
-from ._partials import ident, open_partial, rename_verified
+from ._partials import blob_cap_from_env, discard, ident, open_partial, rename_verified
 from .auth import Credentials, parse_challenges, resolve_credentials
 from .errors import (
     AlreadyExists,
     DigestMismatch,
     NotFound,
     RegistryError,
+    ResponseTooLarge,
     Secret,
     Unauthorized,
 )
@@ -1072,8 +1073,10 @@ class _LayerFetch:
     """One layer into one ``.partial`` file: resumable, hashed while streaming.
 
     ``size`` is ``X-Docker-Size`` (or, without it, the total of a ``Content-Range``); no byte past
-    it, nor past the end of a 206's range, is ever written. The ``.partial`` is opened without
-    following a symlink (:func:`~regexplore._partials.open_partial`).
+    it, nor past the end of a 206's range, is ever written, except the one byte of a 200's body
+    past it that shows it is too long (:meth:`finish` refuses it). Without a size at all, at most
+    ``REGEXPLORE_MAX_BLOB_BYTES`` are taken (:class:`ResponseTooLarge`). The ``.partial`` is
+    opened without following a symlink (:func:`~regexplore._partials.open_partial`).
     """
 
     def __init__(self, t: Transport, repo: str, meta: ImageJSON, partial: Path, checksum: str | None,
@@ -1092,6 +1095,7 @@ class _LayerFetch:
         self.resumes = 0
         self.restarts = 0
         self.ranges_ok = False
+        self.cap = blob_cap_from_env() if meta.size is None else None
         fd, resumed = open_partial(partial)
         self.ident = ident(os.fstat(fd))
         self.f: IO[bytes] = open(fd, "r+b")
@@ -1135,7 +1139,8 @@ class _LayerFetch:
         if resp.status_code == 200:
             if n:
                 self._restart()  # a 200 to our Range: the whole layer again, from byte 0
-            return resp, None  # all of it: more than X-Docker-Size is caught by finish()
+            # all of it, and one byte more to show a body longer than X-Docker-Size (finish() refuses it)
+            return resp, None if self.size is None else self.size + 1 - self.checks.n
         cr = parse_content_range(resp.headers.get("Content-Range"))
         total = cr[2] if cr else None
         # the Python registry ends an open range at the size (``N-size/size``): clip at the total
@@ -1176,9 +1181,16 @@ class _LayerFetch:
             if opened is None:
                 return
             resp, limit = opened
+            if self.size is None and self.cap is not None:  # one byte past the cap shows a body over it
+                limit = min(limit, self.cap + 1 - self.checks.n) if limit is not None else self.cap + 1 - self.checks.n
             before = self.checks.n
             try:
                 self._copy(resp, limit)
+                if self.cap is not None and self.size is None and self.checks.n > self.cap:
+                    discard(self.partial)
+                    raise ResponseTooLarge(f"layer {self.meta.id[:12]} has no X-Docker-Size and its body runs "
+                                           f"past the {self.cap}-byte cap; raise it with REGEXPLORE_MAX_BLOB_BYTES",
+                                           url=resp.url)
                 dropped = self.size is not None and self.checks.n < self.size
             except _DROPS:
                 # the Python registry announces one byte more than it sends for ``bytes=N-``: a cut
@@ -1225,6 +1237,8 @@ class _LayerFetch:
         n = self.checks.n
         payload = self.checks.payload.checksum
         if size is not None and n != size:
+            if n > size:  # a body longer than announced: not a prefix to resume
+                discard(self.partial)
             raise RegistryError(f"layer {self.meta.id[:12]}: got {n} bytes, X-Docker-Size said {size}")
         verified_against: list[str] = []
         notes = []
