@@ -457,7 +457,7 @@ class _Job:
     cancel: threading.Event | None = None
     parallel: int = 1
     size_hint: int | None = None  #: a HEAD's Content-Length when no descriptor gave the size
-    size_from: str = "its descriptor"  #: where ``size`` came from (for error messages)
+    head_sized: bool = False  #: ``size`` is a HEAD's Content-Length (a bound), not a descriptor's
     max_bytes: int | None = None  #: with no ``size``: the most bytes taken (REGEXPLORE_MAX_BLOB_BYTES)
 
     def emit(self, done_bytes: int, done: bool = False, cached: bool = False) -> None:
@@ -499,7 +499,7 @@ def _settle_size(job: _Job) -> None:
     if length == 0 and job.digest not in _EMPTY_DIGESTS:
         length = None
     if length is not None:
-        job.size, job.size_from = length, "its HEAD"
+        job.size, job.head_sized = length, True
     else:
         job.max_bytes = blob_cap_from_env()
 
@@ -520,15 +520,20 @@ def _within_cap(job: _Job, total: int, url: str | None = None) -> None:
 
 def _refuse_announced(job: _Job, resp: Any) -> None:
     """Close ``resp`` and raise when it announces (a 200's ``Content-Length``, a 206's
-    ``Content-Range`` total) a blob size other than the expected one: :class:`ResponseTooLarge`
-    when larger (or over the cap when no size is expected), :class:`RegistryError` when smaller."""
+    ``Content-Range`` total) a blob size other than the expected one. Against a descriptor's size
+    (part of the content's address) that is :class:`DigestMismatch`: those bytes cannot be the
+    blob. Against a HEAD's length it is :class:`ResponseTooLarge` when larger (also over the cap
+    when no size is known), :class:`RegistryError` when smaller: the registry contradicts itself."""
     announced = _size_of(resp)
     if announced is None or announced == job.size:
         return
-    if job.size is not None:
+    if job.size is not None and not job.head_sized:
+        exc: RegistryError = DigestMismatch(job.digest, f"a body of {announced} bytes where the descriptor says "
+                                            f"{job.size}", url=resp.url, what=f"blob {job.label}".strip())
+    elif job.size is not None:
         cls = ResponseTooLarge if announced > job.size else RegistryError
-        exc = cls(f"blob {job.digest[:19]}: the registry announces {announced} bytes where {job.size_from} "
-                  f"says {job.size}", url=resp.url)
+        exc = cls(f"blob {job.digest[:19]}: the registry announces {announced} bytes where its HEAD said "
+                  f"{job.size}", url=resp.url)
     elif job.max_bytes is not None and announced > job.max_bytes:
         exc = _over_cap(job, f"the registry announces {announced} bytes", resp.url)
     else:
@@ -892,7 +897,7 @@ def _fetch_into(job: _Job, final: Path) -> Ident:
     Returns the identity of the verified file now named ``final``.
 
     Raises :class:`DigestMismatch` or :class:`ResponseTooLarge` (the ``.partial`` is removed: its
-    bytes are not to be resumed), :class:`RegistryError` (the ``.partial`` is kept for a later
+    bytes are not to be resumed, also when the GET announced the wrong size), :class:`RegistryError` (the ``.partial`` is kept for a later
     resume), ``OSError`` when the ``.partial`` was swapped for another file before the rename.
     """
     alg, hexpart = _split_digest(job.digest)
@@ -925,7 +930,7 @@ def _fetch_into(job: _Job, final: Path) -> Ident:
                 continue
             raise DigestMismatch(job.digest, actual if size_ok else f"{actual} ({part.offset} bytes, "
                                  f"expected {job.size})", what=f"blob {job.label or ''}".strip())
-        except ResponseTooLarge:
+        except (DigestMismatch, ResponseTooLarge):
             part.close()
             discard(partial)
             raise
