@@ -20,11 +20,22 @@ Data flow of one blob (docs/protocol.md §2.2, §5)::
   release the GIL); a blob of 64 MiB or more whose server honours Range is fetched in 16 MiB
   ranged parts over several connections, written in place and hashed in order as the contiguous
   prefix grows. Memory stays flat whatever the blob size.
+- **Bounded**: a blob whose size no descriptor gives (``repo@digest``, a descriptor without
+  ``size``) takes its HEAD's ``Content-Length`` as its size: a GET announcing another size is
+  refused, and no byte past it is read. Without any size, at most ``REGEXPLORE_MAX_BLOB_BYTES``
+  (default 8 GiB) are read (:class:`~regexplore.errors.ResponseTooLarge`; the ``.partial`` goes).
 - **Cached**: ``REGEXPLORE_CACHE`` (default ``$XDG_CACHE_HOME/regexplore`` or
   ``~/.cache/regexplore``; ``0``/``off`` disables it) holds ``blobs/<alg>/<hex>``; a verified blob
-  is never downloaded twice. Per-digest file locks (``locks/``) keep two threads or processes
-  from fetching the same blob at once. Cached files are made read-only (they are hard links
-  shared with your destination folders).
+  is never downloaded twice. Per-digest file locks (``locks/``; with the cache off
+  ``<tempdir>/regexplore-locks-<uid>``, which must be a private folder of the user) keep two
+  threads or processes from fetching the same blob at once. Cached files are made read-only
+  (they are hard links shared with your destination folders).
+- **Not fooled by a shared folder**: nothing in a download folder is trusted by name. A
+  ``.partial`` is opened with ``O_NOFOLLOW`` (a planted symlink or hard link is removed, never
+  written through); an existing ``<dest>/sha256-<hex>`` is kept only when it is a regular file of
+  the user that hashes right; only the file that was verified (same inode) is renamed or linked
+  into the cache. A cache entry is served only when it is a read-only regular file of the user
+  (``lstat``), and it is hashed again whenever it is read as a stream.
 
 Public functions: :func:`download`, :func:`open_verified_stream`, :func:`save`, :func:`push`,
 :func:`cache_info`, :func:`clear_cache`, :func:`cache_dir`. Progress goes to a callback
@@ -33,6 +44,7 @@ Public functions: :func:`download`, :func:`open_verified_stream`, :func:`save`, 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gzip
 import hashlib
@@ -41,12 +53,14 @@ import json
 import os
 import queue
 import re
+import secrets
 import shutil
 import stat
 import tarfile
 import tempfile
 import threading
 import time
+import warnings
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -57,6 +71,8 @@ from urllib.parse import urljoin
 import requests
 import urllib3
 
+from ._partials import (MAX_BLOB_BYTES_ENV, Ident, blob_cap_from_env, discard, ident, is_ours, my_uid, open_nofollow,
+                        open_partial, private_dir, rename_verified, same_file)
 from .errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge
 from .oci import MAX_INDEX_DEPTH, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
@@ -129,11 +145,28 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _temp_name(dst: Path) -> Path:
+    """A fresh, unguessable name next to ``dst`` for a file that is renamed onto ``dst`` later."""
+    return dst.with_name(f".{dst.name}.{secrets.token_hex(8)}.tmp")
+
+
+def _create_beside(dst: Path) -> tuple[int, Path]:
+    """A new, empty file next to ``dst`` (``O_CREAT|O_EXCL|O_NOFOLLOW``: a name planted there is
+    never written through). Returns ``(write-only fd, path)``."""
+    while True:
+        tmp = _temp_name(dst)
+        try:
+            return open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), tmp
+        except FileExistsError:
+            continue
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file + fsync + rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    """Write ``data`` to ``path`` through a new temp file + fsync + rename (whatever sits at
+    ``path``, a symlink included, is replaced, never written through)."""
+    fd, tmp = _create_beside(path)
     try:
-        with open(tmp, "wb") as f:
+        with open(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -143,40 +176,97 @@ def _atomic_write(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Make ``dst`` hold the bytes of ``src``: a hard link when possible, else a copy; atomic."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
+def _link_beside(src: Path, dst: Path) -> Path | None:
+    """A hard link to ``src`` under a fresh name next to ``dst`` (``link(2)`` links a symlink
+    itself, which :func:`_place` then refuses), or None where links cannot be made."""
+    for _ in range(8):
+        tmp = _temp_name(dst)
         try:
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            os.link(src, tmp, follow_symlinks=False)
+            return tmp
+        except FileExistsError:
+            continue
+        except (OSError, NotImplementedError):
+            return None
+    return None
+
+
+def _copy_beside(src: Path, dst: Path, expected: Ident) -> Path:
+    """A copy of the regular file ``expected`` (opened at ``src`` without following a symlink)
+    in a new file next to ``dst``, fsynced. Returns its path; raises ``OSError``."""
+    fd_in = open_nofollow(src, os.O_RDONLY)
+    with open(fd_in, "rb") as fin:
+        if ident(os.fstat(fd_in)) != expected:
+            raise OSError(f"{src} is no longer the file that was verified")
+        fd_out, tmp = _create_beside(dst)
+        try:
+            with open(fd_out, "wb") as fout:
+                shutil.copyfileobj(fin, fout, CHUNK)
+                fout.flush()
+                os.fsync(fout.fileno())
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            discard(tmp)
             raise
-    os.replace(tmp, dst)
+    return tmp
 
 
-def _hash_file(path: Path, alg: str, limit: int | None = None) -> tuple[Any, int]:
-    """Hash the first ``limit`` bytes (all if None) of ``path``; returns (hasher, bytes hashed)."""
+def _place(src: Path, dst: Path, expected: Ident, *, readonly: bool = False) -> None:
+    """Make ``dst`` hold the bytes of ``src``, the regular file ``expected`` (as verified through a
+    descriptor): a hard link when possible, else a copy; atomic. Whatever sits at ``dst`` (a
+    symlink included) is replaced, never written through; ``readonly`` drops the write bits (a
+    cache entry). Raises ``OSError``, also when ``src`` is no longer ``expected``."""
+    tmp = _link_beside(src, dst)
+    try:
+        if tmp is None:
+            tmp = _copy_beside(src, dst, expected)
+        elif not same_file(tmp, expected):
+            raise OSError(f"{src} is no longer the file that was verified")
+        if readonly:
+            os.chmod(tmp, stat.S_IMODE(os.lstat(tmp).st_mode) & ~0o222)
+        os.replace(tmp, dst)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                discard(tmp)
+        raise
+
+
+def _hash_open(f: IO[bytes], alg: str) -> tuple[Any, int]:
+    """Hash ``f`` from its current position to the end; returns (hasher, bytes hashed)."""
     h = hashlib.new(alg)
     n = 0
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
-        while limit is None or n < limit:
-            want = CHUNK if limit is None else min(CHUNK, limit - n)
-            got = f.readinto(view[:want])
-            if not got:
-                break
-            h.update(view[:got])
-            n += got
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while True:
+        got = f.readinto(view)  # type: ignore[attr-defined]
+        if not got:
+            break
+        h.update(view[:got])
+        n += got
     return h, n
+
+
+def _verified_file(path: Path, digest: str, size: int | None) -> tuple[Ident, int] | None:
+    """``(identity, size)`` of ``path`` when it is a regular file of ours holding the blob (hashed
+    through a descriptor opened without following a symlink). Anything else at ``path`` (a symlink,
+    another user's file, other bytes) is removed, so it is neither trusted nor left under the
+    blob's name. None when nothing good is there; ``OSError`` when it cannot be removed."""
+    try:
+        fd = open_nofollow(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    except OSError:  # a symlink (ELOOP), a socket…
+        discard(path)
+        return None
+    alg, _ = _split_digest(digest)
+    with open(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        good = is_ours(st) and (size is None or st.st_size == size) \
+            and f"{alg}:{_hash_open(f, alg)[0].hexdigest()}" == digest
+    if good:
+        return ident(st), st.st_size
+    discard(path)
+    return None
 
 
 # ====================================================================== the cache
@@ -205,34 +295,44 @@ def _cache_path(cdir: Path, digest: str) -> Path:
     return cdir / "blobs" / alg / hexpart
 
 
-def _cached(cdir: Path | None, digest: str, size: int | None) -> Path | None:
-    """The cache entry for ``digest`` when it is there and has the expected size."""
+@dataclass(frozen=True)
+class _Entry:
+    """A cache entry that passed :func:`_cached`'s checks."""
+
+    path: Path
+    size: int
+    ident: Ident
+
+
+def _cached(cdir: Path | None, digest: str, size: int | None) -> _Entry | None:
+    """The cache entry for ``digest`` when it is a read-only regular file of ours (``lstat``: never
+    a symlink) with the expected size. Anything else under its name is removed (the blob will be
+    fetched again): a cache never serves what it does not own, nor an entry someone made writable."""
     if cdir is None:
         return None
     p = _cache_path(cdir, digest)
     try:
-        st = p.stat()
+        st = os.lstat(p)
     except OSError:
         return None
-    if size is not None and st.st_size != size:
-        with contextlib.suppress(OSError):
-            p.unlink()  # not what it claims to be: drop it, it will be fetched again
-        return None
-    return p
+    if is_ours(st) and not st.st_mode & 0o222 and (size is None or st.st_size == size):
+        return _Entry(p, st.st_size, ident(st))
+    with contextlib.suppress(OSError):
+        p.unlink()  # not what it claims to be: drop it, it will be fetched again
+    return None
 
 
-def _remember(cdir: Path | None, digest: str, verified: Path) -> None:
-    """Put a verified file into the cache (hard link, else copy), read-only."""
+def _remember(cdir: Path | None, digest: str, verified: Path, expected: Ident) -> None:
+    """Put ``verified`` into the cache (hard link, else copy), read-only, if it still is the regular
+    file ``expected`` that was hashed (a file swapped in since, or a symlink, is never cached)."""
     if cdir is None:
         return
     target = _cache_path(cdir, digest)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
+        if _cached(cdir, digest, None) is not None:
             return
-        _place(verified, target)
-        mode = target.stat().st_mode
-        target.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        _place(verified, target, expected, readonly=True)
     except OSError:
         pass  # a cache that cannot be written is a slower cache, not an error
 
@@ -251,7 +351,9 @@ def cache_info(cache: "str | os.PathLike[str] | None" = None) -> list[dict[str, 
             digest = f"{alg_dir.name}:{p.name}"
             if not _DIGEST.match(digest):
                 continue  # partial or temp files
-            st = p.stat()
+            st = os.lstat(p)
+            if not stat.S_ISREG(st.st_mode):
+                continue
             rows.append({"digest": digest, "size": st.st_size, "path": str(p),
                          "modified": datetime.fromtimestamp(st.st_mtime, timezone.utc)})
     return rows
@@ -274,13 +376,41 @@ def clear_cache(cache: "str | os.PathLike[str] | None" = None, *, digests: Itera
     return n
 
 
+_FALLBACK_LOCKS: list[Path] = []  #: this process's own lock folder, made when the usual one is not private
+_REFUSED_LOCKS: set[Path] = set()  #: lock folders already warned about
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_folder(cdir: Path | None) -> Path:
+    """The folder for per-digest lock files: ``<cache>/locks``, or with the cache off
+    ``<tempdir>/regexplore-locks-<uid>`` (a predictable name in a shared folder). Either must be a
+    private folder of this user (:func:`~regexplore._partials.private_dir`); if it is not (a symlink,
+    another owner, writable by others), a warning names it and this process uses a fresh private
+    folder of its own instead (locks then hold between its threads, not across processes)."""
+    if cdir is not None:
+        folder = cdir / "locks"
+    else:
+        folder = Path(tempfile.gettempdir()) / f"regexplore-locks-{my_uid() if my_uid() is not None else 'u'}"
+    if private_dir(folder):
+        return folder
+    with _LOCKS_GUARD:
+        if folder not in _REFUSED_LOCKS:
+            _REFUSED_LOCKS.add(folder)
+            warnings.warn(f"{folder} is not a private folder of this user (a symlink, another owner, or "
+                          "writable by others): not using it for download locks", RuntimeWarning, stacklevel=2)
+        if not (_FALLBACK_LOCKS and private_dir(_FALLBACK_LOCKS[-1])):
+            own = Path(tempfile.mkdtemp(prefix="regexplore-locks-"))
+            atexit.register(shutil.rmtree, own, True)
+            _FALLBACK_LOCKS.append(own)
+        return _FALLBACK_LOCKS[-1]
+
+
 @contextlib.contextmanager
 def _blob_lock(cdir: Path | None, digest: str) -> Iterator[None]:
-    """An exclusive lock per digest, across threads (one open file each) and processes."""
+    """An exclusive lock per digest, across threads (one open file each) and processes; the lock
+    file lives in :func:`_lock_folder` and is opened without following a symlink."""
     alg, hexpart = _split_digest(digest)
-    folder = (cdir / "locks") if cdir is not None else Path(tempfile.gettempdir()) / f"regexplore-locks-{os.getuid() if hasattr(os, 'getuid') else 'u'}"
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{alg}-{hexpart}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_nofollow(_lock_folder(cdir) / f"{alg}-{hexpart}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -327,6 +457,8 @@ class _Job:
     cancel: threading.Event | None = None
     parallel: int = 1
     size_hint: int | None = None  #: a HEAD's Content-Length when no descriptor gave the size
+    head_sized: bool = False  #: ``size`` is a HEAD's Content-Length (a bound), not a descriptor's
+    max_bytes: int | None = None  #: with no ``size``: the most bytes taken (REGEXPLORE_MAX_BLOB_BYTES)
 
     def emit(self, done_bytes: int, done: bool = False, cached: bool = False) -> None:
         if self.report is not None:
@@ -338,6 +470,76 @@ class _Job:
 
 
 _Opened = tuple[Any, int, "int | None"]  #: (response, first byte it holds, byte it stops before or None)
+_EMPTY_DIGESTS = {f"{alg}:{hashlib.new(alg).hexdigest()}" for alg in ("sha256", "sha384", "sha512")}
+
+
+def _head_length(job: _Job) -> int | None:
+    """The blob's ``Content-Length`` from a HEAD, or None when the registry gives none (or the HEAD
+    fails: the GET that follows reports why)."""
+    try:
+        resp = request_blob(job.reg.transport, "HEAD", f"/v2/{job.repo}/blobs/{job.digest}",
+                            what=f"blob {job.digest[:19]}")
+    except RegistryError:
+        return None
+    cl = resp.headers.get("Content-Length", "")
+    return int(cl) if cl.isdigit() else None
+
+
+def _settle_size(job: _Job) -> None:
+    """Bound a blob of unknown size (a descriptor without ``size``, ``repo@digest``) before its GET.
+
+    The ``Content-Length`` of a HEAD (the one :func:`_plan` read, else asked now) becomes its
+    expected size, so a GET announcing another size is refused and no byte past it is taken (the
+    digest then decides). Without one (or a HEAD of 0 bytes for a digest that is not the empty
+    blob's: no answer), at most ``REGEXPLORE_MAX_BLOB_BYTES`` are read. Raises ``ValueError`` for
+    a bad value of that variable."""
+    if job.size is not None:
+        return
+    length = job.size_hint if job.size_hint is not None else _head_length(job)
+    if length == 0 and job.digest not in _EMPTY_DIGESTS:
+        length = None
+    if length is not None:
+        job.size, job.head_sized = length, True
+    else:
+        job.max_bytes = blob_cap_from_env()
+
+
+def _over_cap(job: _Job, what: str, url: str | None = None) -> ResponseTooLarge:
+    """The error for a blob of unknown size over ``job.max_bytes``."""
+    return ResponseTooLarge(f"blob {job.digest[:19]} has no known size (no descriptor size, no Content-Length "
+                            f"on its HEAD) and {what}, over the {job.max_bytes}-byte cap; raise it with "
+                            f"{MAX_BLOB_BYTES_ENV}", url=url)
+
+
+def _within_cap(job: _Job, total: int, url: str | None = None) -> None:
+    """Raise :class:`ResponseTooLarge` when a blob of unknown size would hold ``total`` bytes, more
+    than ``job.max_bytes``."""
+    if job.size is None and job.max_bytes is not None and total > job.max_bytes:
+        raise _over_cap(job, f"its body runs past {job.max_bytes} bytes", url)
+
+
+def _refuse_announced(job: _Job, resp: Any) -> None:
+    """Close ``resp`` and raise when it announces (a 200's ``Content-Length``, a 206's
+    ``Content-Range`` total) a blob size other than the expected one. Against a descriptor's size
+    (part of the content's address) that is :class:`DigestMismatch`: those bytes cannot be the
+    blob. Against a HEAD's length it is :class:`ResponseTooLarge` when larger (also over the cap
+    when no size is known), :class:`RegistryError` when smaller: the registry contradicts itself."""
+    announced = _size_of(resp)
+    if announced is None or announced == job.size:
+        return
+    if job.size is not None and not job.head_sized:
+        exc: RegistryError = DigestMismatch(job.digest, f"a body of {announced} bytes where the descriptor says "
+                                            f"{job.size}", url=resp.url, what=f"blob {job.label}".strip())
+    elif job.size is not None:
+        cls = ResponseTooLarge if announced > job.size else RegistryError
+        exc = cls(f"blob {job.digest[:19]}: the registry announces {announced} bytes where its HEAD said "
+                  f"{job.size}", url=resp.url)
+    elif job.max_bytes is not None and announced > job.max_bytes:
+        exc = _over_cap(job, f"the registry announces {announced} bytes", resp.url)
+    else:
+        return
+    resp.close()
+    raise exc
 
 
 def _open_range(job: _Job, start: int, end: int | None) -> _Opened:
@@ -348,7 +550,8 @@ def _open_range(job: _Job, start: int, end: int | None) -> _Opened:
     (exclusive; None: to the end of the blob). A 200 gives ``(resp, 0, None)`` (the server sent
     everything). A 206 may cover less than asked: it must start at ``start`` and end at or before
     ``end`` (or the blob's last byte); the caller asks again for the rest. Raises
-    :class:`RegistryError` on a 206 for any other range (bytes that could not be placed).
+    :class:`RegistryError` on a 206 for any other range (bytes that could not be placed), and
+    what :func:`_refuse_announced` raises for an answer announcing another size.
     """
     assert job.repo is not None
     headers = {"Accept-Encoding": "identity"}
@@ -356,6 +559,7 @@ def _open_range(job: _Job, start: int, end: int | None) -> _Opened:
         headers["Range"] = f"bytes={start}-{'' if end is None else end}"
     resp = request_blob(job.reg.transport, "GET", f"/v2/{job.repo}/blobs/{job.digest}", headers=headers,
                         stream=True, ok=(200, 206), what=f"blob {job.digest[:19]}")
+    _refuse_announced(job, resp)
     if resp.status_code == 200:
         return resp, 0, None
     m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
@@ -375,6 +579,14 @@ def _size_of(resp: Any) -> int | None:
         return int(m.group(3)) if m and m.group(3) != "*" else None
     cl = resp.headers.get("Content-Length", "")
     return int(cl) if cl.isdigit() else None
+
+
+def _read_limit(job: _Job, offset: int, upto: int | None) -> int | None:
+    """How many bytes to take from a body that starts at ``offset``: up to ``upto`` when known,
+    else one past the cap of a blob of unknown size (so that a body over it shows)."""
+    if upto is not None:
+        return upto - offset
+    return None if job.max_bytes is None else max(0, job.max_bytes + 1 - offset)
 
 
 def _read(resp: Any, n: int) -> bytes:
@@ -447,7 +659,12 @@ class _ReadAhead:
 
 # ====================================================================== one blob into one file
 class _Partial:
-    """The ``.partial`` file of one blob: an open file, a hasher and how many bytes both hold."""
+    """The ``.partial`` file of one blob: an open file, a hasher and how many bytes both hold.
+
+    Opened by :func:`~regexplore._partials.open_partial`: an earlier call's ``.partial`` (a regular
+    file of ours with one link) is hashed and resumed; a symlink or anything else planted under
+    that name is removed, never written through. ``ident`` is the file's identity, checked again
+    after the rename."""
 
     def __init__(self, path: Path, alg: str) -> None:
         self.path = path
@@ -455,14 +672,14 @@ class _Partial:
         self.reused = 0
         self._synced = 0
         self._syncing: threading.Thread | None = None
-        if path.exists():
-            self.hasher, self.offset = _hash_file(path, alg)
+        fd, resumed = open_partial(path)
+        self.f = open(fd, "r+b", buffering=0)
+        self.ident = ident(os.fstat(fd))
+        if resumed:
+            self.hasher, self.offset = _hash_open(self.f, alg)
             self.reused = self.offset
-            self.f = open(path, "r+b", buffering=0)
-            self.f.seek(self.offset)
         else:
             self.hasher, self.offset = hashlib.new(alg), 0
-            self.f = open(path, "w+b", buffering=0)
 
     def restart(self) -> None:
         self.f.seek(0)
@@ -512,8 +729,12 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
     dropped connection or a short 206. ``first`` is an already opened :func:`_open_range` result.
 
     ``until`` stops at that byte instead (the first part of a big blob); if the response then
-    holds more of the blob, it is returned still open, as an ``_Opened`` that continues it."""
-    failures = 0
+    holds more of the blob, it is returned still open, as an ``_Opened`` that continues it.
+
+    A blob of unknown size takes at most ``job.max_bytes`` (:class:`ResponseTooLarge` past it). An
+    attempt counts as progress only when it gets further than any before, so a server that ignores
+    Range and keeps cutting the body at the same place is given up on after ``MAX_RESUMES``."""
+    failures = best = 0
     while (job.size is None and until is None) or part.offset < (until if until is not None else job.size):
         job.check()
         if first is not None:
@@ -521,8 +742,6 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
             first = None
         else:
             last = until if until is not None else job.size
-            if last is None and job.size_hint is not None and job.size_hint > part.offset:
-                last = job.size_hint  # a HEAD's Content-Length closes the Range; the answer gives the size
             end = last - 1 if last is not None and (part.offset > 0 or until is not None) else None
             try:
                 resp, got, stop = _open_range(job, part.offset, end)
@@ -533,17 +752,17 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
         if got != part.offset:  # a 200 to our Range: take the whole body, from byte 0
             part.restart()
             job.emit(0)
-        if job.size is None:  # a blob named by digest alone: the first answer tells its size
+        if job.size is None:  # no descriptor size, no HEAD length: the first answer may tell (capped)
             job.size = _size_of(resp)
-        before = part.offset
         upto = stop if stop is not None else job.size
         if until is not None and (upto is None or upto > until):
             upto = until
-        reader = _ReadAhead(resp, None if upto is None else upto - part.offset)
+        reader = _ReadAhead(resp, _read_limit(job, part.offset, upto))
         dropped = keep = False
         try:
             for block in reader:
                 job.check()
+                _within_cap(job, part.offset + len(block), resp.url)
                 part.write(block)
                 job.emit(part.offset)
             keep = until is not None and part.offset == until and (stop is None or stop > until)
@@ -555,7 +774,8 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
             return resp, part.offset, stop
         if not dropped and (job.size is None or part.offset >= (until if until is not None else job.size)):
             return None
-        failures = 0 if part.offset > before else failures + 1
+        failures = 0 if part.offset > best else failures + 1
+        best = max(best, part.offset)
         if failures >= MAX_RESUMES:
             raise RegistryError(f"blob {job.digest[:19]}: the connection kept breaking at byte {part.offset}",
                                 url=getattr(resp, "url", None))
@@ -672,11 +892,13 @@ def _fetch_parts(job: _Job, part: _Partial, probe: _Opened | None, parts: list[t
         t.join()
 
 
-def _fetch_into(job: _Job, final: Path) -> None:
+def _fetch_into(job: _Job, final: Path) -> Ident:
     """Download ``job``'s blob to ``final`` through ``final.partial``: verified, atomic, resumable.
+    Returns the identity of the verified file now named ``final``.
 
-    Raises :class:`DigestMismatch` (the ``.partial`` is removed) or :class:`RegistryError`
-    (the ``.partial`` is kept for a later resume).
+    Raises :class:`DigestMismatch` or :class:`ResponseTooLarge` (the ``.partial`` is removed: its
+    bytes are not to be resumed, also when the GET announced the wrong size), :class:`RegistryError` (the ``.partial`` is kept for a later
+    resume), ``OSError`` when the ``.partial`` was swapped for another file before the rename.
     """
     alg, hexpart = _split_digest(job.digest)
     partial = final.with_name(final.name + ".partial")
@@ -684,7 +906,8 @@ def _fetch_into(job: _Job, final: Path) -> None:
     while True:
         part = _Partial(partial, alg)
         try:
-            if job.size is not None and part.offset > job.size:
+            bound = job.size if job.size is not None else job.max_bytes
+            if bound is not None and part.offset > bound:
                 part.restart()
             if part.offset:
                 job.emit(part.offset)
@@ -695,18 +918,22 @@ def _fetch_into(job: _Job, final: Path) -> None:
             if actual == job.digest and size_ok:
                 part.sync()
                 part.close()
-                os.replace(partial, final)
+                rename_verified(partial, final, part.ident)
                 _fsync_dir(final.parent)
                 job.emit(part.offset, done=True)
-                return
+                return part.ident
             reused = part.reused
             part.close()
-            partial.unlink()
+            discard(partial)
             if reused and not retried_from_zero:
                 retried_from_zero = True  # the prefix from an earlier call may be the bad part
                 continue
             raise DigestMismatch(job.digest, actual if size_ok else f"{actual} ({part.offset} bytes, "
                                  f"expected {job.size})", what=f"blob {job.label or ''}".strip())
+        except (DigestMismatch, ResponseTooLarge):
+            part.close()
+            discard(partial)
+            raise
         finally:
             part.close()
 
@@ -714,9 +941,6 @@ def _fetch_into(job: _Job, final: Path) -> None:
 def _fetch_body(job: _Job, part: _Partial) -> None:
     """Choose sequential or ranged-parts transfer for the bytes after ``part.offset``."""
     size = job.size
-    hinted = size is None and job.size_hint is not None
-    if hinted:
-        size = job.size_hint
     remaining = None if size is None else size - part.offset
     if size is None or job.parallel <= 1 or remaining is None or remaining < PARTS_MIN_SIZE:
         _fetch_sequential(job, part)
@@ -728,11 +952,10 @@ def _fetch_body(job: _Job, part: _Partial) -> None:
         # the server ignores Range: stream the whole body from this response
         _fetch_sequential(job, part, first=probe)
         return
-    if _size_of(probe[0]) != size:  # a HEAD that said otherwise than the GET: trust neither, stream
+    if _size_of(probe[0]) != size:  # a 206 that does not tell the total ("*"): no parts, stream
         probe[0].close()
         _fetch_sequential(job, part)
         return
-    job.size = size
     # The first part streams in order from a response that holds the rest of the blob too. A
     # link that delivers it faster than FAST_LINK gains nothing from more connections (writing,
     # reading back and hashing out of order would cost more than it saves): the same response
@@ -758,30 +981,27 @@ def _fetch_body(job: _Job, part: _Partial) -> None:
 
 
 def _fetch_blob(job: _Job, final: Path, cdir: Path | None) -> Path:
-    """Make ``final`` hold the verified blob: from the cache, from an existing good file, or
-    downloaded. Returns ``final``."""
+    """Make ``final`` hold the verified blob: from the cache, from an existing good file of ours
+    (a symlink or another user's file there is replaced, never trusted), or downloaded (a blob of
+    unknown size bounded first, :func:`_settle_size`). Returns ``final``."""
     final.parent.mkdir(parents=True, exist_ok=True)
     with _blob_lock(cdir, job.digest):
         job.check()
         hit = _cached(cdir, job.digest, job.size)
         if hit is not None:
-            if not (final.exists() and os.path.samefile(hit, final)):
-                _place(hit, final)
-            job.emit(hit.stat().st_size, done=True, cached=True)
+            if not same_file(final, hit.ident):
+                _place(hit.path, final, hit.ident)
+            job.emit(hit.size, done=True, cached=True)
             return final
-        if final.exists():  # from an earlier run without the cache: keep it if it is good
-            if job.size is None or final.stat().st_size == job.size:
-                alg, _ = _split_digest(job.digest)
-                h, n = _hash_file(final, alg)
-                if f"{alg}:{h.hexdigest()}" == job.digest:
-                    _remember(cdir, job.digest, final)
-                    job.emit(n, done=True, cached=True)
-                    return final
-            final.unlink()  # not the blob: never leave it under the blob's name
+        found = _verified_file(final, job.digest, job.size)  # from an earlier run without the cache
+        if found is not None:
+            _remember(cdir, job.digest, final, found[0])
+            job.emit(found[1], done=True, cached=True)
+            return final
         if job.repo is None:
             raise NotFound(f"{job.digest} is not in the cache; name its repository: 'repo@{job.digest}'")
-        _fetch_into(job, final)
-        _remember(cdir, job.digest, final)
+        _settle_size(job)
+        _remember(cdir, job.digest, final, _fetch_into(job, final))
         return final
 
 
@@ -804,7 +1024,7 @@ def _plan(reg: Any, ref_or_digest: Any, platform: str | None, layers: Sequence[A
         if hit is None:
             raise ValueError(f"a bare digest can only be served from the cache; name its repository: "
                              f"'repo@{d}'")
-        return [_Target(None, d, hit.stat().st_size, "blob")], d[:19]
+        return [_Target(None, d, hit.size, "blob")], d[:19]
     r: ImageRef = reg.ref(ref_or_digest)
     if r.digest:
         # a blob or a manifest? Ask the blob endpoint first: asking for a layer as a manifest makes
@@ -926,22 +1146,21 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
                          cache: "bool | str | os.PathLike[str] | None" = None) -> Iterator[bytes]:
     """Yield the bytes of a blob in blocks of up to 1 MiB, without a temp file.
 
-    From the cache when the blob is there (no request at all); otherwise streamed from the
-    registry, hashed as it goes, resumed with ``Range`` after a dropped connection (a server that
-    answers 200 instead has the bytes already yielded skipped). After the last block the digest
-    (and ``size`` when given) is checked: :class:`DigestMismatch` is raised *at the end* if it is
+    From the cache when the blob is there (no request at all; the entry is hashed as it is read,
+    and one that no longer matches is dropped); otherwise streamed from the registry, hashed as
+    it goes, resumed with ``Range`` after a dropped connection (a server that answers 200
+    instead has the bytes already yielded skipped). After the last block the digest (and
+    ``size`` when given) is checked: :class:`DigestMismatch` is raised *at the end* if it is
     wrong, so a consumer must treat what it read as unverified until the iterator is exhausted.
+    Without ``size``, a body that the registry does not size runs to ``REGEXPLORE_MAX_BLOB_BYTES``
+    at most (:class:`~regexplore.errors.ResponseTooLarge`, before yielding a byte past it).
     """
     alg, _ = _split_digest(digest)
     hit = _cached(cache_dir(cache), digest, size)
     if hit is not None:
-        with open(hit, "rb") as f:
-            while True:
-                block = f.read(CHUNK)
-                if not block:
-                    return
-                yield block
-    job = _Job(reg, repo, digest, size)
+        yield from _stream_cached(hit, digest)
+        return
+    job = _Job(reg, repo, digest, size, max_bytes=None if size is not None else blob_cap_from_env())
     h = hashlib.new(alg)
     pos = 0
     failures = 0
@@ -951,7 +1170,7 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
             size = job.size = _size_of(resp)
         skip = pos - got
         upto = stop if stop is not None else size
-        reader = _ReadAhead(resp, None if upto is None else upto - got)
+        reader = _ReadAhead(resp, _read_limit(job, got, upto))
         before = pos
         try:
             for block in reader:
@@ -961,6 +1180,7 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
                         continue
                     block = block[skip:]
                     skip = 0
+                _within_cap(job, pos + len(block), resp.url)
                 h.update(block)
                 pos += len(block)
                 yield block
@@ -978,6 +1198,25 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
     actual = f"{alg}:{h.hexdigest()}"
     if actual != digest or (size is not None and pos != size):
         raise DigestMismatch(digest, actual, what="streamed blob")
+
+
+def _stream_cached(hit: _Entry, digest: str) -> Iterator[bytes]:
+    """Yield a cache entry's bytes (opened without following a symlink), hashing them; an entry
+    that no longer hashes to ``digest`` is removed and :class:`DigestMismatch` raised at the end."""
+    alg, _ = _split_digest(digest)
+    h = hashlib.new(alg)
+    n = 0
+    with open(open_nofollow(hit.path, os.O_RDONLY), "rb", buffering=0) as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+            n += len(block)
+            yield block
+    actual = f"{alg}:{h.hexdigest()}"
+    if actual != digest or n != hit.size:
+        if same_file(hit.path, hit.ident):
+            with contextlib.suppress(OSError):
+                discard(hit.path)
+        raise DigestMismatch(digest, actual, what="cached blob")
 
 
 # ====================================================================== save(): OCI image layout
@@ -1043,7 +1282,7 @@ def _write_layout(reg: Any, r: ImageRef, root: Path, platform: str | None, progr
     for m in manifests.values():
         p = _layout_blob_path(root, m.digest)
         p.parent.mkdir(parents=True, exist_ok=True)
-        if not p.exists():
+        if _verified_file(p, m.digest, len(m.raw)) is None:  # a symlink planted there is replaced
             _atomic_write(p, m.raw)
     _atomic_write(root / "oci-layout", json.dumps(_LAYOUT_VERSION).encode())
     desc: dict[str, Any] = {"mediaType": top.media_type, "digest": top.digest, "size": top.size}

@@ -54,12 +54,14 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
+from ._partials import blob_cap_from_env, discard, ident, open_partial, rename_verified
 from .auth import Credentials, parse_challenges, resolve_credentials
 from .errors import (
     AlreadyExists,
     DigestMismatch,
     NotFound,
     RegistryError,
+    ResponseTooLarge,
     Secret,
     Unauthorized,
 )
@@ -1071,7 +1073,10 @@ class _LayerFetch:
     """One layer into one ``.partial`` file: resumable, hashed while streaming.
 
     ``size`` is ``X-Docker-Size`` (or, without it, the total of a ``Content-Range``); no byte past
-    it, nor past the end of a 206's range, is ever written.
+    it, nor past the end of a 206's range, is ever written, except the one byte of a 200's body
+    past it that shows it is too long (:meth:`finish` refuses it). Without a size at all, at most
+    ``REGEXPLORE_MAX_BLOB_BYTES`` are taken (:class:`ResponseTooLarge`). The ``.partial`` is
+    opened without following a symlink (:func:`~regexplore._partials.open_partial`).
     """
 
     def __init__(self, t: Transport, repo: str, meta: ImageJSON, partial: Path, checksum: str | None,
@@ -1090,14 +1095,17 @@ class _LayerFetch:
         self.resumes = 0
         self.restarts = 0
         self.ranges_ok = False
-        if partial.exists():
-            with open(partial, "rb") as f:
-                for block in iter(lambda: f.read(CHUNK), b""):
-                    self.checks.update(block)
+        self.cap = blob_cap_from_env() if meta.size is None else None
+        fd, resumed = open_partial(partial)
+        self.ident = ident(os.fstat(fd))
+        self.f: IO[bytes] = open(fd, "r+b")
+        if resumed:
+            for block in iter(lambda: self.f.read(CHUNK), b""):
+                self.checks.update(block)
             if meta.size is not None and self.checks.n > meta.size:
                 self.checks.reset()
-                partial.write_bytes(b"")
-        self.f: IO[bytes] = open(partial, "ab")
+                self.f.seek(0)
+                self.f.truncate(0)
 
     def close(self) -> None:
         if not self.f.closed:
@@ -1131,7 +1139,8 @@ class _LayerFetch:
         if resp.status_code == 200:
             if n:
                 self._restart()  # a 200 to our Range: the whole layer again, from byte 0
-            return resp, None  # all of it: more than X-Docker-Size is caught by finish()
+            # all of it, and one byte more to show a body longer than X-Docker-Size (finish() refuses it)
+            return resp, None if self.size is None else self.size + 1 - self.checks.n
         cr = parse_content_range(resp.headers.get("Content-Range"))
         total = cr[2] if cr else None
         # the Python registry ends an open range at the size (``N-size/size``): clip at the total
@@ -1172,9 +1181,16 @@ class _LayerFetch:
             if opened is None:
                 return
             resp, limit = opened
+            if self.size is None and self.cap is not None:  # one byte past the cap shows a body over it
+                limit = min(limit, self.cap + 1 - self.checks.n) if limit is not None else self.cap + 1 - self.checks.n
             before = self.checks.n
             try:
                 self._copy(resp, limit)
+                if self.cap is not None and self.size is None and self.checks.n > self.cap:
+                    discard(self.partial)
+                    raise ResponseTooLarge(f"layer {self.meta.id[:12]} has no X-Docker-Size and its body runs "
+                                           f"past the {self.cap}-byte cap; raise it with REGEXPLORE_MAX_BLOB_BYTES",
+                                           url=resp.url)
                 dropped = self.size is not None and self.checks.n < self.size
             except _DROPS:
                 # the Python registry announces one byte more than it sends for ``bytes=N-``: a cut
@@ -1221,6 +1237,8 @@ class _LayerFetch:
         n = self.checks.n
         payload = self.checks.payload.checksum
         if size is not None and n != size:
+            if n > size:  # a body longer than announced: not a prefix to resume
+                discard(self.partial)
             raise RegistryError(f"layer {self.meta.id[:12]}: got {n} bytes, X-Docker-Size said {size}")
         verified_against: list[str] = []
         notes = []
@@ -1250,8 +1268,6 @@ class _LayerFetch:
         if not verified_against:
             notes.append("not verified: the registry sent no usable X-Docker-Payload-Checksum (or "
                          "X-Docker-Checksum) and the index no usable checksum (v1 has no content digests)")
-        with open(self.partial, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.partial, target)
+        rename_verified(self.partial, target, self.ident)
         return LayerDownload(self.meta.id, target, n, bool(verified_against), payload,
                              ", ".join(verified_against) or None, "; ".join(notes), self.resumes, self.restarts)
