@@ -129,11 +129,23 @@ def make_frame(kind: str, rows: Iterable[Mapping[str, Any]] = (), *, columns: Ma
         elif dtype == BOOL:
             data[col] = pd.Series([None if v is None else bool(v) for v in values], dtype=OBJ).astype(BOOL)
         else:
-            data[col] = pd.Series([None if v is None else v for v in values], dtype=OBJ).astype(dtype)
+            data[col] = pd.Series([None if v is None else _text(v) for v in values], dtype=OBJ).astype(dtype)
     df = pd.DataFrame(data, columns=list(spec))
     if attrs:
         df.attrs.update(attrs)
     return df
+
+
+def _text(value: Any) -> Any:
+    r"""``value`` as text any string column can hold: a string with lone surrogates (JSON may carry
+    ``"\udc80"``; pyarrow-backed columns refuse it) has them written as ``\udc80`` escapes."""
+    if not isinstance(value, str) or value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def columns_markdown() -> str:
