@@ -1,0 +1,285 @@
+"""Hostile registries (issue 10, items 1, 12 and 13).
+
+1. ids, tags, names and endpoints from a v1 server are validated before they become a path or a
+   URL part: a hostile v1 index + registry of this module (loopback) serves ``../../x`` and friends
+   in ancestry, image JSON, tag maps, image lists, search results and ``X-Docker-Endpoints``.
+12. a token server or registry that echoes what it received (Basic header, OAuth form, tokens) in
+   its error messages: no password, token or encoded form of them reaches ``str``/``repr`` of the
+   error, the trace, a log record or a traceback printed with its locals.
+13. JSON nested 100 000 deep (``[[[…]]]``, ``{"a":{"a":…}}``) in a manifest, a config (pushed to the
+   real registry), an index, a token answer, an error body, v1 JSON or Hub JSON raises a
+   ``RegistryError`` naming the document, never ``RecursionError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import re
+import secrets
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
+
+import pytest
+import requests
+
+from regexplore import Registry
+from regexplore.auth import Credentials
+from regexplore.errors import InvalidReference, NotFound, RegistryError, Unauthorized, UnsupportedMediaType
+from regexplore.hub import HubClient
+from regexplore.transport import RetryPolicy
+from regexplore.v1 import normalize_repository
+from servers import serve, stop
+from test_secrets_and_redirects import _raised, _shown_with_locals
+
+FAST = RetryPolicy(attempts=1, backoff=0.01, max_sleep=0.01, budget=0.1)
+
+
+def _hexid(label: str) -> str:
+    return hashlib.sha256(label.encode()).hexdigest()
+
+
+TOP, BASE = _hexid("top"), _hexid("base")
+LAYER = b"v1 layer bytes\n" * 64
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+#: an image manifest (of a config "{}" and no layers) that the loopback registries serve
+MANIFEST = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [], "config": {
+    "mediaType": "application/vnd.oci.image.config.v1+json", "size": 2,
+    "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()}}).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Hands every request to ``server.app.answer(method, path, query, headers, body)``."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = urlsplit(self.path)
+        status, headers, payload = self.server.app.answer(  # type: ignore[attr-defined]
+            self.command, parts.path, parts.query, self.headers, body)
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_POST = do_PUT = do_HEAD = do_GET
+
+
+@pytest.fixture(scope="module")
+def stage() -> Iterator[Any]:
+    """One loopback server for the module; each test puts its own app on it (:func:`_use`)."""
+    httpd = serve(_Handler)
+    yield httpd
+    stop(httpd)
+
+
+def _use(stage: Any, app: Any) -> Any:
+    stage.app = app
+    app.url = stage.url
+    return app
+
+
+def _json(doc: Any, status: int = 200, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json", **headers}, json.dumps(doc).encode()
+
+
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")}
+
+
+# ====================================================================== 1. v1 ids, tags, names
+class HostileV1:
+    """A standalone v1 index + registry whose answers the test sets. Paths are matched by suffix:
+    the client resolves dot segments (``/v1/images/../../x/json`` arrives as ``/x/json``), and
+    whatever segment precedes ``/json`` gets an image JSON with that id and a valid checksum, so a
+    hostile id is served as willingly as a good one."""
+
+    def __init__(self) -> None:
+        self.ancestry: Any = [TOP, BASE]
+        self.tags: Any = {"latest": TOP}
+        self.images: Any = [{"id": TOP, "checksum": ""}, {"id": BASE, "checksum": ""}]
+        self.json_docs: dict[str, Any] = {}
+        self.search: Any = {"query": "x", "num_results": 1, "results": [{"name": "demo/x", "description": ""}]}
+        self.endpoints: str | None = None
+        self.raw: dict[str, bytes] = {}  # path suffix -> body served as is (deep JSON)
+        self.url = ""
+
+    def image_json(self, image_id: str) -> dict[str, Any]:
+        if image_id in self.json_docs:
+            return self.json_docs[image_id]
+        doc = {"id": image_id, "created": "2014-05-01T10:00:00Z", "Size": len(LAYER),
+               "container_config": {"Cmd": ["/bin/sh", "-c", f"step {image_id[:8]}"]}}
+        if image_id == TOP:
+            doc["parent"] = BASE
+        return doc
+
+    def answer(self, method: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, bytes]:
+        for suffix, raw in self.raw.items():
+            if path.endswith(suffix):
+                return 200, {"Content-Type": "application/json"}, raw
+        if path.startswith("/v2"):
+            return 404, {"Content-Type": "text/plain"}, b"404 page not found\n"
+        if path == "/v1/_ping":
+            return _json({}, **{"X-Docker-Registry-Standalone": "true"})
+        if path == "/v1/search":
+            return _json(self.search)
+        if m := re.fullmatch(r"/v1/repositories/(.+)/images", path):
+            extra = {"X-Docker-Endpoints": self.endpoints} if self.endpoints is not None else {}
+            return _json(self.images, **{"X-Docker-Token": "signature=abc,repository=\"demo/x\",access=read"}, **extra)
+        if m := re.fullmatch(r"/v1/repositories/(.+)/tags/([^/]+)", path):
+            tags = self.tags if isinstance(self.tags, dict) else {}
+            return _json(tags.get(m.group(2))) if m.group(2) in tags else _json({"error": "Tag not found"}, 404)
+        if path.endswith("/tags"):
+            return _json(self.tags)
+        if path.endswith("/ancestry"):
+            return _json(self.ancestry)
+        if path.endswith("/json"):
+            raw = json.dumps(self.image_json(path.rsplit("/", 2)[-2])).encode()
+            payload = "sha256:" + hashlib.sha256(raw + b"\n" + LAYER).hexdigest()
+            return 200, {"Content-Type": "application/json", "X-Docker-Size": str(len(LAYER)),
+                         "X-Docker-Payload-Checksum": payload}, raw
+        if path.endswith("/layer"):
+            return 200, {"Content-Type": "application/octet-stream"}, LAYER
+        return _json({"error": "not found"}, 404)
+
+
+@pytest.fixture
+def hostile_v1(stage: Any) -> HostileV1:
+    return _use(stage, HostileV1())
+
+
+ESCAPING_IDS = ["../../escaped", "../../../escaped", f"{BASE[:8]}/../../../escaped", "a/../../../escaped"]
+BAD_IDS = ["A" * 64, TOP[:12], TOP + "0", TOP[:63] + "g", TOP[:63] + "\x00", TOP + "\n", "%2e%2e%2fescaped",
+           "..%2f..%2fescaped", "..", "", "./" + TOP[:62], TOP[:32] + "/" + TOP[33:]]
+
+
+@pytest.mark.parametrize("bad", ESCAPING_IDS)
+def test_a_hostile_ancestry_id_after_auto_switched_to_v1_writes_nothing_outside_dest(
+        tmp_path: Path, hostile_v1: HostileV1, bad: str) -> None:
+    reg = Registry(hostile_v1.url)  # api="auto": history() finds v1 and stays there
+    assert len(reg.history("demo/x:latest")) == 2 and reg.api == "v1"
+    hostile_v1.ancestry = [TOP, bad]
+    dest = tmp_path / "w" / "x" / "dest"
+    before = _files(tmp_path)
+    exc = _raised(lambda: reg.download("demo/x:latest", str(dest), progress=False))
+    assert isinstance(exc, RegistryError) and "not a v1 image id" in str(exc), exc
+    assert {p for p in _files(tmp_path) - before if not p.startswith("w/x/dest")} == set()
+    assert not list(tmp_path.rglob("*escaped*"))
+    reg.close()
+
+
+@pytest.mark.parametrize("bad", ESCAPING_IDS + BAD_IDS + [7, None])
+def test_every_v1_ancestry_id_is_64_lowercase_hex(hostile_v1: HostileV1, bad: Any) -> None:
+    hostile_v1.ancestry = [TOP, bad]
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.history("demo/x:latest"))
+    assert isinstance(exc, RegistryError) and "ancestry" in str(exc), exc
+    reg.close()
+
+
+@pytest.mark.parametrize("field,value", [("id", "../../escaped"), ("id", TOP), ("id", "A" * 64), ("id", 5),
+                                         ("parent", "../escaped"), ("parent", BASE[:8]), ("parent", ["x"])])
+def test_ids_inside_v1_image_json_are_checked(hostile_v1: HostileV1, field: str, value: Any) -> None:
+    hostile_v1.json_docs[BASE] = {**hostile_v1.image_json(BASE), field: value}
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.history("demo/x:latest"))
+    assert isinstance(exc, RegistryError) and f"image {BASE[:12]}" in str(exc) and field in str(exc), exc
+    reg.close()
+
+
+@pytest.mark.parametrize("tags", [
+    {"../escaped": TOP}, {"a/b": TOP}, {"x\x00": TOP}, {"": TOP}, {".hidden": TOP}, {"-x": TOP}, {"x" * 129: TOP},
+    {"latest\n": TOP}, {"%2e%2e": TOP}, {"latest": "../../escaped"}, {"latest": "A" * 64}, {"latest": TOP[:8]},
+    {"latest": 5}, [{"name": "../x", "layer": ""}], [{"name": "latest", "layer": "../x"}],
+    [{"name": "latest", "layer": "ABCDEF12"}], [{"name": "a/b", "layer": TOP[:8]}],
+])
+def test_v1_tag_maps_with_bad_names_or_ids_are_refused(hostile_v1: HostileV1, tags: Any) -> None:
+    hostile_v1.tags = tags
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.tags("demo/x"))
+    assert isinstance(exc, RegistryError) and "tags of demo/x" in str(exc), exc
+    reg.close()
+
+
+def test_the_single_tag_answer_is_checked_too(hostile_v1: HostileV1) -> None:
+    hostile_v1.tags = [{"name": "latest", "layer": ""}]  # the Hub's list form: the id comes from tags/latest
+    hostile_v1.raw["/tags/latest"] = json.dumps("../../escaped").encode()
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.history("demo/x:latest"))
+    assert isinstance(exc, RegistryError) and "not a v1 image id" in str(exc), exc
+    reg.close()
+
+
+@pytest.mark.parametrize("images", [
+    [{"id": "../../escaped", "checksum": ""}], [{"id": "A" * 64}], [{"id": TOP[:8]}],
+    [{"id": TOP, "Tag": "../x"}], [{"id": TOP, "Tag": "a/b"}],
+])
+def test_v1_index_image_lists_are_checked(hostile_v1: HostileV1, images: Any) -> None:
+    hostile_v1.images = images
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.v1.repository_data("demo/x"))  # type: ignore[union-attr]
+    assert isinstance(exc, RegistryError) and "images of demo/x" in str(exc), exc
+    reg.close()
+
+
+def test_a_prefix_resolved_through_a_hostile_image_list_never_becomes_a_path(tmp_path: Path,
+                                                                              hostile_v1: HostileV1) -> None:
+    bad = f"{TOP[:8]}/../../../escaped"
+    hostile_v1.tags = [{"name": "latest", "layer": TOP[:8]}]
+    hostile_v1.images = [{"id": bad, "checksum": ""}]
+    hostile_v1.ancestry = [bad]
+    dest = tmp_path / "w" / "x" / "dest"
+    before = _files(tmp_path)
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.download("demo/x:latest", str(dest), progress=False))
+    assert isinstance(exc, RegistryError), exc
+    assert {p for p in _files(tmp_path) - before if not p.startswith("w/x/dest")} == set()
+    reg.close()
+
+
+@pytest.mark.parametrize("name", ["../../x", "demo/../../x", "a/b/c", "x\x00", "%2e%2e/x", "", "/", "demo/.."])
+def test_v1_search_names_are_checked(hostile_v1: HostileV1, name: str) -> None:
+    hostile_v1.search = {"query": "x", "num_results": 1, "results": [{"name": name, "description": "d"}]}
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.search("x"))
+    assert isinstance(exc, RegistryError) and "search" in str(exc), exc
+    reg.close()
+
+
+@pytest.mark.parametrize("name", ["../../x", "demo/../../x", "a/b/c", "x\x00", "demo/%2e%2e", "demo/x?y", "demo/x#y"])
+def test_repository_names_that_are_not_v1_names_never_reach_a_url(name: str) -> None:
+    with pytest.raises(InvalidReference):
+        normalize_repository(name)
+
+
+@pytest.mark.parametrize("endpoints", ["127.0.0.1:{port}/../x", "user@127.0.0.1:{port}", "127.0.0.1:{port}?x",
+                                       "127.0.0.1:{port}#x", "127.0.0.1:{port}\x00", "127.0.0.1:{port} x",
+                                       "127.0.0.1:x{port}"])
+def test_v1_endpoints_must_be_host_and_port(hostile_v1: HostileV1, endpoints: str) -> None:
+    hostile_v1.endpoints = endpoints.format(port=urlsplit(hostile_v1.url).port)
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: reg.tags("demo/x"))
+    assert isinstance(exc, RegistryError) and "X-Docker-Endpoints" in str(exc), exc
+    reg.close()
+
+
+def test_good_v1_answers_still_work(tmp_path: Path, hostile_v1: HostileV1) -> None:
+    hostile_v1.endpoints = f" 127.0.0.1:{urlsplit(hostile_v1.url).port} , "
+    reg = Registry(hostile_v1.url, api="v1")
+    assert reg.tags("demo/x")["tag"].tolist() == ["latest"]
+    assert reg.history("demo/x:latest")["id"].tolist() == [BASE, TOP]
+    paths = reg.download("demo/x:latest", str(tmp_path / "dest"), progress=False)
+    assert sorted(Path(p).name for p in paths) == sorted([f"{BASE}.layer", f"{TOP}.layer"])
+    hostile_v1.tags = [{"name": "latest", "layer": TOP[:8]}, {"name": "old_1.0-x", "layer": ""}]
+    assert reg.v1.resolve("demo/x", "latest") == TOP  # type: ignore[union-attr]
+    reg.close()
