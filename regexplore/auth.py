@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
-from .errors import (InsecureCredentials, RegistryError, Secret, Unauthorized, error_from_response,
+from .errors import (InsecureCredentials, RegistryError, Secret, Unauthorized, error_from_response, load_json,
                      parse_retry_after, url_origin)
 
 __all__ = [
@@ -432,9 +432,10 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     """The unverified claims of a JWT, for display only ({} if it is not one)."""
     try:
         part = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (IndexError, ValueError, binascii.Error):
+        claims = load_json(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)), "token claims")
+    except (IndexError, ValueError, binascii.Error, RegistryError):
         return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 class RegistryAuth:
@@ -717,7 +718,7 @@ class RegistryAuth:
         """The token of a 200 answer, valid until ``issued_at + expires_in`` (60 s when absent),
         less a renewal margin. Raises ``RegistryError`` for an answer without a token."""
         try:
-            doc = resp.json()
+            doc = load_json(resp.content, f"the token answer of {urlsplit(realm).netloc}", url=realm)
         except ValueError:
             raise RegistryError("the token server answered with something that is not JSON", url=realm) from None
         if not isinstance(doc, dict):

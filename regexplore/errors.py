@@ -17,13 +17,18 @@
 
 Every message is built from redacted parts: no password, token or signed-URL signature ever
 appears in ``str(error)`` or ``repr(error)``.
+
+JSON from a server is parsed by :func:`load_json`, which refuses a document nested deeper than
+``REGEXPLORE_MAX_JSON_DEPTH`` levels (default 256) with an error naming it.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import warnings
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -43,6 +48,7 @@ __all__ = [
     "redact_url",
     "Secret",
     "secret_headers",
+    "load_json",
     "url_origin",
     "error_from_response",
 ]
@@ -244,6 +250,62 @@ _BY_STATUS: dict[int, type[RegistryError]] = {
 }
 
 
+MAX_JSON_DEPTH_ENV = "REGEXPLORE_MAX_JSON_DEPTH"
+DEFAULT_JSON_DEPTH = 256  #: levels of arrays/objects in one JSON document (OCI documents use fewer than 10)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _json_depth_cap() -> int:
+    """``REGEXPLORE_MAX_JSON_DEPTH``, else :data:`DEFAULT_JSON_DEPTH`. A value that is not a positive
+    whole number is reported with a ``RuntimeWarning`` and the default is used (an exception here
+    would be taken for "not JSON" by the callers of :func:`load_json`)."""
+    raw = os.environ.get(MAX_JSON_DEPTH_ENV, "").strip()
+    if not raw:
+        return DEFAULT_JSON_DEPTH
+    value = int(raw) if raw.isdigit() else 0
+    if value <= 0:
+        warnings.warn(f"{MAX_JSON_DEPTH_ENV} must be a positive whole number of levels, not {raw!r:.40}; "
+                      f"using {DEFAULT_JSON_DEPTH}", RuntimeWarning, stacklevel=3)
+        return DEFAULT_JSON_DEPTH
+    return value
+
+
+def _nested_deeper_than(data: bytes | str, cap: int) -> bool:
+    """True when JSON text ``data`` opens more than ``cap`` arrays/objects inside each other
+    (brackets inside strings do not count). Counting brackets first keeps the common case fast."""
+    opening = ("[", "{") if isinstance(data, str) else (b"[", b"{")
+    if data.count(opening[0]) + data.count(opening[1]) <= cap:  # type: ignore[arg-type]
+        return False
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        if depth > cap:
+            return True
+    return False
+
+
+def load_json(data: bytes | str, what: str, *, url: str | None = None,
+              error: type[RegistryError] = RegistryError) -> Any:
+    """``json.loads(data)`` for a document from a server (or from a file someone else wrote).
+
+    Python's parser recurses once per level: ``[[[[…`` 100 000 deep would raise a bare
+    ``RecursionError`` (or, under a raised recursion limit, overflow the C stack). A document nested
+    deeper than ``REGEXPLORE_MAX_JSON_DEPTH`` levels (default :data:`DEFAULT_JSON_DEPTH`) raises
+    ``error`` (a :class:`RegistryError` class) whose message names ``what``, e.g. ``"manifest
+    demo/x:1 is nested too deeply (…)"``. Text that is not JSON raises ``ValueError``, as
+    ``json.loads`` does."""
+    cap = _json_depth_cap()
+    if _nested_deeper_than(data, cap):
+        raise error(f"{what} is nested too deeply (over {cap} levels of arrays and objects; "
+                    f"{MAX_JSON_DEPTH_ENV} sets the limit)", url=url)
+    try:
+        return json.loads(data)
+    except RecursionError:  # a deep document under a low recursion limit, or a deep call stack
+        raise error(f"{what} is nested too deeply for Python's JSON parser", url=url) from None
+
+
 _XML_ERROR = re.compile(r"<Error>.*?<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
 
 
@@ -260,8 +322,8 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, s
     if not text:
         return None, None, None
     try:
-        doc = json.loads(text)
-    except ValueError:
+        doc = load_json(text, "error body")
+    except (ValueError, RegistryError):  # not JSON, or nested too deeply: read as text
         doc = None
     xml = _XML_ERROR.search(text) if doc is None else None
     if xml is not None:

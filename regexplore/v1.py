@@ -63,6 +63,7 @@ from .errors import (
     RegistryError,
     Secret,
     Unauthorized,
+    load_json,
 )
 from .hub import parse_v1_search
 from .oci import parse_time
@@ -314,8 +315,10 @@ def _header_values(resp: requests.Response, name: str) -> list[str]:
 
 
 def _json(resp: requests.Response, what: str) -> Any:
+    """The JSON of ``resp``; :class:`RegistryError` naming ``what`` when it is not JSON or is nested
+    too deeply (:func:`~regexplore.errors.load_json`)."""
     try:
-        return json.loads(resp.content or b"null")
+        return load_json(resp.content or b"null", what, url=resp.url)
     except ValueError:
         raise RegistryError(f"{what}: the answer is not JSON", status=resp.status_code, url=resp.url) from None
 

@@ -7,12 +7,11 @@ DataFrames.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urljoin
 
-from .errors import Denied, DigestMismatch, NotFound, RegistryError, Unauthorized, UnsupportedMediaType
+from .errors import Denied, DigestMismatch, NotFound, RegistryError, Unauthorized, UnsupportedMediaType, load_json
 from .oci import MANIFEST_ACCEPT, SCHEMA1_SIGNED, Manifest, check_digest, schema1_payload, sha256_digest
 from .transport import MiB, Transport
 
@@ -138,7 +137,7 @@ def _listing(resp: Any, key: str, what: str) -> list:
     answers ``"tags": null`` for a repository whose tags were all deleted); a body that is not a
     JSON object raises :class:`RegistryError` naming the URL instead of a bare ``ValueError``."""
     try:
-        doc = json.loads(resp.content or b"{}")
+        doc = load_json(resp.content or b"{}", what, url=resp.url)
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or not isinstance(doc.get(key) or [], list):
@@ -235,7 +234,8 @@ class V2Client:
                               max_bytes=MANIFEST_CAP, what=f"manifest {repo}:{reference}")
         raw = resp.content
         expected = reference if ":" in reference else None
-        m = Manifest.from_bytes(raw, resp.headers.get("Content-Type"), expected=expected, url=resp.url)
+        m = Manifest.from_bytes(raw, resp.headers.get("Content-Type"), expected=expected, url=resp.url,
+                                what=f"manifest {repo}:{reference}")
         header = resp.headers.get("Docker-Content-Digest")
         if header:
             check_header_digest(header, m, url=resp.url)
@@ -301,7 +301,7 @@ class V2Client:
         when it is not a JSON object (an artifact's config may be YAML, binary, a JSON array…)."""
         raw = self.get_blob(repo, digest, max_bytes=MANIFEST_CAP * 2)
         try:
-            doc = json.loads(raw)
+            doc = load_json(raw, f"blob {digest[:19]} of {repo}", error=UnsupportedMediaType)
         except ValueError:
             doc = None
         if not isinstance(doc, dict):

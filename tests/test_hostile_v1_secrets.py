@@ -283,3 +283,178 @@ def test_good_v1_answers_still_work(tmp_path: Path, hostile_v1: HostileV1) -> No
     hostile_v1.tags = [{"name": "latest", "layer": TOP[:8]}, {"name": "old_1.0-x", "layer": ""}]
     assert reg.v1.resolve("demo/x", "latest") == TOP  # type: ignore[union-attr]
     reg.close()
+
+
+# ====================================================================== 13. deeply nested JSON
+DEEP = {"arrays": b"[" * 100_000 + b"]" * 100_000, "objects": b'{"a":' * 100_000 + b"1" + b"}" * 100_000}
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _push(base_url: str, repo: str, tag: str, config: bytes) -> None:
+    """A one-layer image whose config blob is ``config``, pushed with plain ``requests``."""
+    layer = b"\0" * 1024
+    for blob in (layer, config):
+        r = requests.post(f"{base_url}/v2/{repo}/blobs/uploads/")
+        r.raise_for_status()
+        loc = requests.compat.urljoin(base_url, r.headers["Location"])
+        requests.put(loc, params={"digest": _digest(blob)}, data=blob).raise_for_status()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                           "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                      "size": len(config), "digest": _digest(config)},
+                           "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar",
+                                       "size": len(layer), "digest": _digest(layer)}]}).encode()
+    requests.put(f"{base_url}/v2/{repo}/manifests/{tag}", data=manifest,
+                 headers={"Content-Type": DOCKER_MANIFEST}).raise_for_status()
+
+
+@pytest.mark.parametrize("kind", sorted(DEEP))
+def test_a_deeply_nested_config_in_the_real_registry_fails_cleanly(empty_sandbox: Any, kind: str) -> None:
+    _push(empty_sandbox.url, "demo/deep", "1", DEEP[kind])
+    reg = Registry(empty_sandbox.url)
+    exc = _raised(lambda: reg.config("demo/deep:1"))
+    assert isinstance(exc, UnsupportedMediaType), repr(exc)
+    assert "nested too deeply" in str(exc) and "demo/deep" in str(exc) and "config" in str(exc)
+    assert len(reg.layers("demo/deep:1")) == 1  # the frames show NA for what the config would tell
+    assert reg.history("demo/deep:1")["created"].isna().all()
+    reg.close()
+
+
+class Deep:
+    """A v2 registry (and its token server) answering ``paths`` ({path: (status, content type,
+    body)}); ``/v2/`` says 200, anything else 404."""
+
+    def __init__(self, paths: dict[str, tuple[int, str, bytes]]) -> None:
+        self.paths = paths
+        self.url = ""
+
+    def answer(self, method: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, bytes]:
+        if path in self.paths:
+            status, ctype, payload = self.paths[path]
+            return status, {"Content-Type": ctype}, payload
+        if path == "/v2/":
+            return _json({}, **{"Docker-Distribution-API-Version": "registry/2.0"})
+        return _json({"errors": [{"code": "NOT_FOUND", "message": "no"}]}, 404)
+
+
+def _schema1(v1compat: str) -> bytes:
+    return json.dumps({"schemaVersion": 1, "name": "demo/x", "tag": "1", "architecture": "amd64",
+                       "fsLayers": [{"blobSum": _digest(b"x")}], "history": [{"v1Compatibility": v1compat}]}).encode()
+
+
+@pytest.mark.parametrize("kind", sorted(DEEP))
+@pytest.mark.parametrize("ctype,wrap,call,names", [
+    (OCI_MANIFEST, None, "manifest", "manifest demo/x:1"),
+    ("", None, "manifest", "manifest demo/x:1"),
+    ("application/vnd.oci.image.index.v1+json", None, "manifest", "manifest demo/x:1"),
+    ("application/vnd.docker.distribution.manifest.v1+json", _schema1, "history", "v1Compatibility"),
+    ("application/vnd.docker.distribution.manifest.v1+json", _schema1, "layers", "v1Compatibility"),
+])
+def test_deeply_nested_manifests_raise_a_registry_error_naming_them(stage: Any, kind: str, ctype: str, wrap: Any,
+                                                                    call: str, names: str) -> None:
+    body = wrap(DEEP[kind].decode()) if wrap else DEEP[kind]
+    app = Deep({"/v2/demo/x/manifests/1": (200, ctype, body)})
+    _use(stage, app)
+    reg = Registry(app.url, api="v2")
+    exc = _raised(lambda: getattr(reg, call)("demo/x:1"))
+    assert isinstance(exc, RegistryError), repr(exc)
+    assert "nested too deeply" in str(exc) and names in str(exc), exc
+    reg.close()
+
+
+@pytest.mark.parametrize("kind", sorted(DEEP))
+def test_deeply_nested_error_bodies_and_listings(stage: Any, kind: str) -> None:
+    app = Deep({"/v2/demo/x/manifests/1": (404, "application/json", DEEP[kind]),
+                "/v2/demo/x/tags/list": (200, "application/json", DEEP[kind])})
+    _use(stage, app)
+    reg = Registry(app.url, api="v2")
+    assert isinstance(_raised(lambda: reg.manifest("demo/x:1")), NotFound)
+    exc = _raised(lambda: reg.tags("demo/x"))
+    assert isinstance(exc, RegistryError) and "nested too deeply" in str(exc) and "demo/x" in str(exc), exc
+    reg.close()
+
+
+@pytest.mark.parametrize("kind", sorted(DEEP))
+def test_deeply_nested_token_answers(stage: Any, kind: str) -> None:
+    app = Deep({"/token": (200, "application/json", DEEP[kind])})
+
+    def answer(method: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, bytes]:
+        if path.startswith("/v2/demo"):
+            return _json({"errors": [{"code": "UNAUTHORIZED", "message": "log in"}]}, 401,
+                         **{"WWW-Authenticate": f'Bearer realm="{app.url}/token",service="deep"'})
+        return Deep.answer(app, method, path, query, headers, body)
+
+    app.answer = answer  # type: ignore[method-assign]
+    _use(stage, app)
+    reg = Registry(app.url, api="v2", auth=("alice", "password-1"))
+    exc = _raised(lambda: reg.manifest("demo/x:1"))
+    assert isinstance(exc, RegistryError) and "nested too deeply" in str(exc) and "token" in str(exc), exc
+    reg.close()
+
+
+def test_a_jwt_token_with_deeply_nested_claims_is_shown_without_claims(stage: Any) -> None:
+    claims = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")  # fits in a header
+    token = f"eyJhbGciOiJub25lIn0.{claims}.sig"
+    manifest = MANIFEST
+    app = Deep({"/token": (200, "application/json", json.dumps({"token": token}).encode())})
+
+    def answer(method: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, bytes]:
+        if path == "/v2/demo/x/manifests/1":
+            if headers.get("Authorization") != f"Bearer {token}":
+                return _json({}, 401, **{"WWW-Authenticate": f'Bearer realm="{app.url}/token",service="d"'})
+            return 200, {"Content-Type": OCI_MANIFEST}, manifest
+        return Deep.answer(app, method, path, query, headers, body)
+
+    app.answer = answer  # type: ignore[method-assign]
+    _use(stage, app)
+    reg = Registry(app.url, api="v2", auth=("alice", "password-1"))
+    assert reg.manifest("demo/x:1").digest == _digest(manifest)
+    assert reg._auth.whoami()["subject"] is None
+    reg.close()
+
+
+@pytest.mark.parametrize("kind", sorted(DEEP))
+@pytest.mark.parametrize("suffix,call,names", [
+    ("/ancestry", lambda r: r.history("demo/x:latest"), "ancestry"),
+    ("/json", lambda r: r.history("demo/x:latest"), "image json"),
+    ("/tags", lambda r: r.tags("demo/x"), "tags"),
+    ("/images", lambda r: r.tags("demo/x"), "repository images"),
+    ("/v1/search", lambda r: r.search("x"), "search"),
+])
+def test_deeply_nested_v1_json(hostile_v1: HostileV1, kind: str, suffix: str, call: Callable[[Registry], Any],
+                               names: str) -> None:
+    hostile_v1.raw[suffix] = DEEP[kind]
+    reg = Registry(hostile_v1.url, api="v1")
+    exc = _raised(lambda: call(reg))
+    assert isinstance(exc, RegistryError) and "nested too deeply" in str(exc) and names in str(exc), exc
+    reg.close()
+
+
+@pytest.mark.parametrize("kind", sorted(DEEP))
+def test_deeply_nested_hub_json(stage: Any, kind: str) -> None:
+    app = Deep({"/v2/repositories/library/x/tags/": (200, "application/json", DEEP[kind]),
+                "/v2/search/repositories/": (200, "application/json", DEEP[kind])})
+    _use(stage, app)
+    hub = HubClient(hub_url=app.url, index_url=app.url)
+    for call, names in ((lambda: hub.tags("x"), "Hub tags of library/x"), (lambda: hub.search_v2("x"), "Hub search")):
+        exc = _raised(call)
+        assert isinstance(exc, RegistryError) and "nested too deeply" in str(exc) and names in str(exc), exc
+    hub.close()
+
+
+def test_the_nesting_cap_is_configurable(stage: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = b"[" * 300 + b"]" * 300
+    app = Deep({"/v2/demo/x/tags/list": (200, "application/json", b'{"name":"demo/x","tags":["a"],"x":' + doc + b"}")})
+    _use(stage, app)
+    reg = Registry(app.url, api="v2")
+    exc = _raised(lambda: reg.tags("demo/x"))
+    assert isinstance(exc, RegistryError) and "nested too deeply (over 256 levels" in str(exc), exc
+    monkeypatch.setenv("REGEXPLORE_MAX_JSON_DEPTH", "400")
+    assert reg.tags("demo/x")["tag"].tolist() == ["a"]
+    monkeypatch.setenv("REGEXPLORE_MAX_JSON_DEPTH", "many")
+    with pytest.warns(RuntimeWarning, match="REGEXPLORE_MAX_JSON_DEPTH"):
+        assert isinstance(_raised(lambda: reg.tags("demo/x")), RegistryError)  # the default: 256
+    reg.close()
