@@ -61,9 +61,11 @@ from .errors import (
     InvalidReference,
     NotFound,
     RegistryError,
+    Scrubber,
     Secret,
     Unauthorized,
     load_json,
+    shown,
 )
 from .hub import parse_v1_search
 from .oci import parse_time
@@ -104,6 +106,7 @@ _V1_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
 #: with a dot (so never ``.`` or ``..``)
 _V1_NAME = re.compile(r"(?:[a-z0-9_-]+/)?[a-z0-9_-][a-z0-9_.-]*\Z")
 _HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?\Z")
+_SIGNATURE = re.compile(r"signature=([^,\s]+)")
 _CONTENT_RANGE = re.compile(r"^\s*(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 #: where registries put the layer checksums in the answer to ``GET /v1/images/<id>/json``, in the
 #: order they are read: the Python registry's name, the older name (its 2013-14 versions and the
@@ -122,7 +125,7 @@ def normalize_repository(name: str) -> str:
     if not parts:
         raise InvalidReference("empty repository name")
     if not _V1_NAME.match(parts):
-        raise InvalidReference(f"not a v1 repository name ([namespace/]name of a-z 0-9 _ . -): {name!r:.80}")
+        raise InvalidReference(f"not a v1 repository name ([namespace/]name of a-z 0-9 _ . -): {shown(name)}")
     return parts if "/" in parts else f"library/{parts}"
 
 
@@ -130,14 +133,14 @@ def check_image_id(value: Any, what: str) -> str:
     """``value`` if it is a v1 image id (64 lowercase hex: it becomes a URL part and a file name);
     else ``ValueError`` naming ``what``."""
     if not isinstance(value, str) or not _HEX64.match(value):
-        raise ValueError(f"{what}: not a v1 image id (64 lowercase hex): {value!r:.80}")
+        raise ValueError(f"{what}: not a v1 image id (64 lowercase hex): {shown(value)}")
     return value
 
 
 def check_tag(value: Any, what: str = "tag") -> str:
     """``value`` if it is a v1 tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``); else ``ValueError``."""
     if not isinstance(value, str) or not _V1_TAG.match(value):
-        raise ValueError(f"{what}: not a v1 tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}): {value!r:.80}")
+        raise ValueError(f"{what}: not a v1 tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}): {shown(value)}")
     return value
 
 
@@ -168,7 +171,7 @@ def parse_endpoints(value: str | None, index_url: str) -> list[str]:
         host = host.rstrip("/")
         m = _HOST_PORT.match(host)
         if not m or (m.group(1) and not 0 < int(m.group(1)) < 65536):
-            raise ValueError(f"X-Docker-Endpoints entry {item.strip()!r:.80} is not host[:port]")
+            raise ValueError(f"X-Docker-Endpoints entry {shown(item.strip())} is not host[:port]")
         base = f"{scheme}://{host}"
         if base not in out:
             out.append(base)
@@ -192,11 +195,11 @@ def parse_tags(doc: Any) -> dict[str, str]:
         out: dict[str, str] = {}
         for item in doc:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise ValueError(f"not a v1 tag entry: {item!r:.80}")
+                raise ValueError(f"not a v1 tag entry: {shown(item)}")
             layer = item.get("layer")
             layer = layer if isinstance(layer, str) else ""
             if not _ID_PREFIX.match(layer):
-                raise ValueError(f"tag {item['name']!r:.80}: not a v1 image id prefix: {layer!r:.80}")
+                raise ValueError(f"tag {shown(item['name'])}: not a v1 image id prefix: {shown(layer)}")
             out[check_tag(item["name"])] = layer
         return out
     raise ValueError("not a v1 tags answer (neither an object nor a list)")
@@ -214,7 +217,7 @@ def parse_repository_images(doc: Any) -> list[dict[str, str | None]]:
     out: list[dict[str, str | None]] = []
     for item in doc:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise ValueError(f"not a v1 image entry: {item!r:.80}")
+            raise ValueError(f"not a v1 image entry: {shown(item)}")
         image_id = check_image_id(item["id"], "image entry")
         tag = item.get("Tag", item.get("tag"))
         tag = check_tag(tag, f"tag of image {image_id[:12]}") if isinstance(tag, str) and tag else None
@@ -226,7 +229,7 @@ def check_image_json(doc: dict[str, Any], image_id: str) -> None:
     """Raise ``ValueError`` unless image JSON ``doc`` is about ``image_id`` (its ``id``, when
     present) and names a v1 image id as its ``parent`` (when set)."""
     if "id" in doc and doc["id"] != image_id:
-        raise ValueError(f"its id {doc['id']!r:.80} is not the image asked for")
+        raise ValueError(f"its id {shown(doc['id'])} is not the image asked for")
     if doc.get("parent") not in (None, ""):
         check_image_id(doc["parent"], "its parent")
 
@@ -344,6 +347,10 @@ class V1Auth:
         self._tokens: dict[str, list[str]] = {}
         self._refreshers: dict[str, Callable[[], None]] = {}
         self._lock = threading.Lock()
+        #: cuts the credentials and every token this object holds out of server text
+        self.scrubber = Scrubber()
+        if credentials is not None:
+            credentials.held_by(self.scrubber)
 
     def __repr__(self) -> str:
         return (f"<V1Auth index={self.index_origin[1]} {self.credentials or 'anonymous'} "
@@ -366,6 +373,9 @@ class V1Auth:
                 self._tokens[scope] = [Secret(t) for t in tokens]  # repr '<redacted>': vars(), locals
             else:
                 self._tokens.pop(scope, None)
+        # a registry may echo a token whole, or only its signature ("signature=…,repository=…")
+        signatures = [m.group(1) for t in tokens for m in _SIGNATURE.finditer(t)]
+        self.scrubber.hold(f"tokens {scope}", *tokens, *signatures)
 
     def token_count(self, scope: str) -> int:
         """How many tokens are held for ``scope`` (the tokens themselves are not exposed)."""
@@ -814,7 +824,7 @@ class V1Client:
             if size_text is not None:
                 size = _int(size_text)
                 if size is None:
-                    raise RegistryError(f"X-Docker-Size is not an integer: {size_text[:40]!r}", url=resp.url)
+                    raise RegistryError(f"X-Docker-Size is not an integer: {shown(size_text, 40)}", url=resp.url)
                 if size < 0:
                     size = None
             # every header counts: a registry may send a tarsum in one and the payload checksum in
@@ -1056,7 +1066,7 @@ class V1Client:
             raise ValueError("nothing to push")
         for img in images:
             if not _HEX64.match(img.id):
-                raise ValueError(f"not a v1 image id (64 hex): {img.id!r:.80}")
+                raise ValueError(f"not a v1 image id (64 hex): {shown(img.id)}")
         if tags is None:
             tag_map: dict[str, str] = {}
         elif isinstance(tags, dict):
@@ -1284,7 +1294,7 @@ class _LayerFetch:
             source = self.meta.checksum_headers.get(expected, name)
             raise DigestMismatch(expected, payload if payloads else actual or payload,
                                  what=f"v1 layer {self.meta.id[:12]} ({source})")
-        return None, f"{name} {sums[0][:40]!r} could not be checked"
+        return None, f"{name} {shown(sums[0], 40)} could not be checked"
 
     def finish(self, target: Path) -> LayerDownload:
         """Check size and checksums, then rename the ``.partial`` into place."""

@@ -11,7 +11,8 @@ import re
 from typing import Any, Callable, Iterator
 from urllib.parse import quote, urljoin
 
-from .errors import Denied, DigestMismatch, NotFound, RegistryError, Unauthorized, UnsupportedMediaType, load_json
+from .errors import (Denied, DigestMismatch, NotFound, RegistryError, Unauthorized, UnsupportedMediaType,
+                     load_json, shown)
 from .oci import MANIFEST_ACCEPT, SCHEMA1_SIGNED, Manifest, check_digest, schema1_payload, sha256_digest
 from .transport import MiB, Transport
 
@@ -93,7 +94,7 @@ def check_header_digest(header: str, m: Manifest, *, url: str | None = None,
         return
     alg, _, hexpart = value.partition(":")
     if alg not in _DIGEST_ALGS or not re.fullmatch(r"[0-9a-f]+", hexpart):
-        raise UnsupportedMediaType(f"{what}: cannot verify {value[:80]!r} (regexplore verifies "
+        raise UnsupportedMediaType(f"{what}: cannot verify {shown(value)} (regexplore verifies "
                                    f"{', '.join(_DIGEST_ALGS)} digests)", url=url)
     covered = schema1_payload(m.raw) if m.media_type == SCHEMA1_SIGNED else m.raw
     check_digest(covered, value, url=url, what=what)

@@ -285,6 +285,169 @@ def test_good_v1_answers_still_work(tmp_path: Path, hostile_v1: HostileV1) -> No
     reg.close()
 
 
+# ====================================================================== 12. echoed secrets
+PASSWORD = f'p w/+&%"\\\u00e9-{secrets.token_hex(8)}'
+IDENTITY = f"idtok/+={secrets.token_hex(10)}"
+TOKEN = f"tok.{secrets.token_hex(16)}.sig/+="
+REFRESH = f"refresh-{secrets.token_hex(12)}"
+
+
+def _lower_percent(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)
+
+
+def _forms(value: str) -> set[str]:
+    """``value`` as a server might echo it: raw, URL-encoded, JSON-escaped, base64."""
+    raw = value.encode()
+    out = {value, quote(value, safe=""), quote(value), quote_plus(value), json.dumps(value)[1:-1],
+           json.dumps(value, ensure_ascii=False)[1:-1], base64.b64encode(raw).decode(),
+           base64.b64encode(raw).decode().rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+    return out | {_lower_percent(f) for f in out}
+
+
+SECRET_FORMS = sorted(_forms(PASSWORD) | _forms(f"alice:{PASSWORD}") | _forms(IDENTITY) | _forms(f"<token>:{IDENTITY}")
+                      | _forms(TOKEN) | _forms(REFRESH), key=len)
+
+
+class Echo:
+    """A registry and its token server on one loopback port that echo what they receive.
+
+    ``mode``: ``json`` (token GET → 401 ``errors[].message`` + ``detail``), ``text`` (401 text/plain),
+    ``redirect`` (token GET → 307 to a URL carrying the credentials, answered by a text echo),
+    ``oauth`` (token POST → 400 ``error_description`` with the raw and decoded form), ``registry``
+    (a token is issued; the registry 401s echoing the Bearer header in its body and challenge),
+    ``basic`` (the registry asks for Basic and echoes the header), ``challenge`` (a first manifest
+    is served; for the next one the registry's challenge echoes the token and the password the
+    token server saw, and the token server then refuses: the error is raised while that challenge
+    is being answered)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.url = ""
+        self.seen = ""  # what the token server last received, for the challenge mode
+
+    def challenge(self, **extra: str) -> str:
+        params = {"realm": f"{self.url}/token", "service": "echo", "scope": "repository:demo/x:pull", **extra}
+        quoted = {k: v.replace("\\", "\\\\").replace('"', '\\"') for k, v in params.items()}  # RFC 9110 quoted-pair
+        return "Bearer " + ",".join(f'{k}="{v}"' for k, v in quoted.items())
+
+    def echo_text(self, auth: str, query: str, form: dict[str, str]) -> str:
+        user, _, pw = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":") if auth.startswith(
+            "Basic ") else ("", "", "")
+        values = [auth, pw, query, urlencode_echo(form), *form.values()]
+        return " | ".join(f"{v} {json.dumps(v)} {quote_plus(v)} {_lower_percent(quote(v, safe=''))}" for v in values)
+
+    def answer(self, method: str, path: str, query: str, headers: Any, body: bytes) -> tuple[int, dict, bytes]:
+        auth = headers.get("Authorization") or ""
+        form = dict(parse_qsl(body.decode())) if body else {}
+        echo = self.echo_text(auth, query, form) + " | raw form: " + body.decode()
+        if path.startswith("/v2"):
+            if self.mode == "basic":
+                if not auth:
+                    return _json({"errors": [{"code": "UNAUTHORIZED", "message": "log in"}]}, 401,
+                                 **{"WWW-Authenticate": 'Basic realm="echo"'})
+                return _json({"errors": [{"code": "UNAUTHORIZED", "message": f"refused {echo}",
+                                          "detail": {"sent": auth, "echo": echo}}]}, 401,
+                             **{"WWW-Authenticate": 'Basic realm="echo"'})
+            if self.mode == "challenge" and path.endswith("/1") and auth == f"Bearer {TOKEN}":
+                return 200, {"Content-Type": OCI_MANIFEST}, MANIFEST
+            if self.mode == "challenge" and auth:
+                return _json({"errors": [{"code": "UNAUTHORIZED", "message": "expired"}]}, 401,
+                             **{"WWW-Authenticate": self.challenge(error="invalid_token",
+                                                                   error_description=f"{auth} {self.seen}")})
+            if self.mode == "registry" and auth:
+                return _json({"errors": [{"code": "UNAUTHORIZED", "message": f"token refused: {echo}"}]}, 401,
+                             **{"WWW-Authenticate": self.challenge(error="invalid_token",
+                                                                   error_description=f"bad {auth[7:]}")})
+            return _json({"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}, 401,
+                         **{"WWW-Authenticate": self.challenge()})
+        if path == "/token" and method == "POST":
+            return _json({"error": "invalid_grant", "error_description": f"bad form {echo}"}, 400)
+        if path == "/token" and self.mode == "challenge" and not self.seen:
+            self.seen = echo
+            return _json({"token": TOKEN, "expires_in": 300})
+        if path == "/token" and self.mode == "registry":
+            return _json({"token": TOKEN, "access_token": TOKEN, "refresh_token": REFRESH, "expires_in": 300})
+        if path == "/token" and self.mode == "redirect":
+            pw = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")[2]
+            target = f"/token-echo?pw={quote(pw, safe='')}&basic={quote(auth, safe='')}&raw={auth[6:]}"
+            return 307, {"Location": target}, b""
+        if path in ("/token", "/token-echo") and self.mode in ("text", "redirect"):
+            return 401, {"Content-Type": "text/plain"}, f"denied: {echo}".encode()
+        return _json({"errors": [{"code": "UNAUTHORIZED", "message": f"bad credentials {echo}",
+                                  "detail": [{"Authorization": auth, "query": query}]}]}, 401)
+
+
+def urlencode_echo(form: dict[str, str]) -> str:
+    return "&".join(f"{k}={quote_plus(v)}" for k, v in form.items())
+
+
+def _strings(doc: Any) -> list[str]:
+    if isinstance(doc, dict):
+        return [s for k, v in doc.items() for s in (str(k), *_strings(v))]
+    if isinstance(doc, (list, tuple)):
+        return [s for v in doc for s in _strings(v)]
+    return [str(doc)]
+
+
+def _all_shown(exc: BaseException, caplog: pytest.LogCaptureFixture, reg: Registry) -> str:
+    """Everything a user could see of a failure: the error's text, attributes and traceback with
+    locals, every log record, the trace."""
+    detail = getattr(exc, "detail", None)
+    return "\n".join([
+        str(exc), repr(exc), repr(exc.args), str(getattr(exc, "message", "")), repr(detail),
+        json.dumps(detail, default=str), *_strings(detail), _shown_with_locals(exc),
+        "\n".join(f"{r.getMessage()} {r.args!r}" for r in caplog.records),
+        reg.trace.to_string(), repr(reg.transport.trace_records),
+    ])
+
+
+@pytest.mark.parametrize("mode,auth,oauth", [
+    ("json", ("alice", PASSWORD), False),
+    ("text", ("alice", PASSWORD), False),
+    ("redirect", ("alice", PASSWORD), False),
+    ("oauth", ("alice", PASSWORD), True),
+    ("oauth", Credentials(None, IDENTITY, kind="identitytoken"), False),
+    ("registry", ("alice", PASSWORD), False),
+    ("basic", ("alice", PASSWORD), False),
+    ("challenge", ("alice", PASSWORD), False),
+])
+def test_secrets_echoed_by_a_server_are_scrubbed_everywhere(stage: Any, caplog: pytest.LogCaptureFixture,
+                                                             mode: str, auth: Any, oauth: bool) -> None:
+    caplog.set_level(logging.DEBUG)
+    app = Echo(mode)
+    _use(stage, app)
+    reg = Registry(app.url, auth=auth, oauth=oauth, api="v2")
+    reg.transport.retry = FAST
+    if mode == "challenge":
+        assert reg.manifest("demo/x:1").digest == _digest(MANIFEST)
+    exc = _raised(lambda: reg.manifest("demo/x:2"))
+    assert isinstance(exc, Unauthorized), exc
+    shown = _all_shown(exc, caplog, reg)
+    leaked = [f for f in SECRET_FORMS if f in shown]
+    assert not leaked, f"{leaked[:3]} in:\n{shown[:3000]}"
+    # nor a part of one (a message cut short before its secrets were cut out)
+    parts = {f[i:i + 16] for f in SECRET_FORMS for i in range(len(f) - 15)}
+    leaked = [p for p in parts if p in shown]
+    assert not leaked, f"{leaked[:3]} in:\n{shown[:3000]}"
+    assert "<redacted>" in str(exc)  # the server's message is kept, the secrets cut out
+    reg.close()
+
+
+def test_the_scrubber_keeps_its_secrets_out_of_its_own_repr() -> None:
+    reg = Registry("127.0.0.1:9", auth=("alice", PASSWORD))
+    scrubber = reg._auth.scrubber
+    assert PASSWORD not in repr(scrubber) and PASSWORD not in repr(vars(reg._auth))
+    assert scrubber(f"x {PASSWORD} y {quote_plus(PASSWORD)}") == "x <redacted> y <redacted>"
+    reg.close()
+
+
+def test_short_passwords_are_scrubbed_only_as_whole_words() -> None:
+    reg = Registry("127.0.0.1:9", auth=("bob", "pw1"))
+    assert reg._auth.scrubber("password pw1 expired; pw12 ok") == "password <redacted> expired; pw12 ok"
+    reg.close()
+
+
 # ====================================================================== 13. deeply nested JSON
 DEEP = {"arrays": b"[" * 100_000 + b"]" * 100_000, "objects": b'{"a":' * 100_000 + b"1" + b"}" * 100_000}
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
