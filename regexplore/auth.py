@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
-from .errors import (InsecureCredentials, RegistryError, Secret, Unauthorized, error_from_response,
-                     parse_retry_after, url_origin)
+from .errors import (InsecureCredentials, RegistryError, Scrubber, Secret, ServerText, Unauthorized,
+                     error_from_response, load_json, parse_retry_after, scrub, url_origin)
 
 __all__ = [
     "Challenge",
@@ -82,6 +82,10 @@ class Challenge:
 
     scheme: str
     params: dict[str, str]
+
+    def __repr__(self) -> str:  # a server's words: a traceback's locals show them scrubbed
+        params = {k: scrub(v) for k, v in self.params.items()}
+        return f"Challenge(scheme={scrub(self.scheme)!r}, params={params!r})"
 
     @property
     def realm(self) -> str | None:
@@ -211,6 +215,12 @@ class Credentials:
         """``Basic base64(user:secret)`` (an identity token goes with user ``<token>`` if none)."""
         user = self.username or ("<token>" if self.kind == "identitytoken" else "")
         return Secret("Basic " + base64.b64encode(f"{user}:{self._secret or ''}".encode()).decode())
+
+    def held_by(self, scrubber: Scrubber) -> None:
+        """Have ``scrubber`` cut the secret out of server text, alone and as the ``user:secret``
+        pair that :meth:`basic_header` encodes."""
+        user = self.username or ("<token>" if self.kind == "identitytoken" else "")
+        scrubber.hold("credentials", self._secret, f"{user}:{self._secret}" if self._secret else None)
 
     def describe(self) -> str:
         """``"password for alice from docker config /…/config.json"`` — safe to show."""
@@ -432,9 +442,10 @@ def _jwt_claims(token: str) -> dict[str, Any]:
     """The unverified claims of a JWT, for display only ({} if it is not one)."""
     try:
         part = token.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (IndexError, ValueError, binascii.Error):
+        claims = load_json(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)), "token claims")
+    except (IndexError, ValueError, binascii.Error, RegistryError):
         return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 class RegistryAuth:
@@ -458,6 +469,10 @@ class RegistryAuth:
         self._refresh_token: str | None = None
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()
+        #: cuts the credentials and every token this object was given out of server text
+        self.scrubber = Scrubber()
+        if credentials is not None:
+            credentials.held_by(self.scrubber)
         self._local = threading.local()
         self._transport: Any = None  # set by the first Bearer challenge; used to renew ahead of time
 
@@ -616,13 +631,13 @@ class RegistryAuth:
         for _hop in range(MAX_TOKEN_REDIRECTS + 1):
             resp, started = self._send_retrying(transport, method, url, realm, headers=headers, params=params,
                                                 data=data)
-            location = resp.headers.get("Location")
+            location = ServerText(resp.headers.get("Location") or "")
             redirect = resp.status_code in _REDIRECTS and bool(location)
             transport._record(method, resp.url, resp.status_code, len(resp.content or b""), started,
                               "token redirect" if redirect else "token", origin=realm)
             if not redirect:
                 return resp
-            target = urljoin(resp.url, location)
+            target = ServerText(urljoin(resp.url, location))
             _check_token_url(target, "the token server redirected to a URL that")
             moved = url_origin(target) != url_origin(url)
             if method != "GET" and (moved or resp.status_code not in (307, 308)):
@@ -717,17 +732,20 @@ class RegistryAuth:
         """The token of a 200 answer, valid until ``issued_at + expires_in`` (60 s when absent),
         less a renewal margin. Raises ``RegistryError`` for an answer without a token."""
         try:
-            doc = resp.json()
+            doc = load_json(resp.content, f"the token answer of {urlsplit(realm).netloc}", url=realm)
         except ValueError:
             raise RegistryError("the token server answered with something that is not JSON", url=realm) from None
         if not isinstance(doc, dict):
             raise RegistryError("the token server answered with JSON that is not an object", url=realm)
         doc = {k: Secret(v) if k in _SECRET_FIELDS and isinstance(v, str) else v for k, v in doc.items()}
+        self.scrubber.hold(f"token {' '.join(scopes)}", *(doc[k] for k in sorted(_SECRET_FIELDS & set(doc))
+                                                            if isinstance(doc[k], str)))
         value = doc.get("token") or doc.get("access_token")
         if not value or not isinstance(value, str):
             raise RegistryError("the token server answered without a token", url=realm)
         if isinstance(doc.get("refresh_token"), str) and doc["refresh_token"]:
             self._refresh_token = doc["refresh_token"]
+            self.scrubber.hold("refresh_token", self._refresh_token)
         try:
             lifetime = float(doc.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
         except (TypeError, ValueError):

@@ -73,7 +73,7 @@ import urllib3
 
 from ._partials import (MAX_BLOB_BYTES_ENV, Ident, blob_cap_from_env, discard, ident, is_ours, my_uid, open_nofollow,
                         open_partial, private_dir, rename_verified, same_file)
-from .errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge
+from .errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge, load_json
 from .oci import MAX_INDEX_DEPTH, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
 from .reference import ImageRef
@@ -1293,11 +1293,11 @@ def _write_layout(reg: Any, r: ImageRef, root: Path, platform: str | None, progr
     entries: list[dict[str, Any]] = []
     if index_path.exists():
         try:
-            old = json.loads(index_path.read_bytes())
+            old = load_json(index_path.read_bytes(), str(index_path))
             entries = [e for e in old.get("manifests") or []
                        if not (r.tag and (e.get("annotations") or {}).get(_REF_NAME) == r.tag)
                        and not (not r.tag and e.get("digest") == top.digest and not e.get("annotations"))]
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RegistryError):
             entries = []
     entries.append(desc)
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
@@ -1396,7 +1396,8 @@ class _Source:
 
     def manifest(self, desc: dict) -> Manifest:
         raw = self.read(self._rel(desc["digest"]))
-        return Manifest.from_bytes(raw, desc.get("mediaType"), expected=desc["digest"])
+        return Manifest.from_bytes(raw, desc.get("mediaType"), expected=desc["digest"],
+                                   what=f"manifest {desc['digest'][:19]} of the layout")
 
     def close(self) -> None:
         if self.tar is not None:
@@ -1609,7 +1610,7 @@ def push(reg: Any, source: Any, ref: "str | ImageRef", *, chunk_size: int | None
         else:
             src = _Source(Path(source).expanduser())
         stack.callback(src.close)
-        index = json.loads(src.read("index.json"))
+        index = load_json(src.read("index.json"), f"index.json of the layout at {source}")
         entries = list(index.get("manifests") or [])
         if not entries:
             raise ValueError(f"the layout at {source} lists no manifests")

@@ -16,16 +16,25 @@
     InvalidReference (ValueError) an image reference that does not parse
 
 Every message is built from redacted parts: no password, token or signed-URL signature ever
-appears in ``str(error)`` or ``repr(error)``.
+appears in ``str(error)`` or ``repr(error)``; text a server sent (which may echo what it was sent)
+passes through :func:`scrub` first, which cuts out every secret a live :class:`Scrubber` holds.
+
+JSON from a server is parsed by :func:`load_json`, which refuses a document nested deeper than
+``REGEXPLORE_MAX_JSON_DEPTH`` levels (default 256) with an error naming it.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
+import os
 import re
+import threading
+import warnings
+import weakref
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 __all__ = [
     "RegistryError",
@@ -43,6 +52,11 @@ __all__ = [
     "redact_url",
     "Secret",
     "secret_headers",
+    "Scrubber",
+    "scrub",
+    "shown",
+    "ServerText",
+    "load_json",
     "url_origin",
     "error_from_response",
 ]
@@ -80,6 +94,137 @@ def secret_headers(headers: Any) -> dict[str, Any]:
     ``Proxy-Authorization``, ``Cookie``, ``X-Registry-Auth``) wrapped in :class:`Secret`."""
     return {k: Secret(v) if isinstance(v, str) and k.lower() in _SECRET_HEADERS else v
             for k, v in dict(headers or {}).items()}
+
+
+REDACTED = "<redacted>"
+_WHOLE_WORD_BELOW = 8  #: shorter secret forms are cut only as whole words ("pw1", not the "pw" of "password")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+#: the characters left unencoded by a query value, a path, :func:`redact_url`, ``requests.requote_uri``
+_URL_SAFE_SETS = ("", "/", "/:,", "!#$%&'()*+,/:;=?@[]~")
+
+
+def secret_forms(value: str) -> set[str]:
+    """``value`` and the forms a server may echo it in, or that we turn it into when showing it:
+    URL-encoded (``quote`` / ``quote_plus`` with the safe sets of a query, a path,
+    :func:`redact_url` and ``requests``' ``requote_uri``; and once more, as a form echoed inside a
+    query), JSON-escaped (ASCII or not, ``/`` escaped or not), ``repr``/``ascii``, HTML-escaped,
+    and base64 (standard and URL-safe, without padding so the padded form matches too)."""
+    forms = {value, html.escape(value), repr(value)[1:-1], ascii(value)[1:-1],
+             json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    encoded = {enc(value, safe=safe) for enc in (quote, quote_plus) for safe in _URL_SAFE_SETS}
+    forms |= encoded | {enc(f, safe="") for enc in (quote, quote_plus) for f in encoded}
+    forms |= {f.replace("/", "\\/") for f in forms if "/" in f}
+    raw = value.encode("utf-8", "surrogatepass")
+    forms |= {base64.b64encode(raw).decode().rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+    return {f for f in forms if f}
+
+
+def _form_pattern(form: str) -> str:
+    """A regex for ``form``: its percent-escapes in either case; a short form only as a whole word."""
+    pos, out = 0, []
+    for m in _PERCENT.finditer(form):
+        out.append(re.escape(form[pos:m.start()]))
+        out.append("%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in m.group()[1:]))
+        pos = m.end()
+    out.append(re.escape(form[pos:]))
+    pattern = "".join(out)
+    if len(form) < _WHOLE_WORD_BELOW:
+        pattern = rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])"
+    return pattern
+
+
+_NOTHING = re.compile(r"(?!)")
+_SCRUBBERS: "weakref.WeakSet[Scrubber]" = weakref.WeakSet()
+_SCRUBBERS_LOCK = threading.Lock()
+
+
+class Scrubber:
+    """The secrets one client holds (its credentials, the tokens it was given), cut out of text
+    that came from a server: ``scrubber(text)`` replaces each of them, in every form of
+    :func:`secret_forms`, with ``<redacted>``.
+
+    ``hold(key, *values)`` sets the values kept under ``key`` (a renewed token replaces the one it
+    renews; no values forget the key). Every live scrubber also serves :func:`scrub`, which
+    :class:`RegistryError`, the transport's trace and regexplore's log filter apply to whatever
+    they show. Its ``repr`` shows only how many secrets it holds. Thread-safe.
+    """
+
+    __slots__ = ("_held", "_pattern", "_lock", "__weakref__")
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, ...]] = {}
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+        with _SCRUBBERS_LOCK:
+            _SCRUBBERS.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Scrubber: secrets held under {len(self._held)} keys>"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Scrubber cannot be pickled")
+
+    def hold(self, key: str, *values: str | None) -> None:
+        """Scrub ``values`` (None and "" ignored) from now on, instead of what ``key`` held."""
+        kept = tuple(Secret(v) for v in values if v)
+        with self._lock:
+            if kept:
+                self._held[key] = kept
+            else:
+                self._held.pop(key, None)
+            forms = {f for vs in self._held.values() for v in vs for f in secret_forms(v)}
+            self._pattern = (re.compile("|".join(_form_pattern(f) for f in sorted(forms, key=len, reverse=True)))
+                             if forms else None)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every held secret replaced by ``<redacted>``."""
+        # no local holds the pattern: its repr would spell out every secret in a traceback
+        return (self._pattern or _NOTHING).sub(REDACTED, text) if text else text
+
+
+def scrub(text: Any) -> Any:
+    """``text`` with the secrets of every live :class:`Scrubber` cut out (any other value as is)."""
+    if not isinstance(text, str) or not text:
+        return text
+    with _SCRUBBERS_LOCK:
+        live = list(_SCRUBBERS)
+    for scrubber in live:
+        text = scrubber(text)
+    return str(text)
+
+
+class ServerText(str):
+    """A string a server sent (a challenge, a redirect's ``Location``) held in a local variable:
+    its ``repr``, which tracebacks that show locals print, has held secrets cut out
+    (:func:`scrub`). Everything else sees the text as sent."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:  # scrubbed before repr escapes it (and so changes its secrets' forms)
+        return repr(scrub(str(self)))
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for a message (a value a server sent: a string, or JSON), its strings'
+    secrets cut out (:func:`scrub`) before ``repr`` escapes them and before it is shortened to
+    ``limit`` characters (a cut first would leave a secret's beginning uncut)."""
+    return repr(_scrub_detail(value))[:limit]
+
+
+def _scrub_detail(detail: Any, depth: int = 0) -> Any:
+    """An error's ``detail`` (any JSON) with held secrets cut out of its strings and keys; what
+    lies deeper than :data:`DEFAULT_JSON_DEPTH` levels is dropped."""
+    if isinstance(detail, str):
+        return scrub(detail)
+    if depth > DEFAULT_JSON_DEPTH and isinstance(detail, (dict, list, tuple)):
+        return None
+    if isinstance(detail, dict):
+        return {scrub(k): _scrub_detail(v, depth + 1) for k, v in detail.items()}
+    if isinstance(detail, (list, tuple)):
+        return [_scrub_detail(v, depth + 1) for v in detail]
+    return detail
 
 
 def url_origin(url: str) -> tuple[str, str, int | None]:
@@ -139,11 +284,11 @@ class RegistryError(Exception):
         url: str | None = None,
         detail: Any = None,
     ) -> None:
-        self.message = message
+        self.message = scrub(message)  # a server's words may echo what it was sent
         self.status = status
-        self.code = code
-        self.url = redact_url(url) if url else None
-        self.detail = detail
+        self.code = scrub(code)
+        self.url = scrub(redact_url(scrub(url))) if url else None  # as sent and as re-encoded
+        self.detail = _scrub_detail(detail)
         super().__init__(self._text())
 
     def _text(self) -> str:
@@ -244,6 +389,62 @@ _BY_STATUS: dict[int, type[RegistryError]] = {
 }
 
 
+MAX_JSON_DEPTH_ENV = "REGEXPLORE_MAX_JSON_DEPTH"
+DEFAULT_JSON_DEPTH = 256  #: levels of arrays/objects in one JSON document (OCI documents use fewer than 10)
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def _json_depth_cap() -> int:
+    """``REGEXPLORE_MAX_JSON_DEPTH``, else :data:`DEFAULT_JSON_DEPTH`. A value that is not a positive
+    whole number is reported with a ``RuntimeWarning`` and the default is used (an exception here
+    would be taken for "not JSON" by the callers of :func:`load_json`)."""
+    raw = os.environ.get(MAX_JSON_DEPTH_ENV, "").strip()
+    if not raw:
+        return DEFAULT_JSON_DEPTH
+    value = int(raw) if raw.isdigit() else 0
+    if value <= 0:
+        warnings.warn(f"{MAX_JSON_DEPTH_ENV} must be a positive whole number of levels, not {raw!r:.40}; "
+                      f"using {DEFAULT_JSON_DEPTH}", RuntimeWarning, stacklevel=3)
+        return DEFAULT_JSON_DEPTH
+    return value
+
+
+def _nested_deeper_than(data: bytes | str, cap: int) -> bool:
+    """True when JSON text ``data`` opens more than ``cap`` arrays/objects inside each other
+    (brackets inside strings do not count). Counting brackets first keeps the common case fast."""
+    opening = ("[", "{") if isinstance(data, str) else (b"[", b"{")
+    if data.count(opening[0]) + data.count(opening[1]) <= cap:  # type: ignore[arg-type]
+        return False
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    depth = 0
+    for byte in _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        if depth > cap:
+            return True
+    return False
+
+
+def load_json(data: bytes | str, what: str, *, url: str | None = None,
+              error: type[RegistryError] = RegistryError) -> Any:
+    """``json.loads(data)`` for a document from a server (or from a file someone else wrote).
+
+    Python's parser recurses once per level: ``[[[[…`` 100 000 deep would raise a bare
+    ``RecursionError`` (or, under a raised recursion limit, overflow the C stack). A document nested
+    deeper than ``REGEXPLORE_MAX_JSON_DEPTH`` levels (default :data:`DEFAULT_JSON_DEPTH`) raises
+    ``error`` (a :class:`RegistryError` class) whose message names ``what``, e.g. ``"manifest
+    demo/x:1 is nested too deeply (…)"``. Text that is not JSON raises ``ValueError``, as
+    ``json.loads`` does."""
+    cap = _json_depth_cap()
+    if _nested_deeper_than(data, cap):
+        raise error(f"{what} is nested too deeply (over {cap} levels of arrays and objects; "
+                    f"{MAX_JSON_DEPTH_ENV} sets the limit)", url=url)
+    try:
+        return json.loads(data)
+    except RecursionError:  # a deep document under a low recursion limit, or a deep call stack
+        raise error(f"{what} is nested too deeply for Python's JSON parser", url=url) from None
+
+
 _XML_ERROR = re.compile(r"<Error>.*?<Code>([^<]*)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.DOTALL)
 
 
@@ -256,12 +457,13 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, s
     <Message>…</Message></Error>`` (S3 / GCS / Azure, e.g. an expired signed URL); and any other
     non-JSON or text/plain body (its first line becomes the message).
     """
-    text = body[:4096].decode("utf-8", "replace").strip()
+    # secrets are cut out before anything is cut short (a cut would leave a secret's beginning)
+    text = scrub(body[:65536].decode("utf-8", "replace")).strip()[:4096]
     if not text:
         return None, None, None
     try:
-        doc = json.loads(text)
-    except ValueError:
+        doc = load_json(text, "error body")
+    except (ValueError, RegistryError):  # not JSON, or nested too deeply: read as text
         doc = None
     xml = _XML_ERROR.search(text) if doc is None else None
     if xml is not None:
@@ -302,9 +504,9 @@ def _challenge_error(www: str) -> tuple[str | None, str | None]:
     if challenge is None:
         return None, None
     error = challenge.error.strip()
-    message = challenge.params.get("error_description", "").strip()[:300] or error.replace("_", " ")
+    message = scrub(challenge.params.get("error_description", "")).strip()[:300] or error.replace("_", " ")
     if challenge.params.get("scope"):
-        message += f" (needs {challenge.params['scope'][:300]})"
+        message += f" (needs {scrub(challenge.params['scope'])[:300]})"
     return error.upper(), message
 
 

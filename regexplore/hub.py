@@ -15,11 +15,10 @@ This module never imports pandas.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .errors import RegistryError
+from .errors import RegistryError, load_json
 from .transport import MiB, RetryPolicy, Transport
 from .v2 import PagedListing
 
@@ -289,7 +288,7 @@ class HubClient:
                                       max_bytes=_BODY_CAP, what=what)
         self._note_rate_limit(resp.headers)
         try:
-            return json.loads(resp.content)
+            return load_json(resp.content, what, url=resp.url)
         except ValueError:
             raise RegistryError(f"{what}: the answer is not JSON", status=resp.status_code,
                                 url=resp.url) from None

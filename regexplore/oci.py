@@ -7,19 +7,18 @@ Python rows; :mod:`regexplore.frames` turns rows into DataFrames.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import DigestMismatch, UnsupportedMediaType
+from .errors import DigestMismatch, RegistryError, UnsupportedMediaType, load_json
 
 __all__ = [
     "OCI_INDEX", "OCI_MANIFEST", "OCI_CONFIG", "DOCKER_LIST", "DOCKER_V2", "DOCKER_CONFIG",
     "SCHEMA1_SIGNED", "SCHEMA1", "MANIFEST_ACCEPT", "INDEX_TYPES", "IMAGE_TYPES",
     "EMPTY_GZIP_LAYER", "Manifest", "sha256_digest", "check_digest", "detect_media_type",
     "platform_rows", "choose_platform", "history_rows", "layer_rows", "parse_time",
-    "compression_of", "image_summary", "MAX_INDEX_DEPTH",
+    "compression_of", "image_summary", "MAX_INDEX_DEPTH", "v1_compatibility",
 ]
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -59,15 +58,16 @@ def check_digest(data: bytes, expected: str, *, url: str | None = None, what: st
     return actual
 
 
-def detect_media_type(raw: bytes, content_type: str | None) -> str:
+def detect_media_type(raw: bytes, content_type: str | None, what: str = "manifest") -> str:
     """Decide a manifest's type: ``Content-Type`` first, then ``mediaType``, then ``schemaVersion``
-    (docs/protocol.md §8.9). Raises :class:`UnsupportedMediaType` when none fits."""
+    (docs/protocol.md §8.9). Raises :class:`UnsupportedMediaType` when none fits, or when the JSON
+    is nested too deeply (the message names ``what``)."""
     ct = (content_type or "").split(";", 1)[0].strip().lower()
     known = INDEX_TYPES | IMAGE_TYPES | SCHEMA1_TYPES
     if ct in known:
         return ct
     try:
-        doc = json.loads(raw)
+        doc = load_json(raw, what, error=UnsupportedMediaType)
     except ValueError:
         raise UnsupportedMediaType(f"manifest is not JSON (Content-Type {ct or 'none'})") from None
     if not isinstance(doc, dict):
@@ -100,15 +100,23 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, raw: bytes, content_type: str | None = None, *, expected: str | None = None,
-                   url: str | None = None) -> "Manifest":
-        media_type = detect_media_type(raw, content_type)
+                   url: str | None = None, what: str = "manifest") -> "Manifest":
+        """Parse and check manifest bytes (``what`` names them in errors, e.g. ``"manifest
+        demo/x:1"``). Raises :class:`DigestMismatch`, :class:`UnsupportedMediaType` (unknown type,
+        not JSON, nested too deeply, ``mediaType`` contradicting the ``Content-Type``)."""
+        media_type = detect_media_type(raw, content_type, what)
         digest = sha256_digest(schema1_payload(raw) if media_type == SCHEMA1_SIGNED else raw)
         if expected and expected.startswith("sha256:") and expected != digest:
             raise DigestMismatch(expected, digest, url=url, what="manifest")
         if expected and not expected.startswith("sha256:"):
             check_digest(raw, expected, url=url, what="manifest")
             digest = expected
-        doc = json.loads(raw)
+        try:
+            doc = load_json(raw, what, url=url, error=UnsupportedMediaType)
+        except ValueError:
+            raise UnsupportedMediaType(f"{what} is not JSON ({media_type})", url=url) from None
+        if not isinstance(doc, dict):
+            raise UnsupportedMediaType(f"{what} is not a JSON object ({media_type})", url=url)
         declared = doc.get("mediaType")
         if declared and declared != media_type and media_type not in SCHEMA1_TYPES:
             raise UnsupportedMediaType(
@@ -168,11 +176,11 @@ def schema1_payload(raw: bytes) -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
     try:
-        sigs = json.loads(raw).get("signatures") or []
-        protected = json.loads(b64(sigs[0]["protected"]))
+        sigs = load_json(raw, "signed manifest").get("signatures") or []
+        protected = load_json(b64(sigs[0]["protected"]), "signature header")
         length, tail = int(protected["formatLength"]), b64(protected["formatTail"])
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        return raw
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, RegistryError):
+        return raw  # Manifest.from_bytes then says what is wrong with it
     if not 0 < length <= len(raw):
         return raw
     return raw[:length] + tail
@@ -310,7 +318,7 @@ def history_rows(manifest: Manifest, config: dict | None) -> list[dict]:
     the manifest), ``throwaway`` marks empty steps, ``created_by`` is the Cmd joined by spaces.
     """
     if manifest.is_schema1:
-        return _schema1_history(manifest.json)
+        return _schema1_history(manifest)
     if manifest.media_type not in IMAGE_TYPES:
         raise UnsupportedMediaType(f"history needs an image manifest, not {manifest.media_type}")
     cfg = config or {}
@@ -348,16 +356,29 @@ def _hrow(step: int, created: Any, created_by: str, empty: bool, size: Any, dige
             "size": size, "layer_digest": digest, "diff_id": diff_id, "comment": comment}
 
 
-def _schema1_history(doc: dict) -> list[dict]:
-    hist = doc.get("history") or []
-    fs = doc.get("fsLayers") or []
+def v1_compatibility(manifest: Manifest, j: int = 0) -> dict:
+    """The v1 image JSON in ``history[j].v1Compatibility`` of a schema1 manifest (0: the newest,
+    with the full config); ``{}`` when absent or not a JSON object. Raises
+    :class:`UnsupportedMediaType` naming it when it is nested too deeply."""
+    hist = manifest.json.get("history")
+    entry = hist[j] if isinstance(hist, list) and j < len(hist) and isinstance(hist[j], dict) else {}
+    text = entry.get("v1Compatibility")
+    if not isinstance(text, str) or not text:
+        return {}
+    try:
+        doc = load_json(text, f"v1Compatibility {j} of manifest {manifest.digest[:19]}…", error=UnsupportedMediaType)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _schema1_history(manifest: Manifest) -> list[dict]:
+    hist = manifest.json.get("history") or []
+    fs = manifest.json.get("fsLayers") or []
     rows = []
     n = len(hist)
     for j in range(n - 1, -1, -1):  # oldest first
-        try:
-            v1 = json.loads(hist[j].get("v1Compatibility") or "{}")
-        except ValueError:
-            v1 = {}
+        v1 = v1_compatibility(manifest, j)
         blob = fs[j].get("blobSum") if j < len(fs) else None
         empty = bool(v1.get("throwaway")) or blob == EMPTY_GZIP_LAYER
         size = 0 if empty else None  # v1Compatibility's Size is the uncompressed size; schema1 has no other
@@ -374,7 +395,7 @@ def layer_rows(manifest: Manifest, config: dict | None) -> list[dict]:
     diff_ids = list((cfg.get("rootfs") or {}).get("diff_ids") or [])
     steps: list[str | None] = [None] * len(layers)
     if manifest.is_schema1:
-        hist = [r for r in _schema1_history(manifest.json)]
+        hist = _schema1_history(manifest)
         # schema1 layers include throwaway ones; keep all, mapping step by position
         for i, r in enumerate(hist[: len(layers)]):
             steps[i] = r["created_by"]
@@ -400,11 +421,8 @@ def image_summary(manifest: Manifest, config: dict | None) -> dict:
     """created, os, architecture and size (config + layers) of one image manifest."""
     cfg = config or {}
     if manifest.is_schema1:
-        rows = _schema1_history(manifest.json)
-        try:
-            top = json.loads((manifest.json.get("history") or [{}])[0].get("v1Compatibility") or "{}")
-        except ValueError:
-            top = {}
+        rows = _schema1_history(manifest)
+        top = v1_compatibility(manifest)
         return {"created": rows[-1]["created"] if rows else None, "os": top.get("os"),
                 "architecture": manifest.json.get("architecture") or top.get("architecture"), "size": None}
     size = None

@@ -27,6 +27,7 @@ from .oci import (
     image_summary,
     layer_rows,
     platform_rows,
+    v1_compatibility,
 )
 from .reference import DOCKER_HUB, ImageRef, parse_reference
 from .transport import MiB, Transport, base_url_for
@@ -669,9 +670,7 @@ class Registry:
         r = self.ref(ref)
         image, _ = self._resolve(r, platform)
         if image.is_schema1:
-            import json
-
-            return json.loads((image.json.get("history") or [{}])[0].get("v1Compatibility") or "{}")
+            return v1_compatibility(image)
         return self._config_of(r.repository, image, strict=True) or {}
 
     def history(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:

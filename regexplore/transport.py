@@ -42,10 +42,12 @@ from .errors import (
     RegistryError,
     ResponseTooLarge,
     Secret,
+    ServerText,
     TooManyRequests,
     error_from_response,
     parse_retry_after,
     redact_url,
+    scrub,
     secret_headers,
     url_origin,
 )
@@ -79,17 +81,23 @@ def _logged_origin(args: tuple[Any, ...]) -> tuple[str, str, int | None] | None:
 class _RedactUrlsFilter(logging.Filter):
     """urllib3 logs every request line at DEBUG, query string included: a presigned blob URL's
     signature would land in the user's logs. Redact such arguments (``redact_url``): every query
-    value unless the line is for a registry's own origin."""
+    value unless the line is for a registry's own origin. Then, for these lines and regexplore's
+    own, cut out every secret a client holds (:func:`~regexplore.errors.scrub`: a server may have
+    put one in a redirect's URL, a challenge's scope or a realm)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
             everything = _logged_origin(record.args) not in _KNOWN_ORIGINS
             record.args = tuple(redact_url(a, all_values=everything) if isinstance(a, str) and "?" in a else a
                                 for a in record.args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub(a) for a in record.args)
+        record.msg = scrub(record.msg)
         return True
 
 
-logging.getLogger("urllib3.connectionpool").addFilter(_RedactUrlsFilter())
+for _name in ("urllib3.connectionpool", "regexplore", "regexplore.auth"):
+    logging.getLogger(_name).addFilter(_RedactUrlsFilter())
 
 __all__ = ["Transport", "RetryPolicy", "base_url_for", "is_loopback", "MiB"]
 
@@ -349,11 +357,11 @@ class Transport:
         rec = {
             "time": time.time(),
             "method": method,
-            "url": self.redact(url, origin),
+            "url": scrub(self.redact(scrub(url), origin)),  # a redirect's URL is the server's text
             "status": status,
             "bytes": nbytes,
             "elapsed_ms": (time.perf_counter() - started) * 1000.0,
-            "note": note,
+            "note": scrub(note),
         }
         with self._trace_lock:
             self.trace_records.append(rec)
@@ -446,7 +454,7 @@ class Transport:
                 hops += 1
                 if hops > 10:
                     raise RegistryError("too many redirects", status=status, url=self.redact(url))
-                url = _without_userinfo(urljoin(url, resp.headers["Location"]))
+                url = ServerText(_without_userinfo(urljoin(url, resp.headers["Location"])))
                 if not self.same_origin(url):  # a signed storage URL: its signature stays out of
                     url = Secret(url)  # tracebacks that show locals (redacted in traces/errors)
                 if status == 303:
@@ -455,9 +463,11 @@ class Transport:
 
             # auth challenge: let the auth layer get a token / switch to Basic, then retry
             if self.auth is not None and self.same_origin(url) and self._answer_challenge(resp, challenges):
-                www = resp.headers.get("WWW-Authenticate", "")
                 resp.content  # drain so the connection goes back to the pool
                 self._record(method, url, status, len(resp.content or b""), started, "challenge")
+                # a challenge may echo a token in any encoding: '<redacted>' in tracebacks' locals (the
+                # parsed Challenge objects show their parameters scrubbed)
+                www = Secret(resp.headers.get("WWW-Authenticate", ""))
                 if self.auth.handle_challenge(www, url, method, scope, self):
                     challenges += 1
                     if data is not None and not (retry_body or isinstance(data, (bytes, str))):
@@ -478,11 +488,10 @@ class Transport:
 
             if status not in ok:
                 try:
-                    body = self._read_capped(resp, MiB, url)
+                    nbytes = len(self._read_capped(resp, MiB, url))  # the body (may echo secrets) stays in resp
                 except RegistryError:  # an error body too large or cut: the status still tells
-                    body = resp._content = b""
-                    resp._content_consumed = True
-                self._record(method, url, status, len(body), started)
+                    resp._content, resp._content_consumed, nbytes = b"", True, 0
+                self._record(method, url, status, nbytes, started)
                 err = self._error(resp, what)
                 if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
                     err.message += f" (rate limit remaining: {self.rate_limit.remaining})"

@@ -59,11 +59,15 @@ from .auth import Credentials, parse_challenges, resolve_credentials
 from .errors import (
     AlreadyExists,
     DigestMismatch,
+    InvalidReference,
     NotFound,
     RegistryError,
     ResponseTooLarge,
+    Scrubber,
     Secret,
     Unauthorized,
+    load_json,
+    shown,
 )
 from .hub import parse_v1_search
 from .oci import parse_time
@@ -87,13 +91,24 @@ __all__ = [
     "parse_repository_images",
     "history_row",
     "parse_content_range",
+    "check_image_id",
+    "check_tag",
 ]
 
 JSON_CAP = 8 * MiB  #: image JSON, ancestry, tags, repository data
 CHUNK = 256 * 1024  #: layer read / upload block
 MAX_LAYER_TRIES = 5  #: Docker 1.3: up to 5 tries for a layer, 5 resumes of its body
 HUB_INDEX = "https://index.docker.io"
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}\Z")  #: a v1 image id (protocol.md §1.3); \Z: "$" would allow a final "\n"
+_ID_PREFIX = re.compile(r"[0-9a-f]{0,64}\Z")  #: the Hub's list-form tags: an 8-hex prefix, or ""
+#: a v1 tag: the Python registry's RE_VALID_TAG and Docker's ``[\w][\w.-]{0,127}`` (ASCII ``\w``)
+_V1_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+#: a v1 repository name, ``[namespace/]name`` with the characters of Docker 1.3's
+#: ``validateRepositoryName`` (namespace ``[a-z0-9_-]``, name ``[a-z0-9_.-]``), the name not starting
+#: with a dot (so never ``.`` or ``..``)
+_V1_NAME = re.compile(r"(?:[a-z0-9_-]+/)?[a-z0-9_-][a-z0-9_.-]*\Z")
+_HOST_PORT = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?\Z")
+_SIGNATURE = re.compile(r"signature=([^,\s]+)")
 _CONTENT_RANGE = re.compile(r"^\s*(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 #: where registries put the layer checksums in the answer to ``GET /v1/images/<id>/json``, in the
 #: order they are read: the Python registry's name, the older name (its 2013-14 versions and the
@@ -105,11 +120,30 @@ _DROPS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 # ====================================================================== pure helpers
 def normalize_repository(name: str) -> str:
     """``redis`` → ``library/redis``; ``/ns/repo/`` → ``ns/repo`` (Docker 1.3 and the Python
-    registry's ``parse_repository_name``). Raises ``ValueError`` for an empty name."""
+    registry's ``parse_repository_name``). Raises :class:`~regexplore.errors.InvalidReference` (a
+    ``ValueError``) for an empty name or one that is not a v1 name (``[namespace/]name`` of
+    ``[a-z0-9_.-]``, see :data:`_V1_NAME`): it becomes part of every v1 URL."""
     parts = name.strip().strip("/")
     if not parts:
-        raise ValueError("empty repository name")
+        raise InvalidReference("empty repository name")
+    if not _V1_NAME.match(parts):
+        raise InvalidReference(f"not a v1 repository name ([namespace/]name of a-z 0-9 _ . -): {shown(name)}")
     return parts if "/" in parts else f"library/{parts}"
+
+
+def check_image_id(value: Any, what: str) -> str:
+    """``value`` if it is a v1 image id (64 lowercase hex: it becomes a URL part and a file name);
+    else ``ValueError`` naming ``what``."""
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise ValueError(f"{what}: not a v1 image id (64 lowercase hex): {shown(value)}")
+    return value
+
+
+def check_tag(value: Any, what: str = "tag") -> str:
+    """``value`` if it is a v1 tag (``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``); else ``ValueError``."""
+    if not isinstance(value, str) or not _V1_TAG.match(value):
+        raise ValueError(f"{what}: not a v1 tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}): {shown(value)}")
+    return value
 
 
 def parse_standalone(value: str | None) -> bool:
@@ -136,7 +170,11 @@ def parse_endpoints(value: str | None, index_url: str) -> list[str]:
         if "://" in host:  # tolerate a full URL (some proxies rewrite the header)
             p = urlsplit(host)
             host = p.netloc
-        base = f"{scheme}://{host.rstrip('/')}"
+        host = host.rstrip("/")
+        m = _HOST_PORT.match(host)
+        if not m or (m.group(1) and not 0 < int(m.group(1)) < 65536):
+            raise ValueError(f"X-Docker-Endpoints entry {shown(item.strip())} is not host[:port]")
+        base = f"{scheme}://{host}"
         if base not in out:
             out.append(base)
     if not out:
@@ -150,17 +188,21 @@ def parse_tags(doc: Any) -> dict[str, str]:
 
     Dict form (registry spec, Python registry): ``{"latest": "<64-hex id>"}``. List form (Docker
     Hub): ``[{"layer": "<8-hex id prefix or \\"\\">", "name": "<tag>"}]`` — the value is then the
-    prefix as sent (``""`` when the Hub left it empty). Raises ``ValueError`` for anything else.
+    prefix as sent (``""`` when the Hub left it empty). Raises ``ValueError`` for anything else,
+    and for a tag or an id (prefix) that is not one (:func:`check_tag`, :func:`check_image_id`).
     """
     if isinstance(doc, dict):
-        return {str(k): str(v) if v is not None else "" for k, v in doc.items()}
+        return {check_tag(k): check_image_id(v, f"tag {k}") for k, v in doc.items()}
     if isinstance(doc, list):
         out: dict[str, str] = {}
         for item in doc:
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-                raise ValueError(f"not a v1 tag entry: {item!r:.80}")
+                raise ValueError(f"not a v1 tag entry: {shown(item)}")
             layer = item.get("layer")
-            out[item["name"]] = layer if isinstance(layer, str) else ""
+            layer = layer if isinstance(layer, str) else ""
+            if not _ID_PREFIX.match(layer):
+                raise ValueError(f"tag {shown(item['name'])}: not a v1 image id prefix: {shown(layer)}")
+            out[check_tag(item["name"])] = layer
         return out
     raise ValueError("not a v1 tags answer (neither an object nor a list)")
 
@@ -170,18 +212,28 @@ def parse_repository_images(doc: Any) -> list[dict[str, str | None]]:
 
     ``checksum`` is None when empty (Docker Hub 2015 sent ``""`` everywhere); ``tag`` comes from
     the 2013 capital-T ``Tag`` (or ``tag``), None when absent. Raises ``ValueError`` when the
-    body is not a list of objects with an ``id``.
+    body is not a list of objects with an ``id``, or for an id or tag that is not a v1 one.
     """
     if not isinstance(doc, list):
         raise ValueError("not a v1 repository image list")
     out: list[dict[str, str | None]] = []
     for item in doc:
         if not isinstance(item, dict) or not isinstance(item.get("id"), str):
-            raise ValueError(f"not a v1 image entry: {item!r:.80}")
+            raise ValueError(f"not a v1 image entry: {shown(item)}")
+        image_id = check_image_id(item["id"], "image entry")
         tag = item.get("Tag", item.get("tag"))
-        out.append({"id": item["id"], "checksum": item.get("checksum") or None,
-                    "tag": tag if isinstance(tag, str) and tag else None})
+        tag = check_tag(tag, f"tag of image {image_id[:12]}") if isinstance(tag, str) and tag else None
+        out.append({"id": image_id, "checksum": item.get("checksum") or None, "tag": tag})
     return out
+
+
+def check_image_json(doc: dict[str, Any], image_id: str) -> None:
+    """Raise ``ValueError`` unless image JSON ``doc`` is about ``image_id`` (its ``id``, when
+    present) and names a v1 image id as its ``parent`` (when set)."""
+    if "id" in doc and doc["id"] != image_id:
+        raise ValueError(f"its id {shown(doc['id'])} is not the image asked for")
+    if doc.get("parent") not in (None, ""):
+        check_image_id(doc["parent"], "its parent")
 
 
 def _cmd_text(container_config: Any) -> str:
@@ -268,8 +320,10 @@ def _header_values(resp: requests.Response, name: str) -> list[str]:
 
 
 def _json(resp: requests.Response, what: str) -> Any:
+    """The JSON of ``resp``; :class:`RegistryError` naming ``what`` when it is not JSON or is nested
+    too deeply (:func:`~regexplore.errors.load_json`)."""
     try:
-        return json.loads(resp.content or b"null")
+        return load_json(resp.content or b"null", what, url=resp.url)
     except ValueError:
         raise RegistryError(f"{what}: the answer is not JSON", status=resp.status_code, url=resp.url) from None
 
@@ -295,6 +349,10 @@ class V1Auth:
         self._tokens: dict[str, list[str]] = {}
         self._refreshers: dict[str, Callable[[], None]] = {}
         self._lock = threading.Lock()
+        #: cuts the credentials and every token this object holds out of server text
+        self.scrubber = Scrubber()
+        if credentials is not None:
+            credentials.held_by(self.scrubber)
 
     def __repr__(self) -> str:
         return (f"<V1Auth index={self.index_origin[1]} {self.credentials or 'anonymous'} "
@@ -317,6 +375,9 @@ class V1Auth:
                 self._tokens[scope] = [Secret(t) for t in tokens]  # repr '<redacted>': vars(), locals
             else:
                 self._tokens.pop(scope, None)
+        # a registry may echo a token whole, or only its signature ("signature=…,repository=…")
+        signatures = [m.group(1) for t in tokens for m in _SIGNATURE.finditer(t)]
+        self.scrubber.hold(f"tokens {scope}", *tokens, *signatures)
 
     def token_count(self, scope: str) -> int:
         """How many tokens are held for ``scope`` (the tokens themselves are not exposed)."""
@@ -633,9 +694,12 @@ class V1Client:
                 params["page"] = str(current)
             resp = self.t.request("GET", "/v1/search", params=params, headers={"X-Docker-Token": "true"},
                                   max_bytes=JSON_CAP, what=f"search {term!r}")
-            doc = _json(resp, "search")
+            doc = _json(resp, f"search {term!r}")
             try:
                 got, meta = parse_v1_search(doc)
+                for row in got:  # a name the user may pass back: it becomes a URL part
+                    if row["name"] is not None:
+                        normalize_repository(row["name"])
             except ValueError as exc:
                 raise RegistryError(f"search: {exc}", url=resp.url) from None
             meta["query"] = doc.get("query", term) if isinstance(doc, dict) else term
@@ -657,18 +721,18 @@ class V1Client:
         self._ensure_ping()
         resp = self.t.request("GET", f"/v1/repositories/{quote(name)}/images", headers={"X-Docker-Token": "true"},
                               max_bytes=JSON_CAP, what=f"images of {name}")
-        return self._remember(name, resp, _json(resp, "repository images"))
+        return self._remember(name, resp, _json(resp, f"repository images of {name}"))
 
     def _remember(self, name: str, resp: requests.Response, doc: Any) -> RepositoryData:
         try:
             images = parse_repository_images(doc) if doc not in (None, "") else []
+            endpoints = parse_endpoints(resp.headers.get("X-Docker-Endpoints"), self.index_url)
         except ValueError as exc:
             raise RegistryError(f"images of {name}: {exc}", url=resp.url) from None
         tokens = _token_values(resp)
         self.auth.set_tokens(name, tokens)
         self.auth.set_refresher(name, lambda: self.repository_data(name) and None)
-        data = RepositoryData(name, images, parse_endpoints(resp.headers.get("X-Docker-Endpoints"), self.index_url),
-                              len(tokens))
+        data = RepositoryData(name, images, endpoints, len(tokens))
         with self._lock:
             self._repos[name] = data
         return data
@@ -684,7 +748,7 @@ class V1Client:
         def one(ep: str) -> dict[str, str]:
             resp = self._get(ep, f"/v1/repositories/{quote(name)}/tags", name, f"tags of {name}")
             try:
-                return parse_tags(_json(resp, "tags"))
+                return parse_tags(_json(resp, f"tags of {name}"))
             except ValueError as exc:
                 raise RegistryError(f"tags of {name}: {exc}", url=resp.url) from None
 
@@ -713,43 +777,56 @@ class V1Client:
 
         def one(ep: str) -> str:
             resp = self._get(ep, f"/v1/repositories/{quote(name)}/tags/{quote(ref)}", name, f"tag {name}:{ref}")
-            got = _json(resp, "tag")
-            if not isinstance(got, str) or not _HEX64.match(got):
-                raise RegistryError(f"tag {name}:{ref}: not an image id", url=resp.url)
-            return got
+            try:
+                return check_image_id(_json(resp, f"tag {name}:{ref}"), f"tag {name}:{ref}")
+            except ValueError as exc:
+                raise RegistryError(str(exc), url=resp.url) from None
 
         return self._on_endpoints(eps, one, stop_on_404=True)
 
     def ancestry(self, image_id: str, *, repo: str, endpoints: Sequence[str] | None = None) -> list[str]:
-        """``GET <registry>/v1/images/<id>/ancestry`` → ``[id, parent, …, base]`` (self first)."""
+        """``GET <registry>/v1/images/<id>/ancestry`` → ``[id, parent, …, base]`` (self first).
+        Raises :class:`RegistryError` when an entry is not a v1 image id, ``ValueError`` when
+        ``image_id`` is not one."""
         name = normalize_repository(repo)
+        check_image_id(image_id, "image id")
 
         def one(ep: str) -> list[str]:
-            resp = self._get(ep, f"/v1/images/{image_id}/ancestry", name, f"ancestry of {image_id[:12]}")
-            doc = _json(resp, "ancestry")
+            what = f"ancestry of {image_id[:12]}"
+            resp = self._get(ep, f"/v1/images/{image_id}/ancestry", name, what)
+            doc = _json(resp, what)
             if not isinstance(doc, list) or not all(isinstance(i, str) for i in doc):
-                raise RegistryError("ancestry is not a JSON list of ids", url=resp.url)
-            return doc
+                raise RegistryError(f"{what} is not a JSON list of ids", url=resp.url)
+            try:
+                return [check_image_id(i, what) for i in doc]
+            except ValueError as exc:
+                raise RegistryError(str(exc), url=resp.url) from None
 
         return self._on_endpoints(self._endpoints(name, endpoints), one, stop_on_404=False)
 
     def image_json(self, image_id: str, *, repo: str, endpoints: Sequence[str] | None = None) -> ImageJSON:
         """``GET <registry>/v1/images/<id>/json``: the raw JSON, ``X-Docker-Size`` (a non-integer
         value is an error, as in Docker 1.3) and the layer checksums (``X-Docker-Payload-Checksum``,
-        or the older ``X-Docker-Checksum``). Raises :class:`NotFound` when no endpoint has it."""
+        or the older ``X-Docker-Checksum``). Raises :class:`NotFound` when no endpoint has it,
+        :class:`RegistryError` when the JSON's ``id`` is another image or its ``parent`` no v1 id."""
         name = normalize_repository(repo)
+        check_image_id(image_id, "image id")
 
         def one(ep: str) -> ImageJSON:
             resp = self._get(ep, f"/v1/images/{image_id}/json", name, f"image {image_id[:12]}")
-            doc = _json(resp, "image json")
+            doc = _json(resp, f"image json of {image_id[:12]}")
             if not isinstance(doc, dict):
-                raise RegistryError("image json is not an object", url=resp.url)
+                raise RegistryError(f"image json of {image_id[:12]} is not an object", url=resp.url)
+            try:
+                check_image_json(doc, image_id)
+            except ValueError as exc:
+                raise RegistryError(f"image {image_id[:12]}: {exc}", url=resp.url) from None
             size_text = resp.headers.get("X-Docker-Size")
             size = None
             if size_text is not None:
                 size = _int(size_text)
                 if size is None:
-                    raise RegistryError(f"X-Docker-Size is not an integer: {size_text[:40]!r}", url=resp.url)
+                    raise RegistryError(f"X-Docker-Size is not an integer: {shown(size_text, 40)}", url=resp.url)
                 if size < 0:
                     size = None
             # every header counts: a registry may send a tarsum in one and the payload checksum in
@@ -809,6 +886,7 @@ class V1Client:
         :class:`RegistryError` when the connection keeps breaking (the ``.partial`` is kept).
         """
         name = normalize_repository(repo)
+        check_image_id(image_id, "image id")  # it names the file
         eps = self._endpoints(name, endpoints)
         meta = self.image_json(image_id, repo=name, endpoints=eps)
         target = Path(dest)
@@ -953,8 +1031,11 @@ class V1Client:
                            f"push checksum {image_id[:12]}", headers=headers, data=b"", retry_body=True)
 
     def put_tag(self, endpoint: str, repo: str, tag: str, image_id: str) -> None:
-        """``PUT <registry>/v1/repositories/<ns>/<repo>/tags/<tag>`` with body ``"<id>"`` (JSON)."""
+        """``PUT <registry>/v1/repositories/<ns>/<repo>/tags/<tag>`` with body ``"<id>"`` (JSON).
+        Raises ``ValueError`` for a tag or an id that is not a v1 one."""
         name = normalize_repository(repo)
+        check_tag(tag)
+        check_image_id(image_id, f"tag {tag}")
         self._registry_put(endpoint, f"/v1/repositories/{quote(name)}/tags/{quote(tag)}", name,
                            f"push tag {tag}", data=json.dumps(image_id).encode(), retry_body=True,
                            headers={"Content-Type": "application/json"})
@@ -987,7 +1068,7 @@ class V1Client:
             raise ValueError("nothing to push")
         for img in images:
             if not _HEX64.match(img.id):
-                raise ValueError(f"not a v1 image id (64 hex): {img.id!r:.80}")
+                raise ValueError(f"not a v1 image id (64 hex): {shown(img.id)}")
         if tags is None:
             tag_map: dict[str, str] = {}
         elif isinstance(tags, dict):
@@ -1229,7 +1310,7 @@ class _LayerFetch:
             source = self.meta.checksum_headers.get(expected, name)
             raise DigestMismatch(expected, payload if payloads else actual or payload,
                                  what=f"v1 layer {self.meta.id[:12]} ({source})")
-        return None, f"{name} {sums[0][:40]!r} could not be checked"
+        return None, f"{name} {shown(sums[0], 40)} could not be checked"
 
     def finish(self, target: Path) -> LayerDownload:
         """Check size and checksums, then rename the ``.partial`` into place."""

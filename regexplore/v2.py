@@ -7,14 +7,13 @@ DataFrames.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote, urljoin
 
 from .errors import (Denied, DigestMismatch, NotFound, RegistryError, ResponseTooLarge, Unauthorized,
-                     UnsupportedMediaType)
+                     UnsupportedMediaType, load_json, shown)
 from .oci import MANIFEST_ACCEPT, SCHEMA1_SIGNED, Manifest, check_digest, schema1_payload, sha256_digest
 from .transport import MiB, Transport
 
@@ -156,7 +155,7 @@ def check_header_digest(header: str, m: Manifest, *, url: str | None = None,
         return
     alg, _, hexpart = value.partition(":")
     if alg not in _DIGEST_ALGS or not re.fullmatch(r"[0-9a-f]+", hexpart):
-        raise UnsupportedMediaType(f"{what}: cannot verify {value[:80]!r} (regexplore verifies "
+        raise UnsupportedMediaType(f"{what}: cannot verify {shown(value)} (regexplore verifies "
                                    f"{', '.join(_DIGEST_ALGS)} digests)", url=url)
     covered = schema1_payload(m.raw) if m.media_type == SCHEMA1_SIGNED else m.raw
     check_digest(covered, value, url=url, what=what)
@@ -203,7 +202,7 @@ def _listing(resp: Any, key: str, what: str) -> list:
     answers ``"tags": null`` for a repository whose tags were all deleted); a body that is not a
     JSON object raises :class:`RegistryError` naming the URL instead of a bare ``ValueError``."""
     try:
-        doc = json.loads(resp.content or b"{}")
+        doc = load_json(resp.content or b"{}", what, url=resp.url)
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or not isinstance(doc.get(key) or [], list):
@@ -307,7 +306,8 @@ class V2Client:
                               max_bytes=MANIFEST_CAP, what=f"manifest {repo}:{reference}")
         raw = resp.content
         expected = reference if ":" in reference else None
-        m = Manifest.from_bytes(raw, resp.headers.get("Content-Type"), expected=expected, url=resp.url)
+        m = Manifest.from_bytes(raw, resp.headers.get("Content-Type"), expected=expected, url=resp.url,
+                                what=f"manifest {repo}:{reference}")
         header = resp.headers.get("Docker-Content-Digest")
         if header:
             check_header_digest(header, m, url=resp.url)
@@ -373,7 +373,7 @@ class V2Client:
         when it is not a JSON object (an artifact's config may be YAML, binary, a JSON array…)."""
         raw = self.get_blob(repo, digest, max_bytes=MANIFEST_CAP * 2)
         try:
-            doc = json.loads(raw)
+            doc = load_json(raw, f"blob {digest[:19]} of {repo}", error=UnsupportedMediaType)
         except ValueError:
             doc = None
         if not isinstance(doc, dict):

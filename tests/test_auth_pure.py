@@ -76,6 +76,7 @@ class _FakeResponse:
 
     def __init__(self, body: bytes) -> None:
         self._body = body
+        self.content = body
 
     def json(self) -> object:
         return json.loads(self._body)
