@@ -35,7 +35,7 @@ from typing import Any, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import regexplore as rx
-from regexplore.oci import MANIFEST_ACCEPT
+from regexplore.model.oci import MANIFEST_ACCEPT
 
 from .content import TAGS_REPO, bench_registry, push_content
 from .latency_proxy import LatencyProxyProcess as LatencyProxy  # in a child process: no GIL sharing

@@ -8,7 +8,7 @@ The public surface is pinned in ``__all__``; modules with a leading role (``tran
 ``auth``, ``v2``, ``oci``, ``frames``) are importable for raw protocol work.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .errors import (  # noqa: E402
     AlreadyExists,
@@ -57,15 +57,15 @@ __all__ = [
 def cache_info():
     """What the local blob cache holds (``REGEXPLORE_CACHE``, default the user's cache folder):
     a DataFrame[digest, size, path, modified]."""
-    from .blobs import cache_info as rows
-    from .frames import make_frame
+    from .content.blobs import cache_info as rows
+    from .model.frames import make_frame
 
     return make_frame("cache", rows())
 
 
 def clear_cache(digests=None) -> int:
     """Remove cached blobs (all, or only ``digests``); returns how many were removed."""
-    from .blobs import clear_cache as clear
+    from .content.blobs import clear_cache as clear
 
     return clear(digests=digests)
 
@@ -73,18 +73,16 @@ def clear_cache(digests=None) -> int:
 def raw_path(shown: str) -> bytes:
     r"""The exact bytes of a file name as a ``files`` / ``diff`` table shows it: bytes that are not UTF-8
     are shown as ``\xNN`` (``raw_path(r"caf\xe9") == b"caf\xe9"``); ``reg.read_file`` takes them."""
-    from .layers import raw_path as unescape
+    from .content.layers import raw_path as unescape
 
     return unescape(shown)
 
 
-def __getattr__(name: str):  # lazy submodules: the sandbox and the widgets cost nothing until used
+def __getattr__(name: str):  # lazy: the sandbox and the widgets cost nothing until used
+    import importlib
+
     if name == "sandbox":
-        from . import sandbox
-
-        return sandbox
+        return importlib.import_module(".sandbox", __name__)
     if name == "browse":
-        from .jupyter import browse
-
-        return browse
+        return importlib.import_module(".jupyter", __name__).browse
     raise AttributeError(f"module 'regexplore' has no attribute {name!r}")

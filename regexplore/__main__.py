@@ -110,7 +110,7 @@ def _notebooks(sandbox: object, args: argparse.Namespace) -> int | None:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the ``demo`` command; returns the exit status."""
-    from .sandbox import LocalRegistry, RegistryBinaryMissing
+    from .sandbox.local import LocalRegistry, RegistryBinaryMissing
 
     print("Starting a local registry and pushing the demo content…", flush=True)
     try:

@@ -1,7 +1,7 @@
 """``Registry``: the facade a notebook user meets.
 
-It owns one :class:`~regexplore.transport.Transport` and the protocol clients (``reg.v2``), and
-turns their answers into DataFrames (:mod:`regexplore.frames`). A user who wants raw protocol
+It owns one :class:`~regexplore.http.transport.Transport` and the protocol clients (``reg.v2``), and
+turns their answers into DataFrames (:mod:`regexplore.model.frames`). A user who wants raw protocol
 access uses ``reg.v2``; a user who wants a table never sees HTTP.
 """
 
@@ -14,11 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 
-from .auth import RegistryAuth, resolve_credentials
-from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, Secret, UnsupportedMediaType
-from .frames import make_frame
-from .hub import HubClient, HubResult, filter_catalog_search
-from .oci import (
+from .http.auth import RegistryAuth, resolve_credentials
+from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, UnsupportedMediaType
+from .http.redact import Secret
+from .model.frames import make_frame
+from .protocol.hub import HubClient, HubResult, filter_catalog_search
+from .model.oci import (
     INDEX_TYPES,
     MAX_INDEX_DEPTH,
     Manifest,
@@ -30,9 +31,9 @@ from .oci import (
     v1_compatibility,
 )
 from .reference import DOCKER_HUB, ImageRef, parse_reference
-from .transport import MiB, Transport, base_url_for
-from .v1 import V1Client, normalize_repository
-from .v2 import LISTING_CAP, MANIFEST_CAP, V2Client, cap_from_env
+from .http.transport import MiB, Transport, base_url_for
+from .protocol.v1.client import V1Client, normalize_repository
+from .protocol.v2 import LISTING_CAP, MANIFEST_CAP, V2Client, cap_from_env
 
 if TYPE_CHECKING:  # pandas is imported when the first table is built, not at import time
     import pandas as pd
@@ -82,7 +83,7 @@ class _Once:
 class _IndexWalk:
     """The bounds of one index resolution: the nested indexes expanded so far (each once), and the
     entries and bytes read, at most ``$REGEXPLORE_MAX_INDEX_ENTRIES`` entries (default 10,000) and
-    :data:`~regexplore.v2.LISTING_CAP` bytes of indexes."""
+    :data:`~regexplore.protocol.v2.LISTING_CAP` bytes of indexes."""
 
     def __init__(self, repo: str, top: Manifest) -> None:
         self.name = f"{repo}@{top.digest}"
@@ -362,7 +363,7 @@ class Registry:
 
         Each index's entries are kept as the registry lists them (an image listed twice is two
         entries), but a nested index is expanded once, where it is first listed: listed again,
-        anywhere in the tree, it adds nothing. Indexes more than :data:`~regexplore.oci.MAX_INDEX_DEPTH`
+        anywhere in the tree, it adds nothing. Indexes more than :data:`~regexplore.model.oci.MAX_INDEX_DEPTH`
         levels down stay entries. Computed once per index digest. Raises :class:`ResponseTooLarge`
         naming ``index`` past the bounds of one resolution (:class:`_IndexWalk`)."""
         def flatten() -> dict:
@@ -705,8 +706,8 @@ class Registry:
     def download(self, ref_or_digest: "RefLike", dest: str = ".", *, platform: str | None = None,
                  progress: Any = True, parallel: int = 4, layers: Any = None, cache: Any = None) -> list:
         """Download an image's config and layers (or one blob by digest) into ``dest``, verified,
-        atomic and resumable; returns the paths. See :func:`regexplore.blobs.download`."""
-        from .blobs import download
+        atomic and resumable; returns the paths. See :func:`regexplore.content.blobs.download`."""
+        from .content.blobs import download
 
         if self._api == "v1":  # every layer of the ancestry, each verified as far as v1 allows
             r = self.ref(ref_or_digest)
@@ -720,15 +721,15 @@ class Registry:
                         layers=layers, cache=cache)
 
     def save(self, ref: "RefLike", path: str, format: str = "oci", *, platform: str | None = None) -> str:
-        """Write ``ref`` as an OCI image layout (a folder, or a ``.tar``). See :func:`regexplore.blobs.save`."""
-        from .blobs import save
+        """Write ``ref`` as an OCI image layout (a folder, or a ``.tar``). See :func:`regexplore.content.blobs.save`."""
+        from .content.blobs import save
 
         return save(self, ref, path, format=format, platform=platform)
 
     def push(self, source: Any, ref: "RefLike", **kw: Any) -> str:
         """Push an OCI layout (or a list of files that become a one-layer image) to ``ref``;
-        returns the manifest digest. See :func:`regexplore.blobs.push`."""
-        from .blobs import push
+        returns the manifest digest. See :func:`regexplore.content.blobs.push`."""
+        from .content.blobs import push
 
         return push(self, source, ref, **kw)
 
@@ -756,11 +757,11 @@ class Registry:
 
     def _open_layer(self, repo: str, desc: dict, budget: _ImageBudget | None = None, max_bytes: int | None = None,
                     replay: _Replay | None = None) -> Callable[[], Any]:
-        """A zero-argument callable that opens ``desc``'s layer as a :class:`~regexplore.layers.LayerStream`
+        """A zero-argument callable that opens ``desc``'s layer as a :class:`~regexplore.content.layers.LayerStream`
         (verified as it streams; through ``replay`` when given) whose decompressed bytes count against
         ``budget``; ``max_bytes`` caps the layer (None: ``REGEXPLORE_MAX_LAYER_BYTES``)."""
-        from .blobs import open_verified_stream
-        from .layers import open_layer_stream
+        from .content.blobs import open_verified_stream
+        from .content.layers import open_layer_stream
 
         def fetch() -> Iterator[bytes]:
             return open_verified_stream(self, repo, desc["digest"], desc.get("size"))
@@ -804,7 +805,7 @@ class Registry:
     def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False,
                        budget: _ImageBudget | None = None) -> tuple[list, int]:
         """(entries, decompressed bytes) of one layer, read from the registry."""
-        from .layers import iter_entries
+        from .content.layers import iter_entries
 
         try:
             stream = self._open_layer(repo, desc, budget, max_bytes)()
@@ -841,7 +842,7 @@ class Registry:
         more than once is read once (its rows repeat where it is listed); all listed layers together
         may decompress to ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB), else
         :class:`ResponseTooLarge`."""
-        from .layers import merge
+        from .content.layers import merge
 
         r = self.ref(ref_or_layer_digest)
         if self._is_blob(r):
@@ -858,7 +859,7 @@ class Registry:
         file contents are compared by sha256 while the layers stream). A layer is read once even
         when listed several times or by both images; each image's listed layers may decompress to
         ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB), else :class:`ResponseTooLarge`."""
-        from .layers import diff, merge, shown_name
+        from .content.layers import diff, merge, shown_name
 
         memo: dict[str, tuple[list, int]] = {}
 
@@ -880,7 +881,7 @@ class Registry:
         one bigger than ``max_bytes`` (default 64 MiB, ``REGEXPLORE_MAX_FILE_BYTES``) raises
         :class:`ResponseTooLarge` before it is read, and so do layers that decompress to more than
         ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB) in all. Raises ``FileNotFoundError``."""
-        from .layers import read_file
+        from .content.layers import read_file
 
         r, descs = self._layer_sources(ref, platform)
         replays: dict[str, _Replay] = {}
@@ -903,7 +904,7 @@ class Registry:
         import shutil
         import tempfile
 
-        from .layers import extract
+        from .content.layers import extract
 
         r, descs = self._layer_sources(ref, platform)
         target = os.path.abspath(dest)
@@ -935,14 +936,14 @@ def _files_columns(entries: list) -> dict:
     """The ``files`` frame's columns from layer entries (column-wise: a few C-level passes instead of a
     dict per row). ``mtime`` (float seconds) becomes UTC times rounded to the microsecond, like
     ``datetime.fromtimestamp``; times outside pandas' range become NaT; ``linkname`` "" becomes <NA>;
-    names that are not UTF-8 are escaped (:func:`~regexplore.layers.shown_name`)."""
+    names that are not UTF-8 are escaped (:func:`~regexplore.content.layers.shown_name`)."""
     from operator import attrgetter
 
     import numpy as np
     import pandas as pd
 
-    from .frames import TIME
-    from .layers import shown_name
+    from .model.frames import TIME
+    from .content.layers import shown_name
 
     cols = dict(zip(_FILES_FIELDS, zip(*map(attrgetter(*_FILES_FIELDS), entries)))) if entries else {}
     secs = np.asarray(cols.get("mtime", ()), dtype="float64")

@@ -1,8 +1,17 @@
 """Shared fixtures: real registries on loopback (``LocalRegistry``), skopeo as an independent client, and
 the path to ../shared (recorded fixtures, docs).
 
-Tests that use a registry or skopeo fixture get the ``live`` mark automatically. A missing registry
-binary or skopeo makes those fixtures FAIL with the install hint (CI installs both; a skip would hide it).
+The tests are in tiers, one folder each, and a test's folder gives its marker:
+
+- ``unit/``: pure code and parsers, no sockets beyond a fake adapter;
+- ``recorded/``: vcrpy cassettes and the real recorded fixtures (no registry binary);
+- ``live/``: the real registry binary, skopeo and loopback servers;
+- ``notebook/``: the notebooks, executed; ``browser/``: widgets in Debian's chromium.
+
+So ``pytest -m "not live and not notebook and not browser"`` needs no registry binary. A test outside
+``live/``, ``notebook/`` or ``browser/`` that asks for a registry or skopeo fixture fails: it is in the wrong
+tier. A missing registry binary or skopeo makes those fixtures FAIL with the install hint (CI installs
+both; a skip would hide it). Helpers shared by the tests (servers, layer builders) are in ``support/``.
 """
 
 from __future__ import annotations
@@ -11,20 +20,31 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from regexplore.sandbox import LocalRegistry, RegistryBinaryMissing
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
 
-_LIVE_FIXTURES = {"registry_sandbox", "empty_sandbox", "big_sandbox", "skopeo"}
+from regexplore.sandbox import LocalRegistry, RegistryBinaryMissing  # noqa: E402
+
+_LIVE_FIXTURES = {"registry_sandbox", "empty_sandbox", "big_sandbox", "skopeo", "plain"}
+TIERS = ("unit", "recorded", "live", "notebook", "browser")
+_NEEDS_SERVERS = {"live", "notebook", "browser"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
     for item in items:
-        if _LIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.live)
+        tier = Path(str(item.path)).resolve().relative_to(here).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tier folders {TIERS}")
+        item.add_marker(getattr(pytest.mark, tier))
+        uses = _LIVE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses and tier not in _NEEDS_SERVERS:
+            raise pytest.UsageError(f"{item.nodeid} uses {sorted(uses)}: it belongs in tests/live/")
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +68,7 @@ def start_sandbox(**kw: Any) -> LocalRegistry:
 
 @pytest.fixture(scope="session")
 def registry_sandbox() -> Iterator[LocalRegistry]:
-    """The demo content (``regexplore.seed.demo_content()``), pushed by skopeo — a client independent of
+    """The demo content (``regexplore.sandbox.seed.demo_content()``), pushed by skopeo — a client independent of
     regexplore, so reading tests cannot be fooled by a matching push bug. ``.seeded`` is the Content."""
     _require_skopeo()
     sandbox = start_sandbox(seed=True, seed_via="skopeo")

@@ -32,6 +32,7 @@ import pandas as pd
 
 from ..errors import UnsupportedMediaType
 from ..reference import is_repository_name
+from .progress import Cancelled, DownloadProgress
 
 __all__ = ["RegistryBrowser", "one_line", "human_size", "Cancelled"]
 
@@ -46,10 +47,6 @@ _STYLE = """<style>
     text-overflow: ellipsis; }
 .regexplore-status-error { color: #b00020; }
 </style>"""
-
-
-class Cancelled(Exception):
-    """Raised inside a download's progress callback when the user pressed Cancel."""
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:
@@ -139,7 +136,7 @@ def _remove_partials(dest: str, digests: list[str]) -> int:
     (``v1:<image id>`` for a v1 layer, which downloads to ``<id>.layer``)."""
     from pathlib import Path
 
-    from ..blobs import blob_filename
+    from ..content.blobs import blob_filename
 
     removed = 0
     for digest in digests:
@@ -632,7 +629,6 @@ class RegistryBrowser(widgets.VBox):
                 self._show_error(exc)
 
     def _start_download(self, ref: str, platform: str | None, dest: str) -> Future:
-        from .progress import DownloadProgress
 
         self._cancel.clear()
         # sizes may be unknown (schema1 manifests have none): 0, the bar learns it from the transfer;

@@ -1,9 +1,9 @@
 """Download progress inside a widget: tqdm bars (``tqdm.notebook``, not displayed on their own) placed
-in a ``VBox``, one per blob and one for the total, fed by :class:`regexplore.progress.ProgressEvent`.
+in a ``VBox``, one per blob and one for the total, fed by :class:`regexplore.content.progress.ProgressEvent`.
 
-:class:`DownloadProgress` is a *callable reporter* in the sense of :mod:`regexplore.progress` (it has no
+:class:`DownloadProgress` is a *callable reporter* in the sense of :mod:`regexplore.content.progress` (it has no
 ``update``/``close`` pair on purpose, so ``resolve_progress`` hands it every event). When its ``cancel``
-event is set, the next progress event raises :class:`~regexplore.jupyter.browser.Cancelled` in the
+event is set, the next progress event raises :class:`Cancelled` in the
 download's worker thread, which stops the transfer (the browser then removes the ``.partial`` files).
 """
 
@@ -14,7 +14,11 @@ from typing import Any, Iterable
 
 import ipywidgets as widgets
 
-__all__ = ["DownloadProgress"]
+__all__ = ["DownloadProgress", "Cancelled"]
+
+
+class Cancelled(Exception):
+    """Raised inside a download's progress callback when the user pressed Cancel."""
 
 
 class DownloadProgress:
@@ -50,8 +54,7 @@ class DownloadProgress:
                           display=False, leave=True, mininterval=0.05)
 
     def __call__(self, event: Any) -> None:
-        """Take one :class:`~regexplore.progress.ProgressEvent`; raise ``Cancelled`` after Cancel."""
-        from .browser import Cancelled
+        """Take one :class:`~regexplore.content.progress.ProgressEvent`; raise ``Cancelled`` after Cancel."""
 
         if self.cancel.is_set():
             raise Cancelled("download cancelled")

@@ -1,0 +1,560 @@
+"""One HTTP transport per registry: pooled connections, timeouts, retries, redirects, the trace.
+
+Everything regexplore sends to a registry goes through :meth:`Transport.request`, which
+
+- resolves a path against the registry's base URL;
+- adds ``Authorization`` (through :class:`regexplore.http.auth.RegistryAuth`) **only** when the request
+  goes to the registry's own origin, and reacts to a 401 challenge once;
+- follows redirects itself (never with ``requests``' automatic redirects), so a blob redirected
+  to object storage is fetched without the registry's credentials;
+- keeps cookies per origin (scheme, host, port): a cookie goes back only to the origin that set
+  it, never to a storage redirect on the same host (``requests``' jar matches on the host alone);
+- retries 429 / 502 / 503 / 504 and dropped connections for requests without a body, with
+  exponential backoff and jitter, honouring ``Retry-After``, bounded in count and total time;
+- records every exchange (redacted) in :attr:`Transport.trace_records` for ``Registry.trace``:
+  credential-looking query values always, every query value off the registry's origin;
+- parses Docker Hub's ``ratelimit-*`` headers into :attr:`Transport.rate_limit`;
+- turns error answers into the :mod:`regexplore.errors` tree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
+
+from .._version import __version__
+from ..errors import InsecureCredentials, RegistryError, ResponseTooLarge, TooManyRequests
+from .redact import Secret, ServerText, redact_url, scrub, secret_headers, url_origin
+from .responses import error_from_response, parse_retry_after
+
+log = logging.getLogger("regexplore")
+
+
+# Origins of the registries our transports talk to and of their token servers: the log filter
+# below redacts every query value of a request line for any other origin (object storage, CDNs).
+_KNOWN_ORIGINS: set[tuple[str, str, int | None]] = set()
+
+
+def show_query_in_logs(url: str) -> None:
+    """Let urllib3's DEBUG lines for ``url``'s origin keep their non-secret query values (a
+    registry, its token realm); other origins' lines have every query value redacted."""
+    _KNOWN_ORIGINS.add(url_origin(url))
+
+
+def _logged_origin(args: tuple[Any, ...]) -> tuple[str, str, int | None] | None:
+    """The origin of urllib3's request line ``'%s://%s:%s "%s %s %s" %s %s'`` (scheme, host, port,
+    method, url, ...); the url is absolute when sent through a proxy. None for other shapes."""
+    if len(args) < 5 or args[0] not in ("http", "https") or not isinstance(args[4], str):
+        return None
+    if "://" in args[4]:
+        return url_origin(args[4])
+    host = str(args[1])
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return url_origin(f"{args[0]}://{host}:{args[2]}/")
+
+
+class _RedactUrlsFilter(logging.Filter):
+    """urllib3 logs every request line at DEBUG, query string included: a presigned blob URL's
+    signature would land in the user's logs. Redact such arguments (``redact_url``): every query
+    value unless the line is for a registry's own origin. Then, for these lines and regexplore's
+    own, cut out every secret a client holds (:func:`~regexplore.http.redact.scrub`: a server may have
+    put one in a redirect's URL, a challenge's scope or a realm)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
+            everything = _logged_origin(record.args) not in _KNOWN_ORIGINS
+            record.args = tuple(redact_url(a, all_values=everything) if isinstance(a, str) and "?" in a else a
+                                for a in record.args)
+        if isinstance(record.args, tuple):
+            record.args = tuple(scrub(a) for a in record.args)
+        record.msg = scrub(record.msg)
+        return True
+
+
+for _name in ("urllib3.connectionpool", "regexplore", "regexplore.http.auth"):
+    logging.getLogger(_name).addFilter(_RedactUrlsFilter())
+
+__all__ = ["Transport", "RetryPolicy", "base_url_for", "is_loopback", "MiB"]
+
+MiB = 1024 * 1024
+DOCKER_HUB_API = "registry-1.docker.io"
+_HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
+_REDIRECTS = {301, 302, 303, 307, 308}
+_IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
+_INSUFFICIENT_SCOPE = re.compile(r'\berror\s*=\s*"?insufficient_scope\b', re.IGNORECASE)
+_PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+               "no_proxy", "NO_PROXY")
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (``host`` may carry a port or brackets)."""
+    h = host.strip()
+    if h.startswith("["):
+        h = h[1:].split("]", 1)[0]
+    elif h.count(":") == 1:
+        h = h.split(":", 1)[0]
+    if h.lower() == "localhost" or h.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_for(host_or_url: str) -> str:
+    """The base URL (``scheme://host[:port]``, no trailing slash) for a registry name.
+
+    https by default; http for an explicit ``http://`` URL or a loopback host; Docker Hub's
+    names (``docker.io``, ``index.docker.io``) map to ``https://registry-1.docker.io``.
+    """
+    if "@" in host_or_url:  # before any local holds a copy of the password
+        raise ValueError("put credentials in auth=, not in the registry URL")
+    text = host_or_url.strip().rstrip("/")
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {redact_url(text)!r}")
+        host = parts.netloc
+        scheme = parts.scheme
+    else:
+        host = text.split("/", 1)[0]
+        scheme = "http" if is_loopback(host) else "https"
+    if host.lower() in _HUB_NAMES:
+        host, scheme = DOCKER_HUB_API, "https"
+    return f"{scheme}://{host}"
+
+
+@dataclass
+class RetryPolicy:
+    """How hard to try again: ``attempts`` tries in all, sleeping ``backoff * 2**n`` seconds
+    (with full jitter, capped by ``max_sleep``) unless the server says ``Retry-After``; never
+    more than ``budget`` seconds of sleeping in one request."""
+
+    attempts: int = 5
+    backoff: float = 0.25
+    max_sleep: float = 8.0
+    budget: float = 30.0
+    #: answers worth asking again (the same for registry, token server and upload sessions)
+    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return random.uniform(0, min(self.max_sleep, self.backoff * (2**attempt)))
+
+    def pause(self, attempt: int, slept: float, retry_after: float | None = None) -> float | None:
+        """Sleep before the try after ``attempt`` (0 = the first) and return the seconds slept
+        so far in this request; None, without sleeping, when no try or sleeping budget is left."""
+        if attempt + 1 >= self.attempts:
+            return None
+        d = self.delay(attempt, retry_after)
+        if slept + d > self.budget:
+            return None
+        time.sleep(d)
+        return slept + d
+
+
+@dataclass
+class _RateLimit:
+    limit: int | None = None
+    remaining: int | None = None
+    window_s: int | None = None
+    source: str | None = None
+
+
+def _parse_ratelimit(value: str | None) -> tuple[int | None, int | None]:
+    """``"100;w=21600"`` → ``(100, 21600)``."""
+    if not value:
+        return None, None
+    parts = [p.strip() for p in value.split(";")]
+    try:
+        n = int(parts[0])
+    except ValueError:
+        return None, None
+    window = None
+    for p in parts[1:]:
+        if p.startswith("w="):
+            try:
+                window = int(p[2:])
+            except ValueError:
+                pass
+    return n, window
+
+
+class _CookieJar(RequestsCookieJar):
+    """A cookie jar whose ``repr`` names its cookies but never shows their values (a session
+    cookie is a credential: ``vars(transport)`` and a traceback's locals must not print it)."""
+
+    def __repr__(self) -> str:
+        return f"<cookies {sorted({c.name for c in self})}>"
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@``: ``requests`` would turn it into an ``Authorization``
+    header for whatever host the URL names, over plain http too."""
+    if "@" not in url:
+        return url
+    p = urlsplit(url)
+    if "@" not in p.netloc:
+        return url
+    return p._replace(netloc=p.netloc.rsplit("@", 1)[1]).geturl()
+
+
+#: where a CA bundle (file) or folder may be named, in this order, when ``ca_bundle=`` is not given
+_CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def _with_params(url: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> str:
+    """``url`` with ``params`` appended to its query, encoded exactly as ``requests`` sends them."""
+    prepared = requests.models.PreparedRequest()
+    prepared.prepare_url(url, params)
+    return prepared.url or url
+
+
+class Transport:
+    """HTTP to one registry. Thread-safe: a pooled ``requests.Session`` shared by worker threads.
+
+    Parameters
+    ----------
+    base_url : ``scheme://host[:port]`` (see :func:`base_url_for`).
+    auth : a :class:`regexplore.http.auth.RegistryAuth` or None.
+    verify : True, False (``insecure=True``) or a CA bundle path.
+    cert : client certificate for mTLS (path, or ``(cert, key)``).
+    timeout : seconds for connect and for each read.
+    pool_size : connections kept per host (the metadata concurrency).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Any = None,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        timeout: float = 30.0,
+        pool_size: int = 16,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self.scheme = parts.scheme
+        self.host = parts.netloc
+        self.origin = url_origin(self.base_url)
+        show_query_in_logs(self.base_url)
+        self.auth = auth
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.session = requests.Session()
+        if verify is True:  # requests' own variables (its trust_env reads them per request), then OpenSSL's
+            verify = next((os.environ[v] for v in _CA_VARIABLES if os.environ.get(v)), True)
+        self.session.verify = verify
+        if cert is not None:
+            self.session.cert = cert
+        self.session.headers["User-Agent"] = f"regexplore/{__version__} (+python-requests)"
+        self.session.cookies = _CookieJar()  # never sent (see send_once); its repr hides values
+        # HTTP(S)_PROXY / NO_PROXY are honoured through _proxies_for (cached per origin and proxy settings):
+        # requests' own trust_env re-reads the environment and ~/.netrc on every request (~1/3 of our CPU)
+        self.session.trust_env = False
+        self._env_proxies: dict[tuple[str | None, ...], dict[str, str]] = {}
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4) + 4, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self._jars: dict[tuple[str, str, int | None], RequestsCookieJar] = {}
+        self._jars_lock = threading.Lock()
+        self.trace_records: list[dict[str, Any]] = []
+        self._trace_lock = threading.Lock()
+        self.rate_limit = _RateLimit()
+        self.insecure_ok = is_loopback(self.host) or self.scheme == "https"
+
+    def __repr__(self) -> str:
+        return f"Transport({self.base_url!r})"
+
+    # ----------------------------------------------------------------- helpers
+    def url(self, path_or_url: str) -> str:
+        """Resolve a path (``/v2/...``) or a relative/absolute URL against the registry."""
+        if path_or_url.startswith(("http://", "https://")):
+            return path_or_url
+        return urljoin(self.base_url + "/", path_or_url)
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        """``HTTP(S)_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` for ``url``, recomputed only when they change."""
+        p = urlsplit(url)
+        env = os.environ
+        key = (p.scheme, p.netloc.lower(), *(env.get(v) for v in _PROXY_VARS))
+        proxies = self._env_proxies.get(key)
+        if proxies is None:
+            proxies = self._env_proxies[key] = requests.utils.get_environ_proxies(url)
+        return proxies
+
+    def same_origin(self, url: str) -> bool:
+        """True if ``url`` is on the registry's origin (scheme, host and port)."""
+        return url_origin(url) == self.origin
+
+    def redact(self, url: str, origin: str | None = None) -> str:
+        """``url`` redacted for a trace, a log or an error: credential-looking query values, and
+        every query value when ``url`` is not on ``origin`` (default: the registry's)."""
+        home = url_origin(origin) if origin else self.origin
+        return redact_url(url, all_values=url_origin(url) != home)
+
+    def cookies_for(self, url: str) -> RequestsCookieJar:
+        """The cookie jar of ``url``'s origin: what that origin set, and all it will be sent."""
+        key = url_origin(url)
+        with self._jars_lock:
+            jar = self._jars.get(key)
+            if jar is None:
+                jar = self._jars[key] = _CookieJar()
+            return jar
+
+    def send_once(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                  params: Any = None, data: Any = None, stream: bool = False) -> requests.Response:
+        """One HTTP exchange, no redirects followed, no retries: the session's pool, TLS settings
+        and ``User-Agent``, the proxy for ``url`` (``HTTP(S)_PROXY`` / ``NO_PROXY``) and the cookies
+        of ``url``'s origin only (cookies it answers with go back to that origin's jar).
+
+        User-info in ``url`` (``user:pw@``) is dropped, never turned into ``Authorization``.
+        Raises ``requests.RequestException`` as ``requests`` does."""
+        url = _without_userinfo(url)
+        jar = self.cookies_for(url)
+        prepared = requests.Request(
+            method, url, params=params, data=data, cookies=jar,
+            headers=merge_setting(headers, self.session.headers, dict_class=CaseInsensitiveDict),
+        ).prepare()
+        resp = self.session.send(prepared, stream=stream, allow_redirects=False, timeout=self.timeout,
+                                 proxies=self._proxies_for(url), cert=self.session.cert,
+                                 verify=self.session.verify)  # per request: REQUESTS_CA_BUNDLE would override
+        extract_cookies_to_jar(jar, prepared, resp.raw)
+        return resp
+
+    def _record(self, method: str, url: str, status: int | str, nbytes: int | None, started: float,
+                note: str = "", *, origin: str | None = None) -> None:
+        """Add one exchange to the trace; ``url`` is redacted with :meth:`redact` (``origin``: the
+        origin whose query values may be shown, the registry's by default)."""
+        rec = {
+            "time": time.time(),
+            "method": method,
+            "url": scrub(self.redact(scrub(url), origin)),  # a redirect's URL is the server's text
+            "status": status,
+            "bytes": nbytes,
+            "elapsed_ms": (time.perf_counter() - started) * 1000.0,
+            "note": scrub(note),
+        }
+        with self._trace_lock:
+            self.trace_records.append(rec)
+
+    def _note_rate_limit(self, resp: requests.Response) -> None:
+        h = resp.headers
+        if "ratelimit-limit" in h or "ratelimit-remaining" in h:
+            lim, w1 = _parse_ratelimit(h.get("ratelimit-limit"))
+            rem, w2 = _parse_ratelimit(h.get("ratelimit-remaining"))
+            self.rate_limit = _RateLimit(lim, rem, w1 or w2, h.get("docker-ratelimit-source"))
+
+    # ----------------------------------------------------------------- the one entry point
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+        data: Any = None,
+        stream: bool = False,
+        ok: Iterable[int] = (200,),
+        scope: str | None = None,
+        what: str | None = None,
+        max_bytes: int | None = None,
+        follow_redirects: bool = True,
+        retry_body: bool = False,
+    ) -> requests.Response:
+        """Send one logical request; return the final response whose status is in ``ok``.
+
+        ``scope`` is the token scope the request needs (``repository:x:pull``); the auth layer
+        derives it from the path when None. With ``stream=False`` the body is read (refusing
+        more than ``max_bytes``: :class:`ResponseTooLarge`); with ``stream=True`` the caller
+        must close the response. ``retry_body=True`` allows replaying a request with a body
+        (only for bodies that are bytes and idempotent, e.g. a manifest PUT).
+
+        Raises the matching :class:`RegistryError` subclass for any other status, and
+        :class:`RegistryError` for connection failures after the retries.
+        """
+        method = method.upper()
+        ok = tuple(ok)
+        url = self.url(path_or_url)
+        if "@" in url and "@" in urlsplit(url).netloc:
+            path_or_url = url = redact_url(url)  # keep the password out of this frame's locals
+            raise ValueError(f"put credentials in auth=, not in the URL ({url})")
+        headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
+        if params:  # into the URL once (as requests would encode them), so the trace shows the query
+            url = _with_params(url, params)
+        can_retry = method in _IDEMPOTENT or retry_body or data is None
+        attempt = 0
+        slept = 0.0
+        challenges = 0  # answered by the auth layer in this request (at most 2, see _answer_challenge)
+        hops = 0
+        while True:
+            started = time.perf_counter()
+            send_headers = dict(headers)
+            attach_auth = self.auth is not None and self.same_origin(url)
+            if attach_auth:
+                auth_headers = secret_headers(self.auth.headers_for(url, method, scope))
+                if auth_headers and urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).netloc):
+                    raise InsecureCredentials(
+                        "refusing to send credentials over plain http to a non-loopback host; "
+                        "use https (or a loopback address)", url=self.redact(url))
+                send_headers.update(auth_headers)
+            try:
+                resp = self.send_once(method, url, headers=send_headers, data=data, stream=True)
+            except requests.exceptions.SSLError:
+                self._record(method, url, "error", None, started, "SSLError")
+                raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
+                                    "trusted, or a client certificate is required; a private CA: ca_bundle= "
+                                    f"or one of {', '.join(_CA_VARIABLES)})",
+                                    url=self.redact(url)) from None
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._record(method, url, "error", None, started, type(exc).__name__)
+                if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
+                    attempt, slept = attempt + 1, waited
+                    continue
+                raise RegistryError(f"cannot reach {self.host}: {type(exc).__name__}",
+                                    url=self.redact(url)) from None
+            except requests.RequestException as exc:
+                self._record(method, url, "error", None, started, type(exc).__name__)
+                raise RegistryError(f"request failed: {type(exc).__name__}", url=self.redact(url)) from None
+            self._note_rate_limit(resp)
+            status = resp.status_code
+
+            # redirects: followed by hand so credentials stay with the registry
+            if status in _REDIRECTS and follow_redirects and "Location" in resp.headers:
+                self._record(method, url, status, 0, started, "redirect")
+                self._discard(resp)
+                hops += 1
+                if hops > 10:
+                    raise RegistryError("too many redirects", status=status, url=self.redact(url))
+                url = ServerText(_without_userinfo(urljoin(url, resp.headers["Location"])))
+                if not self.same_origin(url):  # a signed storage URL: its signature stays out of
+                    url = Secret(url)  # tracebacks that show locals (redacted in traces/errors)
+                if status == 303:
+                    method, data = "GET", None
+                continue
+
+            # auth challenge: let the auth layer get a token / switch to Basic, then retry
+            if self.auth is not None and self.same_origin(url) and self._answer_challenge(resp, challenges):
+                resp.content  # drain so the connection goes back to the pool
+                self._record(method, url, status, len(resp.content or b""), started, "challenge")
+                # a challenge may echo a token in any encoding: '<redacted>' in tracebacks' locals (the
+                # parsed Challenge objects show their parameters scrubbed)
+                www = Secret(resp.headers.get("WWW-Authenticate", ""))
+                if self.auth.handle_challenge(www, url, method, scope, self):
+                    challenges += 1
+                    if data is not None and not (retry_body or isinstance(data, (bytes, str))):
+                        raise self._error(resp, what)
+                    continue
+                if status in ok:
+                    return resp
+                raise self._error(resp, what)
+
+            if status in self.retry.statuses and can_retry and attempt + 1 < self.retry.attempts:
+                resp.content
+                self._record(method, url, status, len(resp.content or b""), started, "retry")
+                waited = self.retry.pause(attempt, slept, parse_retry_after(resp.headers.get("Retry-After")))
+                if waited is None:
+                    raise self._error(resp, what)
+                attempt, slept = attempt + 1, waited
+                continue
+
+            if status not in ok:
+                try:
+                    nbytes = len(self._read_capped(resp, MiB, url))  # the body (may echo secrets) stays in resp
+                except RegistryError:  # an error body too large or cut: the status still tells
+                    resp._content, resp._content_consumed, nbytes = b"", True, 0
+                self._record(method, url, status, nbytes, started)
+                err = self._error(resp, what)
+                if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
+                    err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
+                    err.args = (err._text(),)
+                raise err
+
+            if stream:
+                cl = resp.headers.get("Content-Length")
+                self._record(method, url, status, int(cl) if cl and cl.isdigit() else None, started, "stream")
+                return resp
+            try:
+                body = self._read_capped(resp, max_bytes, url)
+            except ResponseTooLarge:
+                raise
+            except RegistryError:  # the connection broke mid-body: retry like a dropped connection
+                self._record(method, url, "error", None, started, "body cut")
+                if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
+                    attempt, slept = attempt + 1, waited
+                    continue
+                raise
+            self._record(method, url, status, len(body), started)
+            return resp
+
+    @staticmethod
+    def _answer_challenge(resp: requests.Response, answered: int) -> bool:
+        """Whether to hand this answer to the auth layer: the first 401 of a request, and one
+        ``insufficient_scope`` challenge (401 or 403) after that, so a token that does not cover
+        the scope the registry now names is fetched again once before giving up."""
+        insufficient = _INSUFFICIENT_SCOPE.search(resp.headers.get("WWW-Authenticate", "")) is not None
+        if resp.status_code == 401 and answered == 0:
+            return True
+        return resp.status_code in (401, 403) and insufficient and answered < 2
+
+    def _error(self, resp: requests.Response, what: str | None) -> RegistryError:
+        """``error_from_response`` with the URL redacted by :meth:`redact`."""
+        return error_from_response(resp, what, url=self.redact(resp.url))
+
+    @staticmethod
+    def _discard(resp: requests.Response) -> None:
+        """Finish with a response whose body we do not need: a small body is read so the
+        connection goes back to the pool; a large or unknown-length one closes the connection."""
+        cl = resp.headers.get("Content-Length")
+        if resp.request.method == "HEAD" or (cl is not None and cl.isdigit() and int(cl) <= 64 * 1024):
+            try:
+                resp.content
+                return
+            except requests.RequestException:
+                pass
+        resp.close()
+
+    def _read_capped(self, resp: requests.Response, cap: int | None, url: str) -> bytes:
+        if resp.request.method == "HEAD":
+            return resp.content  # empty; reading it hands the connection back to the pool
+        cl = resp.headers.get("Content-Length")
+        if cap is not None and cl and cl.isdigit() and int(cl) > cap:
+            resp.close()
+            raise ResponseTooLarge(f"response of {int(cl)} bytes is over the {cap}-byte cap",
+                                   url=self.redact(url))
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in resp.iter_content(256 * 1024):
+                total += len(chunk)
+                if cap is not None and total > cap:
+                    resp.close()
+                    raise ResponseTooLarge(f"response is over the {cap}-byte cap", url=self.redact(url))
+                chunks.append(chunk)
+        except requests.RequestException as exc:
+            raise RegistryError(f"connection broke while reading: {type(exc).__name__}",
+                                url=self.redact(url)) from None
+        body = b"".join(chunks)
+        resp._content = body
+        resp._content_consumed = True
+        return body
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,2 @@
+"""The pure model: media types, manifests, indexes, platforms, history rows and the DataFrames'
+columns. No I/O."""

@@ -1,0 +1,1 @@
+"""The legacy Docker Registry v1 + Index API (Docker 1.3's session) and tarsum, its layer checksum."""
