@@ -51,9 +51,9 @@ from requests.adapters import HTTPAdapter
 
 from .errors import DeadlineExceeded
 
-__all__ = ["Limits", "limits_from_env", "Deadline", "current", "within", "call", "carry", "Exchange", "sending",
-           "exchange_of", "too_slow", "check_not_cut", "WatchedAdapter", "ResumeBudget", "DEADLINE_ENV",
-           "TRANSFER_DEADLINE_ENV", "LOW_SPEED_LIMIT_ENV", "LOW_SPEED_TIME_ENV"]
+__all__ = ["Limits", "limits_from_env", "Deadline", "current", "within", "call", "carry", "Exchange",
+           "sending", "exchange_of", "too_slow", "check_not_cut", "WatchedAdapter", "ResumeBudget",
+           "DEADLINE_ENV", "TRANSFER_DEADLINE_ENV", "LOW_SPEED_LIMIT_ENV", "LOW_SPEED_TIME_ENV"]
 
 DEADLINE_ENV = "REGEXPLORE_DEADLINE"
 TRANSFER_DEADLINE_ENV = "REGEXPLORE_TRANSFER_DEADLINE"
@@ -91,7 +91,7 @@ def _number_from_env(name: str, default: float, *, off: float) -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds (or bytes/s), or 0 / off, got {raw!r}") from None
+        raise ValueError(f"{name} must be a number (seconds, or bytes/s), or 0 / off, got {raw!r}") from None
     if not value > 0:
         raise ValueError(f"{name} must be positive (or 0 / off), got {raw!r}")
     return value
@@ -144,7 +144,8 @@ class Deadline:
             raise self.error(url)
 
 
-_CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("regexplore_deadline", default=None)
+_CURRENT: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("regexplore_deadline",
+                                                                          default=None)
 
 
 def current() -> Deadline | None:
@@ -167,7 +168,8 @@ def within(seconds: float | None, what: str, env: str = DEADLINE_ENV) -> Iterato
         _CURRENT.reset(token)
 
 
-def call(limits: Limits, what: str, *, transfer: bool = False) -> contextlib.AbstractContextManager[Deadline | None]:
+def call(limits: Limits, what: str, *,
+         transfer: bool = False) -> contextlib.AbstractContextManager[Deadline | None]:
     """:func:`within` the metadata deadline of ``limits``, or its transfer deadline."""
     if transfer:
         return within(limits.transfer_deadline, what, TRANSFER_DEADLINE_ENV)
@@ -222,7 +224,8 @@ class Exchange:
         return None
 
 
-_SENDING: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("regexplore_exchange", default=None)
+_SENDING: contextvars.ContextVar[Exchange | None] = contextvars.ContextVar("regexplore_exchange",
+                                                                          default=None)
 
 
 @contextlib.contextmanager
@@ -285,6 +288,12 @@ class _WatchedSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
+
+    def fileno(self) -> int:  # asked before every reuse of a pooled connection
+        return self._sock.fileno()
+
+    def settimeout(self, value: float | None) -> None:
+        self._sock.settimeout(value)
 
     def begin(self, exchange: Exchange | None) -> None:
         """A new exchange on this connection: judged from its own start."""
@@ -460,23 +469,36 @@ class _WatchedConnectionMixin:
             _WATCHDOG.add(self.sock)
 
 
-class _HTTPConnection(_WatchedConnectionMixin, urllib3.connection.HTTPConnection):
-    pass
+_WATCHED: dict[type, type] = {}
+_WATCHED_LOCK = threading.Lock()
 
 
-class _HTTPSConnection(_WatchedConnectionMixin, urllib3.connection.HTTPSConnection):
-    _handshakes = True
+def _watched_class(cls: Any) -> Any:
+    """``cls`` (a pool's ``ConnectionCls``) with :class:`_WatchedConnectionMixin`, made once per
+    class; a class that is not urllib3's (a test double such as vcrpy's stub) is left as it is."""
+    if not isinstance(cls, type) or not issubclass(cls, urllib3.connection.HTTPConnection) \
+            or issubclass(cls, _WatchedConnectionMixin):
+        return cls
+    with _WATCHED_LOCK:
+        watched = _WATCHED.get(cls)
+        if watched is None:
+            https = issubclass(cls, urllib3.connection.HTTPSConnection)
+            watched = _WATCHED[cls] = type(f"Watched{cls.__name__}", (_WatchedConnectionMixin, cls),
+                                           {"_handshakes": https})
+        return watched
 
 
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
+def _pool_maker(scheme: str) -> Callable[..., Any]:
+    """Stands for a pool class in a pool manager: urllib3's pool for ``scheme`` (as it is now, patched
+    or not), whose connections are watched."""
+    def make(host: str, port: int | None, **kw: Any) -> Any:
+        pool = urllib3.poolmanager.pool_classes_by_scheme[scheme](host, port, **kw)
+        pool.ConnectionCls = _watched_class(pool.ConnectionCls)
+        return pool
+    return make
 
 
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection  # type: ignore[assignment]
-
-
-_POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+_POOL_CLASSES = {"http": _pool_maker("http"), "https": _pool_maker("https")}
 
 
 class WatchedAdapter(HTTPAdapter):

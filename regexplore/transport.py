@@ -352,10 +352,10 @@ class Transport:
             headers=merge_setting(headers, self.session.headers, dict_class=CaseInsensitiveDict),
         ).prepare()
         exchange = exchange or Exchange(_deadline.current(), self.limits)
-        with _deadline.sending(exchange):
+        with _deadline.sending(exchange):  # verify per request: REQUESTS_CA_BUNDLE would override it
             resp = self.session.send(prepared, stream=stream, allow_redirects=False, timeout=self.timeout,
                                      proxies=self._proxies_for(url), cert=self.session.cert,
-                                     verify=self.session.verify)  # per request: REQUESTS_CA_BUNDLE would override
+                                     verify=self.session.verify)
         resp.regexplore_exchange = exchange
         extract_cookies_to_jar(jar, prepared, resp.raw)
         return resp
@@ -416,6 +416,10 @@ class Transport:
         minimum progress through the retries, and :class:`RegistryError` for connection failures
         after the retries.
         """
+        url = self.url(path_or_url)
+        if "@" in url and "@" in urlsplit(url).netloc:
+            path_or_url = url = redact_url(url)  # keep the password out of this frame's locals
+            raise ValueError(f"put credentials in auth=, not in the URL ({url})")
         with _deadline.within(None if stream else self.limits.deadline, what or f"{method.upper()} request"):
             try:
                 return self._request(method, path_or_url, headers=headers, params=params, data=data,
@@ -428,7 +432,7 @@ class Transport:
                 raise
             except requests.RequestException as exc:  # a body read outside the retry loop (a token) broke
                 call = _deadline.current()
-                url = self.redact(self.url(path_or_url))
+                url = self.redact(url)
                 if call is not None and call.expired():
                     raise call.error(url) from None
                 raise RegistryError(f"connection broke: {type(exc).__name__}", url=url) from None
@@ -437,13 +441,10 @@ class Transport:
                  params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None, data: Any, stream: bool,
                  ok: Iterable[int], scope: str | None, what: str | None, max_bytes: int | None,
                  follow_redirects: bool, retry_body: bool) -> requests.Response:
-        """:meth:`request` without the deadline set up."""
+        """:meth:`request` once the URL is checked and the deadline set up."""
         method = method.upper()
         ok = tuple(ok)
         url = self.url(path_or_url)
-        if "@" in url and "@" in urlsplit(url).netloc:
-            path_or_url = url = redact_url(url)  # keep the password out of this frame's locals
-            raise ValueError(f"put credentials in auth=, not in the URL ({url})")
         headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
         if params:  # into the URL once (as requests would encode them), so the trace shows the query
             url = _with_params(url, params)
@@ -454,8 +455,8 @@ class Transport:
         hops = 0
         call = _deadline.current()
         while True:
-            if call is not None:
-                call.check(self.redact(url))
+            if call is not None and call.expired():
+                raise call.error(self.redact(url))
             exchange = Exchange(call, self.limits)
             started = time.perf_counter()
             send_headers = dict(headers)
@@ -476,11 +477,12 @@ class Transport:
                     raise exchange.error(self.redact(url)) from None
                 if isinstance(exc, requests.exceptions.SSLError) and exchange.cut is None:
                     raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
-                                        "trusted, or a client certificate is required; a private CA: ca_bundle= "
-                                        f"or one of {', '.join(_CA_VARIABLES)})",
+                                        "trusted, or a client certificate is required; a private CA: "
+                                        f"ca_bundle= or one of {', '.join(_CA_VARIABLES)})",
                                         url=self.redact(url)) from None
                 if not isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-                    raise RegistryError(f"request failed: {type(exc).__name__}", url=self.redact(url)) from None
+                    raise RegistryError(f"request failed: {type(exc).__name__}",
+                                        url=self.redact(url)) from None
                 if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
                     attempt, slept = attempt + 1, waited
                     continue

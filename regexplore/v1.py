@@ -1187,7 +1187,8 @@ class _LayerFetch:
             if not budget.spend(self.checks.n):
                 url = self.t.url(f"/v1/images/{self.meta.id}/layer")
                 raise too_slow(resp, url) or RegistryError(
-                    f"layer {self.meta.id[:12]}: the connection kept breaking at byte {self.checks.n}", url=url)
+                    f"layer {self.meta.id[:12]}: the connection kept breaking at byte {self.checks.n}",
+                    url=url)
             if self.ranges_ok and self.size is not None and self.size > 0:
                 self.resumes += 1
             else:

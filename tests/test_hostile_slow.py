@@ -81,7 +81,8 @@ class Hostile(BaseHTTPRequestHandler):
 
     def _json(self, doc: Any, extra: dict[str, str] | None = None) -> None:
         data = json.dumps(doc).encode()
-        self._head(200, {"Content-Type": "application/json", "Content-Length": str(len(data)), **(extra or {})})
+        self._head(200, {"Content-Type": "application/json", "Content-Length": str(len(data)),
+                         **(extra or {})})
         self.wfile.write(data)
 
     def _trickle_head(self) -> None:
@@ -292,7 +293,9 @@ def test_a_byte_per_reconnect_spends_the_resume_budget(hostile: Any, tmp_path: P
     assert res.elapsed < 15
     gets = [h for h in httpd.handler.hits if h[0] == "GET"]
     assert 2 <= len(gets) <= 10
-    assert [int(re.match(r"bytes=(\d+)-", r).group(1)) for _, _, r in gets[1:] if r] == list(range(1, len(gets)))
+    ranges = [re.match(r"bytes=(\d+)-", r or "") for _, _, r in gets[1:]]
+    starts = [int(m.group(1)) for m in ranges if m]
+    assert starts == list(range(1, len(gets)))  # each resume one byte further
     assert_no_good_file(tmp_path)
 
 
@@ -319,7 +322,8 @@ def test_the_deadline_is_a_registry_attribute(hostile: Any, tmp_path: Path) -> N
 
 
 # ================================================================ what must not be cut
-def test_a_slow_server_above_the_minimum_and_a_long_transfer_are_left_alone(hostile: Any, tmp_path: Path) -> None:
+def test_a_slow_server_above_the_minimum_and_a_long_transfer_are_left_alone(hostile: Any,
+                                                                           tmp_path: Path) -> None:
     """A 320 KiB blob at 160 KiB/s (2 s) with a 0.5 s window and a 64 KiB/s minimum; the metadata
     deadline (1 s) does not apply to a download, which has the transfer deadline."""
     body = os.urandom(320 * 1024)
@@ -347,7 +351,8 @@ def test_a_caller_that_reads_slowly_is_not_cut(hostile: Any, tmp_path: Path) -> 
 
         def read(url, digest, pause_at=None):
             h, n = hashlib.sha256(), 0
-            for i, block in enumerate(blobs.open_verified_stream(rx.Registry(url), "demo/x", digest, cache=False)):
+            stream = blobs.open_verified_stream(rx.Registry(url), "demo/x", digest, cache=False)
+            for i, block in enumerate(stream):
                 if i == pause_at:
                     time.sleep(2)
                 h.update(block)
