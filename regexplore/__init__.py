@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
     AlreadyExists,
+    DeadlineExceeded,
     Denied,
     DigestMismatch,
     InsecureCredentials,
@@ -45,6 +46,7 @@ __all__ = [
     "AlreadyExists",
     "InsecureCredentials",
     "UnsafeLayer",
+    "DeadlineExceeded",
     "InvalidReference",
     "sandbox",
     "browse",

@@ -45,7 +45,6 @@ import json
 import os
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Protocol, Sequence
@@ -56,6 +55,7 @@ import urllib3
 
 from ._partials import blob_cap_from_env, discard, ident, open_partial, rename_verified
 from .auth import Credentials, parse_challenges, resolve_credentials
+from .deadline import ResumeBudget, check_not_cut, too_slow
 from .errors import (
     AlreadyExists,
     DigestMismatch,
@@ -1243,6 +1243,7 @@ class _LayerFetch:
         while left is None or left > 0:
             block = resp.raw.read(CHUNK if left is None else min(CHUNK, left), decode_content=False)
             if not block:
+                check_not_cut(resp)  # an early end the watchdog made is a drop, not the layer's end
                 return
             if left is not None:
                 left -= len(block)
@@ -1256,7 +1257,7 @@ class _LayerFetch:
         is unknown, or the registry's 416 at the end. Resumes or restarts after a drop."""
         if self.size is not None and self.checks.n == self.size:
             return  # already whole (a finished .partial), or an empty layer (the Python registry 416s it)
-        failures = 0
+        budget = ResumeBudget(MAX_LAYER_TRIES, self.checks.n)
         while True:
             opened = self._open()
             if opened is None:
@@ -1264,7 +1265,6 @@ class _LayerFetch:
             resp, limit = opened
             if self.size is None and self.cap is not None:  # one byte past the cap shows a body over it
                 limit = min(limit, self.cap + 1 - self.checks.n) if limit is not None else self.cap + 1 - self.checks.n
-            before = self.checks.n
             try:
                 self._copy(resp, limit)
                 if self.cap is not None and self.size is None and self.checks.n > self.cap:
@@ -1281,15 +1281,16 @@ class _LayerFetch:
                 resp.close()
             if not dropped:
                 return
-            failures = 0 if self.checks.n > before else failures + 1
-            if failures >= MAX_LAYER_TRIES:
-                raise RegistryError(f"layer {self.meta.id[:12]}: the connection kept breaking at byte "
-                                    f"{self.checks.n}", url=self.t.url(f"/v1/images/{self.meta.id}/layer"))
+            if not budget.spend(self.checks.n):
+                url = self.t.url(f"/v1/images/{self.meta.id}/layer")
+                raise too_slow(resp, url) or RegistryError(
+                    f"layer {self.meta.id[:12]}: the connection kept breaking at byte {self.checks.n}",
+                    url=url)
             if self.ranges_ok and self.size is not None and self.size > 0:
                 self.resumes += 1
             else:
                 self._restart()
-            time.sleep(min(0.05 * (2 ** failures), 2.0))
+            budget.pause()
 
     def _header_check(self, payload: str) -> tuple[str | None, str | None]:
         """Check the registry's checksums. Returns ``(header name verified against, note)``;
