@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from regexplore import blobs  # noqa: E402
+from regexplore.content import blobs  # noqa: E402
 from regexplore.sandbox import LocalRegistry  # noqa: E402
 
 MiB = 1024 * 1024
@@ -91,7 +91,8 @@ def run_curl(url: str, out: Path) -> Path:
 RSS_SCRIPT = r"""
 import resource, sys, tempfile
 sys.path.insert(0, {root!r})
-from regexplore import Registry, blobs
+from regexplore import Registry
+from regexplore.content import blobs
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 reg = Registry({url!r})
 with tempfile.TemporaryDirectory(dir={tmp!r}) as d:

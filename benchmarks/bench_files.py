@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["REGEXPLORE_CACHE"] = "off"
 
-from regexplore import blobs, layers  # noqa: E402
+from regexplore.content import blobs, layers  # noqa: E402
 from regexplore.sandbox import LocalRegistry  # noqa: E402
 
 MiB = 1024 * 1024

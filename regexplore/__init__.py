@@ -12,6 +12,7 @@ from ._version import __version__  # noqa: E402
 
 from .errors import (  # noqa: E402
     AlreadyExists,
+    DeadlineExceeded,
     Denied,
     DigestMismatch,
     InsecureCredentials,
@@ -45,6 +46,7 @@ __all__ = [
     "AlreadyExists",
     "InsecureCredentials",
     "UnsafeLayer",
+    "DeadlineExceeded",
     "InvalidReference",
     "sandbox",
     "browse",

@@ -12,7 +12,8 @@
      ├── ResponseTooLarge         a body over a sane cap (manifests 8 MiB, listings 64 MiB)
      ├── AlreadyExists            v1 push: "Image already exists"
      ├── InsecureCredentials      credentials would go over plain http to a non-loopback host
-     └── UnsafeLayer              a layer entry that would escape the extraction folder
+     ├── UnsafeLayer              a layer entry that would escape the extraction folder
+     └── DeadlineExceeded         a call ran past its deadline, or a server sent too slowly
     InvalidReference (ValueError) an image reference that does not parse
 
 Every message is built from redacted parts: no password, token or signed-URL signature ever
@@ -45,6 +46,7 @@ __all__ = [
     "AlreadyExists",
     "InsecureCredentials",
     "UnsafeLayer",
+    "DeadlineExceeded",
     "InvalidReference",
     "load_json",
 ]
@@ -145,6 +147,16 @@ class UnsafeLayer(RegistryError):
     def __init__(self, message: str, *, entry: str | None = None) -> None:
         self.entry = entry
         super().__init__(message)
+
+
+class DeadlineExceeded(RegistryError):
+    """A call ran past its deadline (``REGEXPLORE_DEADLINE``, ``REGEXPLORE_TRANSFER_DEADLINE``), or
+    a server sent slower than the minimum progress (``REGEXPLORE_LOW_SPEED_LIMIT`` bytes/s over
+    ``REGEXPLORE_LOW_SPEED_TIME`` s); see :mod:`regexplore.http.deadline`. ``seconds`` is the limit hit."""
+
+    def __init__(self, message: str, *, seconds: float | None = None, **kw: Any) -> None:
+        self.seconds = seconds
+        super().__init__(message, **kw)
 
 
 class InvalidReference(ValueError):

@@ -7,14 +7,17 @@ access uses ``reg.v2``; a user who wants a table never sees HTTP.
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
 
 from .http.auth import RegistryAuth, resolve_credentials
+from .http.deadline import call as deadline_call
+from .http.deadline import carry
 from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, UnsupportedMediaType
 from .http.redact import Secret
 from .model.frames import make_frame
@@ -41,6 +44,20 @@ if TYPE_CHECKING:  # pandas is imported when the first table is built, not at im
 __all__ = ["Registry", "MAX_INDEX_ENTRIES_ENV", "MAX_IMAGE_BYTES_ENV"]
 
 RefLike = "str | ImageRef"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _timed(*, transfer: bool = False) -> Callable[[F], F]:
+    """Run a public method under the registry's deadline (:mod:`regexplore.http.deadline`): the
+    metadata one, or with ``transfer=True`` the one for calls that move blob bytes. A call made
+    while another runs (``tag()`` asking ``manifest()``) stays under the outer deadline."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(self: "Registry", *args: Any, **kw: Any) -> Any:
+            with deadline_call(self.transport.limits, f"{fn.__name__}()", transfer=transfer):
+                return fn(self, *args, **kw)
+        return run  # type: ignore[return-value]
+    return wrap
 
 #: Environment variable capping the entries one index resolution reads, nested indexes included.
 MAX_INDEX_ENTRIES_ENV = "REGEXPLORE_MAX_INDEX_ENTRIES"
@@ -171,7 +188,9 @@ class Registry:
         ``GET`` with Basic on 404/405. Off by default, as in Docker, which POSTs only with an
         identity token (that always uses the ``refresh_token`` grant).
     max_workers : concurrent metadata requests (pooled connections), default 16.
-    timeout : seconds per connect / read.
+    timeout : seconds per connect / read. A whole call has a deadline of its own: the attributes
+        :attr:`deadline` (metadata calls) and :attr:`transfer_deadline` (calls that move blobs),
+        from ``REGEXPLORE_DEADLINE`` / ``REGEXPLORE_TRANSFER_DEADLINE``; see :mod:`regexplore.http.deadline`.
     api : ``"v2"``, ``"v1"`` (the legacy Registry + Index API, ``reg.v1``) or ``"auto"`` (default):
         v2 calls as usual; when one finds nothing (404) the registry is probed once, ``/v2/``
         first, then ``/v1/_ping``, and a v1 registry is then spoken to in v1. With v1,
@@ -272,7 +291,28 @@ class Registry:
         items = list(items)
         if len(items) <= 1:
             return [fn(i) for i in items]
-        return list(self._executor().map(fn, items))
+        return list(self._executor().map(carry(fn), items))  # the workers keep the call's deadline
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a metadata call (``catalog``, ``tags``, ``manifest``, ...) may take in all
+        (``REGEXPLORE_DEADLINE``, default 900; ``inf``: none). Settable."""
+        return self.transport.limits.deadline
+
+    @deadline.setter
+    def deadline(self, seconds: float) -> None:
+        self.transport.limits.deadline = float(seconds)
+
+    @property
+    def transfer_deadline(self) -> float:
+        """Seconds a call that moves blob bytes (``download``, ``save``, ``push``, ``files``,
+        ``diff``, ``read_file``, ``extract``) may take in all (``REGEXPLORE_TRANSFER_DEADLINE``,
+        default 6 h; ``inf``: none). Settable."""
+        return self.transport.limits.transfer_deadline
+
+    @transfer_deadline.setter
+    def transfer_deadline(self, seconds: float) -> None:
+        self.transport.limits.transfer_deadline = float(seconds)
 
     def ref(self, ref: RefLike) -> ImageRef:
         """Parse ``ref`` relative to this registry (``"demo/app:1"``, ``"demo/app@sha256:…"``)."""
@@ -453,6 +493,7 @@ class Registry:
         return refuse
 
     # ----------------------------------------------------------------- public API
+    @_timed()
     def ping(self) -> dict:
         """``GET /v2/`` → dict: status, API version header, auth scheme offered, whether we are in."""
         self._v2_answer = None
@@ -517,6 +558,7 @@ class Registry:
                 self._hub = HubClient(timeout=self.transport.timeout)
             return self._hub
 
+    @_timed()
     def search(self, term: str, limit: int = 25) -> pd.DataFrame:
         """Search repositories → DataFrame[name, description, stars, official, automated, pulls].
 
@@ -542,6 +584,7 @@ class Registry:
             result = self._by_api(v2, v1)
         return make_frame("search", result.rows, attrs={"registry": self.name, **result.attrs()})
 
+    @_timed()
     def catalog(self, limit: int | None = None) -> pd.DataFrame:
         """Every repository (``/v2/_catalog``, all pages; page size up to 1000) → DataFrame[repository]."""
         def v2() -> list[str]:
@@ -557,6 +600,7 @@ class Registry:
         repos = self._by_api(v2, v1)
         return make_frame("catalog", ({"repository": r} for r in repos), attrs={"registry": self.name})
 
+    @_timed()
     def tags(self, repo: "str | ImageRef", details: bool = False, limit: int | None = None) -> pd.DataFrame:
         """Tags of ``repo``. With ``details=True`` each tag's digest, media_type, size, created,
         os, architecture and platforms, fetched concurrently and deduplicated by digest.
@@ -629,6 +673,7 @@ class Registry:
             row["platforms"] = [plat] if plat else []
         return row
 
+    @_timed()
     def manifest(self, ref: RefLike, platform: str | None = None) -> Manifest:
         """The manifest of ``ref`` (digest computed from the raw bytes and verified). With
         ``platform`` and an index, the platform's image manifest instead."""
@@ -644,6 +689,7 @@ class Registry:
             return self._manifest_by_digest(r.repository, entry["digest"])
         return m
 
+    @_timed()
     def platforms(self, ref: RefLike) -> pd.DataFrame:
         """The platforms of an index (one row for a single image). Attestation entries
         (unknown/unknown) are kept but flagged in ``attestation``. Nested indexes are expanded, each
@@ -663,6 +709,7 @@ class Registry:
                      "attestation": False}]
         return make_frame("platforms", rows, attrs={"reference": str(r)})
 
+    @_timed()
     def config(self, ref: RefLike, platform: str | None = None) -> dict:
         """The image config (dict) of ``ref``; for an index, of the chosen platform. For schema1
         the top ``v1Compatibility`` entry."""
@@ -674,6 +721,7 @@ class Registry:
             return v1_compatibility(image)
         return self._config_of(r.repository, image, strict=True) or {}
 
+    @_timed()
     def history(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """docker-history-like table, oldest step first (see the README's column table)."""
         r = self.ref(ref)
@@ -693,6 +741,7 @@ class Registry:
 
         return self._by_api(v2, v1)
 
+    @_timed()
     def layers(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """The layers of ``ref`` in manifest order."""
         if self._api == "v1":
@@ -703,6 +752,7 @@ class Registry:
         return make_frame("layers", layer_rows(image, cfg), attrs={"reference": str(r), "digest": image.digest})
 
     # ----------------------------------------------------------------- blobs: downloads, save, push
+    @_timed(transfer=True)
     def download(self, ref_or_digest: "RefLike", dest: str = ".", *, platform: str | None = None,
                  progress: Any = True, parallel: int = 4, layers: Any = None, cache: Any = None) -> list:
         """Download an image's config and layers (or one blob by digest) into ``dest``, verified,
@@ -720,12 +770,14 @@ class Registry:
         return download(self, ref_or_digest, dest, platform=platform, progress=progress, parallel=parallel,
                         layers=layers, cache=cache)
 
+    @_timed(transfer=True)
     def save(self, ref: "RefLike", path: str, format: str = "oci", *, platform: str | None = None) -> str:
         """Write ``ref`` as an OCI image layout (a folder, or a ``.tar``). See :func:`regexplore.content.blobs.save`."""
         from .content.blobs import save
 
         return save(self, ref, path, format=format, platform=platform)
 
+    @_timed(transfer=True)
     def push(self, source: Any, ref: "RefLike", **kw: Any) -> str:
         """Push an OCI layout (or a list of files that become a one-layer image) to ``ref``;
         returns the manifest digest. See :func:`regexplore.content.blobs.push`."""
@@ -733,12 +785,14 @@ class Registry:
 
         return push(self, source, ref, **kw)
 
+    @_timed()
     def tag(self, ref: "RefLike", new_tag: str) -> str:
         """Give the manifest of ``ref`` another tag (same bytes, same digest); returns the digest."""
         r = self.ref(ref)
         m = self.manifest(r)
         return self.v2.put_manifest(r.repository, new_tag, m.raw, m.media_type)
 
+    @_timed()
     def delete(self, ref: "RefLike") -> str:
         """Delete the manifest of ``ref`` (by digest). Warns that every tag sharing that digest
         goes with it. Returns the deleted digest."""
@@ -832,6 +886,7 @@ class Registry:
             out.append(entries)
         return out
 
+    @_timed(transfer=True)
     def files(self, ref_or_layer_digest: "RefLike", platform: str | None = None, *, merged: bool = False,
               max_bytes: int | None = None) -> pd.DataFrame:
         """Entries of an image's layer tars, streamed from the registry (no temp file, constant
@@ -853,6 +908,7 @@ class Registry:
         entries = merge(per_layer) if merged else [e for layer in per_layer for e in layer]
         return make_frame("files", columns=_files_columns(entries), attrs={"reference": str(r), "merged": merged})
 
+    @_timed(transfer=True)
     def diff(self, ref_a: "RefLike", ref_b: "RefLike", platform: str | None = None) -> pd.DataFrame:
         """Paths that differ between the final filesystems of two images: ``change`` is added,
         removed or modified (type, size, mode, owner, link target, mtime or content differ;
@@ -872,6 +928,7 @@ class Registry:
                 for d in diff(a, b)]
         return make_frame("diff", rows, attrs={"a": str(self.ref(ref_a)), "b": str(self.ref(ref_b))})
 
+    @_timed(transfer=True)
     def read_file(self, ref: "RefLike", path: "str | bytes", platform: str | None = None, *,
                   max_bytes: int | None = None) -> bytes:
         """The bytes of one file of the image's final filesystem (``path`` as text, or as the exact
@@ -891,6 +948,7 @@ class Registry:
             for replay in replays.values():
                 replay.file.close()
 
+    @_timed(transfer=True)
     def extract(self, ref: "RefLike", dest: str, platform: str | None = None, **kw: Any) -> Any:
         """Unpack the image's filesystem into ``dest`` (which must not exist, or be empty), safely:
         no absolute paths, no ``..``, no link leading outside, no device nodes, whiteouts applied;

@@ -73,6 +73,7 @@ import urllib3
 
 from .partials import (MAX_BLOB_BYTES_ENV, Ident, blob_cap_from_env, discard, ident, is_ours, my_uid, open_nofollow,
                         open_partial, private_dir, rename_verified, same_file)
+from ..http.deadline import ResumeBudget, carry, check_not_cut, too_slow
 from ..errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge, load_json
 from ..model.oci import MAX_INDEX_DEPTH, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
@@ -103,7 +104,7 @@ PART_SIZE = 16 * MiB  #: size of one ranged part
 SYNC_EVERY = 32 * MiB  #: a background fdatasync starts after this many new bytes of a download
 FAST_LINK = 256 * MiB  #: bytes/s: a link that streams the first part this fast gets no parallel parts
 READ_AHEAD = 8  #: blocks buffered between the socket reader and the hasher/writer (8 MiB)
-MAX_RESUMES = 8  #: consecutive failed attempts (without progress) before giving up on a blob
+MAX_RESUMES = 8  #: tries without progress before giving up on a blob (a :class:`ResumeBudget`)
 _DIGEST = re.compile(r"^(sha256|sha384|sha512):([0-9a-f]{64,128})$")
 _CONTENT_RANGE = re.compile(r"^\s*(?:bytes\s+)?(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _DROPS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
@@ -625,6 +626,7 @@ class _ReadAhead:
             while not self.stop.is_set() and (left is None or left > 0):
                 block = _read(self.resp, CHUNK if left is None else min(CHUNK, left))
                 if not block:
+                    check_not_cut(self.resp)  # an early end the watchdog made is a drop
                     break
                 if left is not None:
                     left -= len(block)
@@ -731,10 +733,11 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
     ``until`` stops at that byte instead (the first part of a big blob); if the response then
     holds more of the blob, it is returned still open, as an ``_Opened`` that continues it.
 
-    A blob of unknown size takes at most ``job.max_bytes`` (:class:`ResponseTooLarge` past it). An
-    attempt counts as progress only when it gets further than any before, so a server that ignores
-    Range and keeps cutting the body at the same place is given up on after ``MAX_RESUMES``."""
-    failures = best = 0
+    A blob of unknown size takes at most ``job.max_bytes`` (:class:`ResponseTooLarge` past it). The
+    resumes spend a :class:`~regexplore.http.deadline.ResumeBudget`: only bytes beyond the furthest reached
+    earn a try back, so a server that ignores Range and keeps cutting the body at the same place is
+    given up on."""
+    budget = ResumeBudget(MAX_RESUMES, part.offset)
     while (job.size is None and until is None) or part.offset < (until if until is not None else job.size):
         job.check()
         if first is not None:
@@ -774,14 +777,19 @@ def _fetch_sequential(job: _Job, part: _Partial, first: _Opened | None = None,
             return resp, part.offset, stop
         if not dropped and (job.size is None or part.offset >= (until if until is not None else job.size)):
             return None
-        failures = 0 if part.offset > best else failures + 1
-        best = max(best, part.offset)
-        if failures >= MAX_RESUMES:
-            raise RegistryError(f"blob {job.digest[:19]}: the connection kept breaking at byte {part.offset}",
-                                url=getattr(resp, "url", None))
-        if failures:
-            time.sleep(min(0.05 * (2 ** failures), 2.0))
+        if not budget.spend(part.offset):
+            raise _gave_up(job, resp, part.offset)
+        budget.pause()
     return None
+
+
+def _gave_up(job: _Job, resp: Any, offset: int) -> RegistryError:
+    """The error once a blob's resume budget is spent: :class:`DeadlineExceeded` when the last
+    attempt was cut for being too slow (or at the deadline), else a :class:`RegistryError`."""
+    url = getattr(resp, "url", None)
+    return too_slow(resp, url) or RegistryError(
+        f"blob {job.digest[:19]}: the connection kept breaking at byte {offset} (too little progress "
+        f"in {MAX_RESUMES} tries)", url=url)
 
 
 def _fetch_parts(job: _Job, part: _Partial, probe: _Opened | None, parts: list[tuple[int, int]]) -> None:
@@ -801,7 +809,7 @@ def _fetch_parts(job: _Job, part: _Partial, probe: _Opened | None, parts: list[t
     def run_part(i: int) -> None:
         a, b = parts[i]
         pos = a
-        failures = 0
+        budget = ResumeBudget(MAX_RESUMES, a)
         while pos < b:
             if stop.is_set():
                 return
@@ -815,7 +823,6 @@ def _fetch_parts(job: _Job, part: _Partial, probe: _Opened | None, parts: list[t
                 resp.close()
                 raise _NoRange()
             limit = b if upto is None else min(b, upto)  # a short 206: the rest is asked for next
-            before = pos
             try:
                 while pos < limit and not stop.is_set():
                     block = _read(resp, min(CHUNK, limit - pos))
@@ -830,9 +837,8 @@ def _fetch_parts(job: _Job, part: _Partial, probe: _Opened | None, parts: list[t
                         written[i] = pos
                         cond.notify_all()
             except (_Dropped, *_DROPS):
-                failures = 0 if pos > before else failures + 1
-                if failures >= MAX_RESUMES:
-                    raise
+                if not budget.spend(pos):
+                    raise _gave_up(job, resp, pos) from None
             finally:
                 resp.close()
 
@@ -856,7 +862,7 @@ def _fetch_parts(job: _Job, part: _Partial, probe: _Opened | None, parts: list[t
                 return w
         return job.size  # type: ignore[return-value]
 
-    threads = [threading.Thread(target=worker, name="regexplore-part", daemon=True)
+    threads = [threading.Thread(target=carry(worker), name="regexplore-part", daemon=True)
                for _ in range(max(1, min(job.parallel, len(parts))))]
     for t in threads:
         t.start()
@@ -1079,7 +1085,8 @@ def _run_jobs(jobs: list[tuple[_Job, Path]], cdir: Path | None, parallel: int, c
         _fetch_blob(jobs[0][0], jobs[0][1], cdir)
         return
     with ThreadPoolExecutor(max(1, min(parallel, len(jobs))), thread_name_prefix="regexplore-blob") as ex:
-        futures: list[Future[Path]] = [ex.submit(_fetch_blob, job, final, cdir) for job, final in jobs]
+        fetch = carry(_fetch_blob)  # the call's deadline goes with each blob
+        futures: list[Future[Path]] = [ex.submit(fetch, job, final, cdir) for job, final in jobs]
         try:
             done, pending = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
@@ -1163,7 +1170,7 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
     job = _Job(reg, repo, digest, size, max_bytes=None if size is not None else blob_cap_from_env())
     h = hashlib.new(alg)
     pos = 0
-    failures = 0
+    budget = ResumeBudget(MAX_RESUMES)
     while size is None or pos < size:
         resp, got, stop = _open_range(job, pos, None if size is None else size - 1)
         if size is None:
@@ -1171,7 +1178,6 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
         skip = pos - got
         upto = stop if stop is not None else size
         reader = _ReadAhead(resp, _read_limit(job, got, upto))
-        before = pos
         try:
             for block in reader:
                 if skip:
@@ -1192,9 +1198,9 @@ def open_verified_stream(reg: Any, repo: str, digest: str, size: int | None = No
             reader.close()
         if size is not None and pos >= size:
             break
-        failures = 0 if pos > before else failures + 1
-        if failures >= MAX_RESUMES:
-            raise RegistryError(f"blob {digest[:19]}: the connection kept breaking at byte {pos}")
+        if not budget.spend(pos):
+            raise _gave_up(job, resp, pos)
+        budget.pause()
     actual = f"{alg}:{h.hexdigest()}"
     if actual != digest or (size is not None and pos != size):
         raise DigestMismatch(digest, actual, what="streamed blob")

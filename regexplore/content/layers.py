@@ -31,6 +31,7 @@ This module never imports pandas, ipywidgets or tqdm.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import io
 import os
@@ -737,7 +738,9 @@ class _Prefetch:
         self._q: queue.Queue[Any] = queue.Queue(_PREFETCH_DEPTH)
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="regexplore-layer", daemon=True)
+        # run in the caller's context: its call deadline (regexplore.http.deadline) holds resumes made here
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="regexplore-layer", daemon=True)
         self._thread.start()
 
     def release(self, chunk: bytes | bytearray) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import (Denied, NotFound, RegistryError, TooManyRequests, Unauthorized, Unsupported,
                       UnsupportedMediaType, load_json)
+from .challenges import parse_challenges
 from .redact import scrub
 
 __all__ = ["parse_error_body", "error_from_response", "parse_retry_after"]
@@ -88,8 +89,6 @@ def _challenge_error(www: str) -> tuple[str | None, str | None]:
     upper-cased like the registry's codes (``INSUFFICIENT_SCOPE``, ``INVALID_TOKEN``), and the
     message is ``error_description`` or the error in words, naming the scope asked for. realm and
     service are left out (a realm URL may carry a query)."""
-    from .http.challenges import parse_challenges  # a leaf too; it imports this module for scrub
-
     challenge = next((c for c in parse_challenges(www) if c.error), None)
     if challenge is None:
         return None, None

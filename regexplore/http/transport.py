@@ -11,6 +11,9 @@ Everything regexplore sends to a registry goes through :meth:`Transport.request`
   it, never to a storage redirect on the same host (``requests``' jar matches on the host alone);
 - retries 429 / 502 / 503 / 504 and dropped connections for requests without a body, with
   exponential backoff and jitter, honouring ``Retry-After``, bounded in count and total time;
+- holds every exchange to the call's deadline and the minimum-progress rule
+  (:mod:`regexplore.http.deadline`: a watchdog cuts a server that trickles), raising
+  :class:`~regexplore.errors.DeadlineExceeded` instead of retrying past them;
 - records every exchange (redacted) in :attr:`Transport.trace_records` for ``Registry.trace``:
   credential-looking query values always, every query value off the registry's origin;
 - parses Docker Hub's ``ratelimit-*`` headers into :attr:`Transport.rate_limit`;
@@ -31,7 +34,6 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
@@ -40,6 +42,8 @@ from .._version import __version__
 from ..errors import InsecureCredentials, RegistryError, ResponseTooLarge, TooManyRequests
 from .redact import Secret, ServerText, redact_url, scrub, secret_headers, url_origin
 from .responses import error_from_response, parse_retry_after
+from . import deadline as _deadline
+from .deadline import Exchange, WatchedAdapter, limits_from_env
 
 log = logging.getLogger("regexplore")
 
@@ -158,11 +162,15 @@ class RetryPolicy:
 
     def pause(self, attempt: int, slept: float, retry_after: float | None = None) -> float | None:
         """Sleep before the try after ``attempt`` (0 = the first) and return the seconds slept
-        so far in this request; None, without sleeping, when no try or sleeping budget is left."""
+        so far in this request; None, without sleeping, when no try or sleeping budget is left,
+        or when the sleep would end past the running call's deadline."""
         if attempt + 1 >= self.attempts:
             return None
         d = self.delay(attempt, retry_after)
         if slept + d > self.budget:
+            return None
+        call = _deadline.current()
+        if call is not None and d >= call.remaining():
             return None
         time.sleep(d)
         return slept + d
@@ -236,6 +244,9 @@ class Transport:
     cert : client certificate for mTLS (path, or ``(cert, key)``).
     timeout : seconds for connect and for each read.
     pool_size : connections kept per host (the metadata concurrency).
+
+    ``limits`` (:class:`regexplore.http.deadline.Limits`, from the environment) holds the deadlines and
+    the minimum-progress rule its exchanges are watched with.
     """
 
     def __init__(
@@ -258,6 +269,7 @@ class Transport:
         self.auth = auth
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.limits = limits_from_env()
         self.session = requests.Session()
         if verify is True:  # requests' own variables (its trust_env reads them per request), then OpenSSL's
             verify = next((os.environ[v] for v in _CA_VARIABLES if os.environ.get(v)), True)
@@ -270,7 +282,7 @@ class Transport:
         # requests' own trust_env re-reads the environment and ~/.netrc on every request (~1/3 of our CPU)
         self.session.trust_env = False
         self._env_proxies: dict[tuple[str | None, ...], dict[str, str]] = {}
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4) + 4, max_retries=0)
+        adapter = WatchedAdapter(pool_connections=4, pool_maxsize=max(pool_size, 4) + 4, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._jars: dict[tuple[str, str, int | None], RequestsCookieJar] = {}
@@ -320,11 +332,14 @@ class Transport:
             return jar
 
     def send_once(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-                  params: Any = None, data: Any = None, stream: bool = False) -> requests.Response:
+                  params: Any = None, data: Any = None, stream: bool = False,
+                  exchange: Exchange | None = None) -> requests.Response:
         """One HTTP exchange, no redirects followed, no retries: the session's pool, TLS settings
         and ``User-Agent``, the proxy for ``url`` (``HTTP(S)_PROXY`` / ``NO_PROXY``) and the cookies
         of ``url``'s origin only (cookies it answers with go back to that origin's jar).
 
+        The exchange is watched as ``exchange`` (default: under the running call's deadline and
+        :attr:`limits`), which the response keeps (:func:`regexplore.http.deadline.exchange_of`).
         User-info in ``url`` (``user:pw@``) is dropped, never turned into ``Authorization``.
         Raises ``requests.RequestException`` as ``requests`` does."""
         url = _without_userinfo(url)
@@ -333,9 +348,12 @@ class Transport:
             method, url, params=params, data=data, cookies=jar,
             headers=merge_setting(headers, self.session.headers, dict_class=CaseInsensitiveDict),
         ).prepare()
-        resp = self.session.send(prepared, stream=stream, allow_redirects=False, timeout=self.timeout,
-                                 proxies=self._proxies_for(url), cert=self.session.cert,
-                                 verify=self.session.verify)  # per request: REQUESTS_CA_BUNDLE would override
+        exchange = exchange or Exchange(_deadline.current(), self.limits)
+        with _deadline.sending(exchange):  # verify per request: REQUESTS_CA_BUNDLE would override it
+            resp = self.session.send(prepared, stream=stream, allow_redirects=False, timeout=self.timeout,
+                                     proxies=self._proxies_for(url), cert=self.session.cert,
+                                     verify=self.session.verify)
+        resp.regexplore_exchange = exchange
         extract_cookies_to_jar(jar, prepared, resp.raw)
         return resp
 
@@ -387,15 +405,43 @@ class Transport:
         must close the response. ``retry_body=True`` allows replaying a request with a body
         (only for bodies that are bytes and idempotent, e.g. a manifest PUT).
 
-        Raises the matching :class:`RegistryError` subclass for any other status, and
-        :class:`RegistryError` for connection failures after the retries.
+        The request runs under the running call's deadline (:mod:`regexplore.http.deadline`); outside
+        any call, one that is not streamed gets :attr:`limits`' metadata deadline of its own.
+
+        Raises the matching :class:`RegistryError` subclass for any other status,
+        :class:`DeadlineExceeded` once the deadline has passed or when the server stayed under the
+        minimum progress through the retries, and :class:`RegistryError` for connection failures
+        after the retries.
         """
-        method = method.upper()
-        ok = tuple(ok)
         url = self.url(path_or_url)
         if "@" in url and "@" in urlsplit(url).netloc:
             path_or_url = url = redact_url(url)  # keep the password out of this frame's locals
             raise ValueError(f"put credentials in auth=, not in the URL ({url})")
+        with _deadline.within(None if stream else self.limits.deadline, what or f"{method.upper()} request"):
+            try:
+                return self._request(method, path_or_url, headers=headers, params=params, data=data,
+                                     stream=stream, ok=ok, scope=scope, what=what, max_bytes=max_bytes,
+                                     follow_redirects=follow_redirects, retry_body=retry_body)
+            except RegistryError as exc:  # a connection-level failure after the deadline is the deadline's
+                call = _deadline.current()
+                if type(exc) is RegistryError and exc.status is None and call is not None and call.expired():
+                    raise call.error(exc.url) from exc
+                raise
+            except requests.RequestException as exc:  # a body read outside the retry loop (a token) broke
+                call = _deadline.current()
+                url = self.redact(url)
+                if call is not None and call.expired():
+                    raise call.error(url) from None
+                raise RegistryError(f"connection broke: {type(exc).__name__}", url=url) from None
+
+    def _request(self, method: str, path_or_url: str, *, headers: Mapping[str, str] | None,
+                 params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None, data: Any, stream: bool,
+                 ok: Iterable[int], scope: str | None, what: str | None, max_bytes: int | None,
+                 follow_redirects: bool, retry_body: bool) -> requests.Response:
+        """:meth:`request` once the URL is checked and the deadline set up."""
+        method = method.upper()
+        ok = tuple(ok)
+        url = self.url(path_or_url)
         headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
         if params:  # into the URL once (as requests would encode them), so the trace shows the query
             url = _with_params(url, params)
@@ -404,7 +450,11 @@ class Transport:
         slept = 0.0
         challenges = 0  # answered by the auth layer in this request (at most 2, see _answer_challenge)
         hops = 0
+        call = _deadline.current()
         while True:
+            if call is not None and call.expired():
+                raise call.error(self.redact(url))
+            exchange = Exchange(call, self.limits)
             started = time.perf_counter()
             send_headers = dict(headers)
             attach_auth = self.auth is not None and self.same_origin(url)
@@ -416,23 +466,25 @@ class Transport:
                         "use https (or a loopback address)", url=self.redact(url))
                 send_headers.update(auth_headers)
             try:
-                resp = self.send_once(method, url, headers=send_headers, data=data, stream=True)
-            except requests.exceptions.SSLError:
-                self._record(method, url, "error", None, started, "SSLError")
-                raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
-                                    "trusted, or a client certificate is required; a private CA: ca_bundle= "
-                                    f"or one of {', '.join(_CA_VARIABLES)})",
-                                    url=self.redact(url)) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self._record(method, url, "error", None, started, type(exc).__name__)
+                resp = self.send_once(method, url, headers=send_headers, data=data, stream=True,
+                                      exchange=exchange)
+            except requests.RequestException as exc:
+                self._record(method, url, "error", None, started, _cut_note(exchange) or type(exc).__name__)
+                if exchange.late():
+                    raise exchange.error(self.redact(url)) from None
+                if isinstance(exc, requests.exceptions.SSLError) and exchange.cut is None:
+                    raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
+                                        "trusted, or a client certificate is required; a private CA: "
+                                        f"ca_bundle= or one of {', '.join(_CA_VARIABLES)})",
+                                        url=self.redact(url)) from None
+                if not isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+                    raise RegistryError(f"request failed: {type(exc).__name__}",
+                                        url=self.redact(url)) from None
                 if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
                     attempt, slept = attempt + 1, waited
                     continue
-                raise RegistryError(f"cannot reach {self.host}: {type(exc).__name__}",
-                                    url=self.redact(url)) from None
-            except requests.RequestException as exc:
-                self._record(method, url, "error", None, started, type(exc).__name__)
-                raise RegistryError(f"request failed: {type(exc).__name__}", url=self.redact(url)) from None
+                raise exchange.error(self.redact(url)) or RegistryError(
+                    f"cannot reach {self.host}: {type(exc).__name__}", url=self.redact(url)) from None
             self._note_rate_limit(resp)
             status = resp.status_code
 
@@ -452,10 +504,10 @@ class Transport:
 
             # auth challenge: let the auth layer get a token / switch to Basic, then retry
             if self.auth is not None and self.same_origin(url) and self._answer_challenge(resp, challenges):
-                resp.content  # drain so the connection goes back to the pool
-                self._record(method, url, status, len(resp.content or b""), started, "challenge")
-                # a challenge may echo a token in any encoding: '<redacted>' in tracebacks' locals (the
-                # parsed Challenge objects show their parameters scrubbed)
+                # drained so the connection goes back to the pool; the body (it may echo secrets) stays in
+                # resp, and the challenge is '<redacted>' in tracebacks' locals (parsed Challenge objects
+                # show their parameters scrubbed)
+                self._record(method, url, status, len(self._drain(resp, exchange, url)), started, "challenge")
                 www = Secret(resp.headers.get("WWW-Authenticate", ""))
                 if self.auth.handle_challenge(www, url, method, scope, self):
                     challenges += 1
@@ -467,8 +519,7 @@ class Transport:
                 raise self._error(resp, what)
 
             if status in self.retry.statuses and can_retry and attempt + 1 < self.retry.attempts:
-                resp.content
-                self._record(method, url, status, len(resp.content or b""), started, "retry")
+                self._record(method, url, status, len(self._drain(resp, exchange, url)), started, "retry")
                 waited = self.retry.pause(attempt, slept, parse_retry_after(resp.headers.get("Retry-After")))
                 if waited is None:
                     raise self._error(resp, what)
@@ -476,11 +527,8 @@ class Transport:
                 continue
 
             if status not in ok:
-                try:
-                    nbytes = len(self._read_capped(resp, MiB, url))  # the body (may echo secrets) stays in resp
-                except RegistryError:  # an error body too large or cut: the status still tells
-                    resp._content, resp._content_consumed, nbytes = b"", True, 0
-                self._record(method, url, status, nbytes, started)
+                # the body (it may echo secrets) stays in resp, not in a local a traceback would show
+                self._record(method, url, status, len(self._drain(resp, exchange, url)), started)
                 err = self._error(resp, what)
                 if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
                     err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
@@ -495,12 +543,14 @@ class Transport:
                 body = self._read_capped(resp, max_bytes, url)
             except ResponseTooLarge:
                 raise
-            except RegistryError:  # the connection broke mid-body: retry like a dropped connection
-                self._record(method, url, "error", None, started, "body cut")
+            except RegistryError as exc:  # the connection broke mid-body: retry like a dropped connection
+                self._record(method, url, "error", None, started, _cut_note(exchange) or "body cut")
+                if exchange.late():
+                    raise exchange.error(self.redact(url)) from None
                 if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
                     attempt, slept = attempt + 1, waited
                     continue
-                raise
+                raise exchange.error(self.redact(url)) or exc
             self._record(method, url, status, len(body), started)
             return resp
 
@@ -531,7 +581,23 @@ class Transport:
                 pass
         resp.close()
 
+    def _drain(self, resp: requests.Response, exchange: Exchange, url: str) -> bytes:
+        """The body of an answer read only for its status (an error, a challenge, a retry), up to
+        1 MiB; one that is too large, cut or too slow counts as empty (the status still tells).
+        Raises :class:`DeadlineExceeded` when the deadline passed meanwhile."""
+        try:
+            return self._read_capped(resp, MiB, url)
+        except RegistryError:
+            if exchange.late():
+                raise exchange.error(self.redact(url)) from None
+            resp._content = b""
+            resp._content_consumed = True
+            return b""
+
     def _read_capped(self, resp: requests.Response, cap: int | None, url: str) -> bytes:
+        """The body of ``resp``, refusing more than ``cap`` bytes (:class:`ResponseTooLarge`).
+        Raises :class:`RegistryError` when the connection breaks, :class:`DeadlineExceeded` when
+        the watchdog cut it (a body without a length would otherwise just end early)."""
         if resp.request.method == "HEAD":
             return resp.content  # empty; reading it hands the connection back to the pool
         cl = resp.headers.get("Content-Length")
@@ -551,6 +617,11 @@ class Transport:
         except requests.RequestException as exc:
             raise RegistryError(f"connection broke while reading: {type(exc).__name__}",
                                 url=self.redact(url)) from None
+        exchange = _deadline.exchange_of(resp)
+        cut = exchange.error(self.redact(url)) if exchange is not None and exchange.cut else None
+        if cut is not None:
+            resp.close()
+            raise cut
         body = b"".join(chunks)
         resp._content = body
         resp._content_consumed = True
@@ -558,3 +629,8 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+
+
+def _cut_note(exchange: Exchange) -> str | None:
+    """The trace note for an exchange the watchdog cut (None when it did not)."""
+    return {"deadline": "deadline passed", "slow": "too slow"}.get(exchange.cut or "")

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from regexplore import DigestMismatch, Registry
-from regexplore import blobs
+from regexplore.content import blobs
 from regexplore.content.progress import ProgressEvent, resolve_progress
 from regexplore.sandbox import LocalRegistry
 from regexplore.http.transport import RetryPolicy
@@ -195,7 +195,7 @@ def test_one_bad_layer_lets_the_layers_in_flight_finish(tmp_path: Path) -> None:
     under their good names: no ``.partial`` is left behind, and nothing good is thrown away."""
     import time
 
-    from regexplore import seed
+    from regexplore.sandbox import seed
 
     with LocalRegistry(seed=seed.demo_content().only("demo/big")) as sandbox:
         reg = sandbox.client()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import regexplore as rx
-from regexplore import oci
+from regexplore.model import oci
 from layerkit import build_layer, compress, gzip_bomb, info, raw_tar
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import regexplore as rx
-from regexplore import oci
+from regexplore.model import oci
 from regexplore.sandbox.seed import demo_content, scale_content
 
 

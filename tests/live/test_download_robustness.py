@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from regexplore import Registry, blobs
+from regexplore import Registry
+from regexplore.content import blobs
 from regexplore.errors import Denied, DigestMismatch, RegistryError, UnsupportedMediaType
 from regexplore.sandbox import LocalRegistry
 from regexplore.http.transport import RetryPolicy

@@ -27,7 +27,8 @@ from typing import Any, Iterator
 
 import pytest
 
-from regexplore import Registry, blobs
+from regexplore import Registry
+from regexplore.content import blobs
 from regexplore.errors import DigestMismatch, ResponseTooLarge
 from regexplore.sandbox import LocalRegistry
 from regexplore.protocol.v1.client import V1Client

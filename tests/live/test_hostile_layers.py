@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 import regexplore as rx
-from regexplore import oci
+from regexplore.model import oci
 from layerkit import compress, info, raw_tar
 from servers import FaultProxy
 from servers.bounded import run_bounded

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from regexplore import blobs
+from regexplore.content import blobs
 from regexplore.sandbox import LocalRegistry
 
 

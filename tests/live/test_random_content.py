@@ -20,7 +20,7 @@ import tarfile
 import pytest
 
 import regexplore as rx
-from regexplore import oci
+from regexplore.model import oci
 from regexplore.sandbox import LocalRegistry
 from layerkit import compress, info, raw_tar, sha256_digest
 

@@ -18,7 +18,7 @@ import pytest
 import requests
 import zstandard
 
-from regexplore import seed
+from regexplore.sandbox import seed
 from regexplore.sandbox.local import LocalRegistry, RegistryBinaryMissing, _write_tls_files, to_yaml
 from regexplore.sandbox.seed import (
     DOCKER_LIST,

@@ -77,7 +77,7 @@ def test_import_regexplore_does_not_import_widgets() -> None:
 
     code = ("import sys, regexplore, regexplore.jupyter.plots; "
             "bad = [m for m in ('ipywidgets', 'tqdm', 'matplotlib') if m in sys.modules]; "
-            "assert not bad, bad; regexplore.browse; assert 'ipywidgets' in sys.modules")
+            "assert not bad, bad; regexplore.browse; regexplore.jupyter.RegistryBrowser; assert 'ipywidgets' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -195,7 +195,7 @@ def test_connection_error_is_one_line_in_the_widget() -> None:
 
 
 def test_registry_message_shown_when_a_tag_vanished(empty_sandbox: Any) -> None:
-    from regexplore import seed
+    from regexplore.sandbox import seed
 
     reg = empty_sandbox.client()
     seed.push(seed.demo_content().only("demo/minimal"), reg)
@@ -286,7 +286,7 @@ def test_plots_draw_what_the_frames_say(reg: Any) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from regexplore import plots
+    from regexplore.jupyter import plots
 
     layers = reg.layers("library/webapp:latest")
     ax = plots.layer_sizes(layers)

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 import regexplore as rx
-from regexplore import seed
+from regexplore.sandbox import seed
 from regexplore.jupyter import RegistryBrowser
 from regexplore.jupyter import progress as widget_progress
 from regexplore.sandbox import LocalRegistry

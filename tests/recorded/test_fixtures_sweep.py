@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import regexplore as rx
-from regexplore import oci
+from regexplore.model import oci
 from regexplore.http.auth import RegistryAuth, parse_challenges
 from regexplore.http.responses import error_from_response
 from regexplore.http.redact import redact_url

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from regexplore import frames, oci
+from regexplore.model import frames, oci
 from regexplore.errors import DigestMismatch, NotFound, UnsupportedMediaType
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import regexplore as rx
-from regexplore import frames
+from regexplore.model import frames
 from regexplore.http.responses import error_from_response, parse_error_body
 from regexplore.http.redact import redact_url
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from layerkit import build_layer, chunked, info, raw_tar
-from regexplore import layers as L
+from regexplore.content import layers as L
 from regexplore.errors import RegistryError, UnsafeLayer
 
 FIXTURE_LAYER = Path(__file__).resolve().parents[3] / "shared/fixtures/tarsum" / (

@@ -17,7 +17,7 @@ import pytest
 from layerkit import (
     build_layer, chunked, compress, gzip_bomb, info, raw_tar, sha256_digest, zstd_bomb,
 )
-from regexplore import layers as L
+from regexplore.content import layers as L
 from regexplore.errors import RegistryError, UnsafeLayer, UnsupportedMediaType
 
 FIXTURE_LAYER = Path(__file__).resolve().parents[3] / "shared/fixtures/tarsum" / (

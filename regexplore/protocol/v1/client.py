@@ -45,7 +45,6 @@ import json
 import os
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator, Protocol, Sequence
@@ -57,6 +56,7 @@ import urllib3
 from ...content.partials import blob_cap_from_env, discard, ident, open_partial, rename_verified
 from ...http.auth import Credentials, parse_challenges, resolve_credentials
 from ...errors import (AlreadyExists, DigestMismatch, InvalidReference, NotFound, RegistryError, ResponseTooLarge, Unauthorized, load_json)
+from ...http.deadline import ResumeBudget, check_not_cut, too_slow
 from ...http.redact import Scrubber, Secret, shown
 from ..hub import parse_v1_search
 from ...model.oci import parse_time
@@ -1232,6 +1232,7 @@ class _LayerFetch:
         while left is None or left > 0:
             block = resp.raw.read(CHUNK if left is None else min(CHUNK, left), decode_content=False)
             if not block:
+                check_not_cut(resp)  # an early end the watchdog made is a drop, not the layer's end
                 return
             if left is not None:
                 left -= len(block)
@@ -1245,7 +1246,7 @@ class _LayerFetch:
         is unknown, or the registry's 416 at the end. Resumes or restarts after a drop."""
         if self.size is not None and self.checks.n == self.size:
             return  # already whole (a finished .partial), or an empty layer (the Python registry 416s it)
-        failures = 0
+        budget = ResumeBudget(MAX_LAYER_TRIES, self.checks.n)
         while True:
             opened = self._open()
             if opened is None:
@@ -1253,7 +1254,6 @@ class _LayerFetch:
             resp, limit = opened
             if self.size is None and self.cap is not None:  # one byte past the cap shows a body over it
                 limit = min(limit, self.cap + 1 - self.checks.n) if limit is not None else self.cap + 1 - self.checks.n
-            before = self.checks.n
             try:
                 self._copy(resp, limit)
                 if self.cap is not None and self.size is None and self.checks.n > self.cap:
@@ -1270,15 +1270,16 @@ class _LayerFetch:
                 resp.close()
             if not dropped:
                 return
-            failures = 0 if self.checks.n > before else failures + 1
-            if failures >= MAX_LAYER_TRIES:
-                raise RegistryError(f"layer {self.meta.id[:12]}: the connection kept breaking at byte "
-                                    f"{self.checks.n}", url=self.t.url(f"/v1/images/{self.meta.id}/layer"))
+            if not budget.spend(self.checks.n):
+                url = self.t.url(f"/v1/images/{self.meta.id}/layer")
+                raise too_slow(resp, url) or RegistryError(
+                    f"layer {self.meta.id[:12]}: the connection kept breaking at byte {self.checks.n}",
+                    url=url)
             if self.ranges_ok and self.size is not None and self.size > 0:
                 self.resumes += 1
             else:
                 self._restart()
-            time.sleep(min(0.05 * (2 ** failures), 2.0))
+            budget.pause()
 
     def _header_check(self, payload: str) -> tuple[str | None, str | None]:
         """Check the registry's checksums. Returns ``(header name verified against, note)``;
