@@ -27,11 +27,10 @@ JSON from a server is parsed by :func:`load_json`, which refuses a document nest
 from __future__ import annotations
 
 import json
-import os
 import re
-import warnings
 from typing import Any
 
+from . import _env
 from .http.redact import redact_url, scrub, scrub_detail  # a leaf: the redaction every message goes through
 
 __all__ = [
@@ -173,15 +172,7 @@ def _json_depth_cap() -> int:
     """``REGEXPLORE_MAX_JSON_DEPTH``, else :data:`DEFAULT_JSON_DEPTH`. A value that is not a positive
     whole number is reported with a ``RuntimeWarning`` and the default is used (an exception here
     would be taken for "not JSON" by the callers of :func:`load_json`)."""
-    raw = os.environ.get(MAX_JSON_DEPTH_ENV, "").strip()
-    if not raw:
-        return DEFAULT_JSON_DEPTH
-    value = int(raw) if raw.isdigit() else 0
-    if value <= 0:
-        warnings.warn(f"{MAX_JSON_DEPTH_ENV} must be a positive whole number of levels, not {raw!r:.40}; "
-                      f"using {DEFAULT_JSON_DEPTH}", RuntimeWarning, stacklevel=3)
-        return DEFAULT_JSON_DEPTH
-    return value
+    return _env.whole(MAX_JSON_DEPTH_ENV, DEFAULT_JSON_DEPTH, warn=True)
 
 
 def _nested_deeper_than(data: bytes | str, cap: int) -> bool:

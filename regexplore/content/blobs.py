@@ -71,15 +71,28 @@ from urllib.parse import urljoin
 import requests
 import urllib3
 
-from .partials import (MAX_BLOB_BYTES_ENV, Ident, blob_cap_from_env, discard, ident, is_ours, my_uid, open_nofollow,
-                        open_partial, private_dir, rename_verified, same_file)
-from ..http.deadline import ResumeBudget, carry, check_not_cut, too_slow
+from .. import _env
 from ..errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge, load_json
-from ..model.oci import MAX_INDEX_DEPTH, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
-from .progress import ProgressEvent, Reporter, resolve_progress
-from ..reference import ImageRef
+from ..http.deadline import ResumeBudget, carry, check_not_cut, too_slow
 from ..http.transport import MiB
+from ..model.oci import MAX_INDEX_DEPTH, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from ..protocol.v2 import _with_query, request_blob
+from ..reference import ImageRef
+from .partials import (
+    MAX_BLOB_BYTES_ENV,
+    Ident,
+    blob_cap_from_env,
+    discard,
+    ident,
+    is_ours,
+    my_uid,
+    open_nofollow,
+    open_partial,
+    private_dir,
+    rename_verified,
+    same_file,
+)
+from .progress import ProgressEvent, Reporter, resolve_progress
 
 try:  # POSIX advisory locks; Windows falls back to msvcrt
     import fcntl
@@ -282,12 +295,10 @@ def cache_dir(cache: "bool | str | os.PathLike[str] | None" = None) -> Path | No
         return None
     if cache is not None and cache is not True:
         return Path(cache).expanduser()
-    env = os.environ.get("REGEXPLORE_CACHE")
-    if env is not None and cache is None:
-        if env.strip().lower() in ("", "0", "off", "false", "no", "none"):
-            return None
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if cache is None and _env.is_set("REGEXPLORE_CACHE"):  # set, even empty: the user's choice
+        env = _env.text("REGEXPLORE_CACHE")
+        return None if env is None or _env.switched_off("REGEXPLORE_CACHE") else Path(env).expanduser()
+    base = _env.text("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "regexplore"
 
 

@@ -50,6 +50,7 @@ from typing import IO, Any, Literal, Union
 
 import zstandard
 
+from .. import _env
 from ..errors import RegistryError, ResponseTooLarge, UnsafeLayer, UnsupportedMediaType
 
 try:  # ISA-L gzip: 2-3x faster than zlib for streaming gunzip
@@ -177,16 +178,7 @@ class ExtractSummary:
 def _cap_from_env(name: str = MAX_LAYER_BYTES_ENV, default: int = DEFAULT_CAP) -> int:
     """The byte cap in environment variable ``name`` (``default`` when unset or empty).
     Raises ``ValueError`` for a value that is not a positive whole number."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number of bytes, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
+    return _env.whole(name, default)
 
 
 class _Source(io.RawIOBase):

@@ -21,6 +21,8 @@ import os
 import stat
 from pathlib import Path
 
+from .. import _env
+
 __all__ = ["MAX_BLOB_BYTES_ENV", "DEFAULT_BLOB_CAP", "Ident", "blob_cap_from_env", "my_uid", "is_ours", "ident",
            "open_nofollow", "open_partial", "discard", "same_file", "rename_verified", "private_dir"]
 
@@ -40,16 +42,7 @@ def blob_cap_from_env() -> int:
     """The cap on a download of unknown size: ``$REGEXPLORE_MAX_BLOB_BYTES`` or :data:`DEFAULT_BLOB_CAP`.
 
     Raises ``ValueError`` for a value that is not a positive whole number of bytes."""
-    raw = os.environ.get(MAX_BLOB_BYTES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_BLOB_CAP
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{MAX_BLOB_BYTES_ENV} must be a whole number of bytes, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{MAX_BLOB_BYTES_ENV} must be positive, got {value}")
-    return value
+    return _env.whole(MAX_BLOB_BYTES_ENV, DEFAULT_BLOB_CAP)
 
 
 def my_uid() -> int | None:

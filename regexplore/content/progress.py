@@ -18,10 +18,11 @@ This module imports neither tqdm nor ipywidgets at import time.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from .. import _env
 
 __all__ = ["ProgressEvent", "Reporter", "resolve_progress", "progress_disabled_by_env"]
 
@@ -49,7 +50,7 @@ Reporter = Callable[[ProgressEvent], None]
 
 def progress_disabled_by_env() -> bool:
     """True when ``REGEXPLORE_PROGRESS`` is ``0``, ``false``, ``no`` or ``off``."""
-    return os.environ.get("REGEXPLORE_PROGRESS", "").strip().lower() in ("0", "false", "no", "off")
+    return _env.switched_off("REGEXPLORE_PROGRESS")
 
 
 class _Adapter:

@@ -38,7 +38,6 @@ import base64
 import binascii
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -51,10 +50,11 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import urljoin, urlsplit
 
+from .. import _env
 from ..errors import InsecureCredentials, RegistryError, Unauthorized, load_json
+from .challenges import Challenge, parse_challenges
 from .redact import Scrubber, Secret, ServerText, url_origin
 from .responses import error_from_response, parse_retry_after
-from .challenges import Challenge, parse_challenges
 
 __all__ = [
     "Challenge",
@@ -160,7 +160,7 @@ class Credentials:
 
 def docker_config_path() -> Path:
     """``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``."""
-    base = os.environ.get("DOCKER_CONFIG")
+    base = _env.text("DOCKER_CONFIG")
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"
 
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import os
 import socket
 import threading
 import time
@@ -49,6 +48,7 @@ from typing import Any, Callable, Iterator, TypeVar
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from .. import _env
 from ..errors import DeadlineExceeded
 
 __all__ = ["Limits", "limits_from_env", "Deadline", "current", "within", "call", "carry", "Exchange",
@@ -83,18 +83,7 @@ class Limits:
 def _number_from_env(name: str, default: float, *, off: float) -> float:
     """A positive number from ``name`` (``default`` when unset or empty; ``off`` for 0 / ``off``).
     Raises ``ValueError`` naming the variable for anything else."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if raw.lower() in ("0", "off", "none", "no", "false"):
-        return off
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number (seconds, or bytes/s), or 0 / off, got {raw!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be positive (or 0 / off), got {raw!r}")
-    return value
+    return _env.number(name, default, off=off)
 
 
 def limits_from_env() -> Limits:

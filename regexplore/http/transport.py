@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import random
 import re
 import threading
@@ -38,12 +37,13 @@ from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.sessions import merge_setting
 from requests.structures import CaseInsensitiveDict
 
+from .. import _env
 from .._version import __version__
 from ..errors import InsecureCredentials, RegistryError, ResponseTooLarge, TooManyRequests
-from .redact import Secret, ServerText, redact_url, scrub, secret_headers, url_origin
-from .responses import error_from_response, parse_retry_after
 from . import deadline as _deadline
 from .deadline import Exchange, WatchedAdapter, limits_from_env
+from .redact import Secret, ServerText, redact_url, scrub, secret_headers, url_origin
+from .responses import error_from_response, parse_retry_after
 
 log = logging.getLogger("regexplore")
 
@@ -272,7 +272,7 @@ class Transport:
         self.limits = limits_from_env()
         self.session = requests.Session()
         if verify is True:  # requests' own variables (its trust_env reads them per request), then OpenSSL's
-            verify = next((os.environ[v] for v in _CA_VARIABLES if os.environ.get(v)), True)
+            verify = next((_env.text(v) for v in _CA_VARIABLES if _env.text(v)), True)
         self.session.verify = verify
         if cert is not None:
             self.session.cert = cert
@@ -305,8 +305,7 @@ class Transport:
     def _proxies_for(self, url: str) -> dict[str, str]:
         """``HTTP(S)_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` for ``url``, recomputed only when they change."""
         p = urlsplit(url)
-        env = os.environ
-        key = (p.scheme, p.netloc.lower(), *(env.get(v) for v in _PROXY_VARS))
+        key = (p.scheme, p.netloc.lower(), *(_env.text(v) for v in _PROXY_VARS))
         proxies = self._env_proxies.get(key)
         if proxies is None:
             proxies = self._env_proxies[key] = requests.utils.get_environ_proxies(url)

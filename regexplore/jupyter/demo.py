@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .. import _env
+
 __all__ = ["notebooks_dir", "lab_command", "run_lab", "export_notebooks", "TOUR"]
 
 TOUR = "01-tour.ipynb"
@@ -21,12 +23,12 @@ TOUR = "01-tour.ipynb"
 def notebooks_dir() -> Path | None:
     """The ``notebooks/`` folder of a source checkout (or an editable install), or None when regexplore was
     installed without it. ``REGEXPLORE_NOTEBOOKS`` overrides."""
-    env = os.environ.get("REGEXPLORE_NOTEBOOKS")
+    env = _env.text("REGEXPLORE_NOTEBOOKS")
     path = Path(env) if env else Path(__file__).resolve().parents[2] / "notebooks"
     return path if (path / TOUR).is_file() else None
 
 
-def _env(registry_url: str) -> dict[str, str]:
+def _kernel_env(registry_url: str) -> dict[str, str]:
     return {**os.environ, "REGEXPLORE_REGISTRY": registry_url}
 
 
@@ -44,7 +46,7 @@ def lab_command(folder: Path, notebook: str = TOUR, *, open_browser: bool = True
 def run_lab(registry_url: str, folder: Path, notebook: str = TOUR, *, open_browser: bool = True) -> int:
     """Run JupyterLab in the foreground on ``folder/notebook`` with ``REGEXPLORE_REGISTRY=registry_url``
     until it exits (Ctrl-C); returns its exit status."""
-    proc = subprocess.Popen(lab_command(folder, notebook, open_browser=open_browser), env=_env(registry_url),
+    proc = subprocess.Popen(lab_command(folder, notebook, open_browser=open_browser), env=_kernel_env(registry_url),
                             cwd=folder)
     try:
         return proc.wait()

@@ -7,15 +7,31 @@ DataFrames.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import quote, urljoin
 
-from ..errors import (Denied, DigestMismatch, NotFound, RegistryError, ResponseTooLarge, Unauthorized, UnsupportedMediaType, load_json)
+from .. import _env
+from ..errors import (
+    Denied,
+    DigestMismatch,
+    NotFound,
+    RegistryError,
+    ResponseTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    load_json,
+)
 from ..http.redact import shown
-from ..model.oci import MANIFEST_ACCEPT, SCHEMA1_SIGNED, Manifest, check_digest, schema1_payload, sha256_digest
 from ..http.transport import MiB, Transport
+from ..model.oci import (
+    MANIFEST_ACCEPT,
+    SCHEMA1_SIGNED,
+    Manifest,
+    check_digest,
+    schema1_payload,
+    sha256_digest,
+)
 
 __all__ = ["V2Client", "next_link", "parse_link_header", "check_header_digest", "request_blob",
            "refused_by_storage", "cap_from_env", "PagedListing", "MANIFEST_CAP", "LISTING_CAP",
@@ -36,16 +52,7 @@ def cap_from_env(name: str, default: int) -> int:
     """The positive whole number in environment variable ``name``, or ``default`` when it is unset or
     empty. Read at each call, like ``REGEXPLORE_MAX_LAYER_BYTES``. Raises ``ValueError`` naming the
     variable for anything else."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-    return value
+    return _env.whole(name, default)
 
 
 class PagedListing:

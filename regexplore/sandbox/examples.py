@@ -17,10 +17,10 @@ They do not hard-code names: :func:`pick_examples` chooses, and says where the c
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _env
 from ..errors import Denied, NotFound, RegistryError, Unauthorized, Unsupported
 from ..model.oci import INDEX_TYPES
 
@@ -70,7 +70,7 @@ def pick_examples(reg: Any, repositories: list[str] | None = None, *, max_reposi
     """
     source = "REGEXPLORE_REPOSITORIES"
     if repositories is None:
-        env = os.environ.get("REGEXPLORE_REPOSITORIES", "")
+        env = _env.text("REGEXPLORE_REPOSITORIES") or ""
         repositories = [r.strip() for r in env.split(",") if r.strip()] or None
     if repositories is None:
         if reg.hub is not None:

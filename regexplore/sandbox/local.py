@@ -35,6 +35,8 @@ import weakref
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from .. import _env
+
 __all__ = ["LocalRegistry", "RegistryBinaryMissing", "find_registry_binary", "INSTALL_HINT"]
 
 INSTALL_HINT = (
@@ -57,7 +59,7 @@ def find_registry_binary() -> str:
     ``REGEXPLORE_REGISTRY_BIN`` wins when set (it must name an executable file); otherwise ``docker-registry``
     then ``registry`` are looked up on ``PATH``. Raises ``RegistryBinaryMissing`` with the install hint.
     """
-    env = os.environ.get("REGEXPLORE_REGISTRY_BIN")
+    env = _env.text("REGEXPLORE_REGISTRY_BIN")
     if env:
         found = shutil.which(env)
         if found:
