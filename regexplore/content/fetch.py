@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
