@@ -759,14 +759,6 @@ class Registry:
         atomic and resumable; returns the paths. See :func:`regexplore.content.blobs.download`."""
         from .content.blobs import download
 
-        if self._api == "v1":  # every layer of the ancestry, each verified as far as v1 allows
-            r = self.ref(ref_or_digest)
-            pulled = self._require_v1().pull(r.repository, r.tag or "latest", dest, progress=progress)
-            unverified = [d for d in pulled if not d.verified]
-            if unverified:  # v1 has no digests: say so when neither checksum could check a layer
-                warnings.warn(f"{len(unverified)} of {len(pulled)} v1 layers could not be verified: "
-                              + "; ".join(f"{d.path.name}: {d.note}" for d in unverified), stacklevel=2)
-            return [d.path for d in pulled]
         return download(self, ref_or_digest, dest, platform=platform, progress=progress, parallel=parallel,
                         layers=layers, cache=cache)
 

@@ -1,4 +1,4 @@
-"""What both download engines (:mod:`regexplore.content.blobs`, the v1 layer fetch) share about files on disk.
+"""Files on disk for the fetch engine (:mod:`regexplore.content.fetch`), the cache and the layout writer.
 
 A download folder may be shared with other local users (``/tmp``, a team folder), so nothing in it
 is trusted by name:
@@ -10,7 +10,8 @@ is trusted by name:
   only thing renamed, linked or copied afterwards (:func:`same_file`);
 - a private folder (:func:`private_dir`) is a real directory of ours that no one else can write.
 
-It also reads the cap on a download whose size nobody announced (:func:`blob_cap_from_env`).
+Files are written atomically (a new file beside the target, fsynced, renamed: :func:`atomic_write`,
+:func:`place`). It also reads the cap on a download whose size nobody announced (:func:`blob_cap_from_env`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,36 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
+import shutil
 import stat
 from pathlib import Path
+from typing import IO, Any
 
 from .. import _env
 
-__all__ = ["MAX_BLOB_BYTES_ENV", "DEFAULT_BLOB_CAP", "Ident", "blob_cap_from_env", "my_uid", "is_ours", "ident",
-           "open_nofollow", "open_partial", "discard", "same_file", "rename_verified", "private_dir"]
+__all__ = [
+    "CHUNK",
+    "DEFAULT_BLOB_CAP",
+    "MAX_BLOB_BYTES_ENV",
+    "Ident",
+    "atomic_write",
+    "blob_cap_from_env",
+    "create_beside",
+    "datasync",
+    "discard",
+    "fsync_dir",
+    "hash_into",
+    "ident",
+    "is_ours",
+    "my_uid",
+    "open_nofollow",
+    "open_partial",
+    "place",
+    "private_dir",
+    "rename_verified",
+    "same_file",
+]
 
 #: Default cap on the bytes of a download whose size neither a descriptor nor the registry announced.
 DEFAULT_BLOB_CAP = 8 * 1024**3
@@ -33,6 +57,7 @@ MAX_BLOB_BYTES_ENV = "REGEXPLORE_MAX_BLOB_BYTES"
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_EXTRA = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+CHUNK = 1024 * 1024  #: read / hash / copy block
 _ATTEMPTS = 5  #: times a name is freed and claimed again before giving up (someone keeps planting it)
 
 Ident = tuple[int, int]  #: (st_dev, st_ino) of a file
@@ -146,3 +171,123 @@ def private_dir(folder: Path) -> bool:
         with contextlib.suppress(OSError):
             os.chmod(folder, 0o700)
     return True
+
+
+def datasync(fd: int) -> None:
+    """``fdatasync`` where the OS has it (it skips metadata), else ``fsync``; errors are the final
+    ``fsync``'s to report."""
+    with contextlib.suppress(OSError):
+        (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_name(dst: Path) -> Path:
+    """A fresh, unguessable name next to ``dst`` for a file that is renamed onto ``dst`` later."""
+    return dst.with_name(f".{dst.name}.{secrets.token_hex(8)}.tmp")
+
+
+def create_beside(dst: Path) -> tuple[int, Path]:
+    """A new, empty file next to ``dst`` (``O_CREAT|O_EXCL|O_NOFOLLOW``: a name planted there is
+    never written through). Returns ``(write-only fd, path)``."""
+    while True:
+        tmp = _temp_name(dst)
+        try:
+            return open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), tmp
+        except FileExistsError:
+            continue
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a new temp file + fsync + rename (whatever sits at
+    ``path``, a symlink included, is replaced, never written through)."""
+    fd, tmp = create_beside(path)
+    try:
+        with open(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _link_beside(src: Path, dst: Path) -> Path | None:
+    """A hard link to ``src`` under a fresh name next to ``dst`` (``link(2)`` links a symlink
+    itself, which :func:`place` then refuses), or None where links cannot be made."""
+    for _ in range(8):
+        tmp = _temp_name(dst)
+        try:
+            os.link(src, tmp, follow_symlinks=False)
+            return tmp
+        except FileExistsError:
+            continue
+        except (OSError, NotImplementedError):
+            return None
+    return None
+
+
+def _copy_beside(src: Path, dst: Path, expected: Ident) -> Path:
+    """A copy of the regular file ``expected`` (opened at ``src`` without following a symlink)
+    in a new file next to ``dst``, fsynced. Returns its path; raises ``OSError``."""
+    fd_in = open_nofollow(src, os.O_RDONLY)
+    with open(fd_in, "rb") as fin:
+        if ident(os.fstat(fd_in)) != expected:
+            raise OSError(f"{src} is no longer the file that was verified")
+        fd_out, tmp = create_beside(dst)
+        try:
+            with open(fd_out, "wb") as fout:
+                shutil.copyfileobj(fin, fout, CHUNK)
+                fout.flush()
+                os.fsync(fout.fileno())
+        except BaseException:
+            discard(tmp)
+            raise
+    return tmp
+
+
+def place(src: Path, dst: Path, expected: Ident, *, readonly: bool = False) -> None:
+    """Make ``dst`` hold the bytes of ``src``, the regular file ``expected`` (as verified through a
+    descriptor): a hard link when possible, else a copy; atomic. Whatever sits at ``dst`` (a
+    symlink included) is replaced, never written through; ``readonly`` drops the write bits (a
+    cache entry). Raises ``OSError``, also when ``src`` is no longer ``expected``."""
+    tmp = _link_beside(src, dst)
+    try:
+        if tmp is None:
+            tmp = _copy_beside(src, dst, expected)
+        elif not same_file(tmp, expected):
+            raise OSError(f"{src} is no longer the file that was verified")
+        if readonly:
+            os.chmod(tmp, stat.S_IMODE(os.lstat(tmp).st_mode) & ~0o222)
+        os.replace(tmp, dst)
+    except BaseException:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                discard(tmp)
+        raise
+
+
+def hash_into(f: IO[bytes], h: Any) -> int:
+    """Feed ``f`` from its current position to the end into the hasher ``h`` (anything with
+    ``update``); returns the number of bytes read."""
+    n = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while True:
+        got = f.readinto(view)  # type: ignore[attr-defined]
+        if not got:
+            return n
+        h.update(view[:got])
+        n += got

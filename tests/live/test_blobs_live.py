@@ -15,6 +15,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from regexplore.content import fetch
+from regexplore.content.cache import cache_path
 from regexplore import DigestMismatch, Registry
 from regexplore.content import blobs
 from regexplore.content.progress import ProgressEvent, resolve_progress
@@ -91,7 +93,7 @@ def test_cache_hit_makes_no_blob_get(registry_sandbox: LocalRegistry, tmp_path: 
     assert blob_gets(reg) == []
     for a, b in zip(first, second):
         assert a.read_bytes() == b.read_bytes()
-        assert os.path.samefile(b, blobs._cache_path(private_cache, "sha256:" + b.name[7:]))
+        assert os.path.samefile(b, cache_path(private_cache, "sha256:" + b.name[7:]))
     rows = blobs.cache_info()
     assert {r["digest"] for r in rows} >= {"sha256:" + p.name[7:] for p in first}
     assert all(r["size"] == Path(r["path"]).stat().st_size for r in rows)
@@ -287,7 +289,7 @@ def big() -> Iterator[tuple[LocalRegistry, str, bytes]]:
 
 
 def test_big_blob_comes_in_parallel_ranged_parts(big: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blobs, "FAST_LINK", float("inf"))  # as if the first part came over a slow link
+    monkeypatch.setattr(fetch, "FAST_LINK", float("inf"))  # as if the first part came over a slow link
     lr, digest, data = big
     reg = lr.client()
     events: list[ProgressEvent] = []
@@ -306,7 +308,7 @@ def test_big_blob_comes_in_parallel_ranged_parts(big: tuple, tmp_path: Path, mon
 
 def test_big_blob_on_a_fast_link_streams_the_rest_on_one_connection(big: tuple, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blobs, "FAST_LINK", 0)  # any link counts as fast: no parallel parts
+    monkeypatch.setattr(fetch, "FAST_LINK", 0)  # any link counts as fast: no parallel parts
     lr, digest, data = big
     reg = lr.client()
     [p] = blobs.download(reg, f"demo/big@{digest}", tmp_path, progress=False, cache=False, parallel=4)
@@ -318,7 +320,7 @@ def test_big_blob_on_a_fast_link_streams_the_rest_on_one_connection(big: tuple, 
 
 def test_big_blob_part_cut_and_server_ignoring_range(big: tuple, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blobs, "FAST_LINK", float("inf"))
+    monkeypatch.setattr(fetch, "FAST_LINK", float("inf"))
     lr, digest, data = big
     with FaultProxy(lr.url) as proxy:
         reg = Registry(proxy.url)

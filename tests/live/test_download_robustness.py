@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from regexplore.content.v1layers import download_layer
+from regexplore.content import fetch
 from regexplore import Registry
 from regexplore.content import blobs
 from regexplore.errors import Denied, DigestMismatch, RegistryError, UnsupportedMediaType
@@ -118,9 +120,9 @@ def test_a_short_206_is_kept_and_the_rest_asked_for(plain: tuple, proxy: FaultPr
 def test_short_206_in_ranged_parts(plain: tuple, proxy: FaultProxy, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     img = plain[1]
-    monkeypatch.setattr(blobs, "PARTS_MIN_SIZE", 100_000)
-    monkeypatch.setattr(blobs, "PART_SIZE", 64_000)
-    monkeypatch.setattr(blobs, "FAST_LINK", float("inf"))  # parts whatever the speed of loopback
+    monkeypatch.setattr(fetch, "PARTS_MIN_SIZE", 100_000)
+    monkeypatch.setattr(fetch, "PART_SIZE", 64_000)
+    monkeypatch.setattr(fetch, "FAST_LINK", float("inf"))  # parts whatever the speed of loopback
     store = proxy.redirect_blobs()
     store.max_range = 20_000
     reg = Registry(proxy.url, auth=False)
@@ -158,13 +160,13 @@ def test_v1_layer_is_checked_against_the_registry_checksum_header(header: str, t
     with V1Server(standalone=True, checksum_header=header) as srv, FaultProxy(srv.registry_url) as proxy:
         srv.preload("alice/app", chain, tags={"latest": chain[2].id})
         client = V1Client.connect(srv.index_url, auth=False, retry=FAST)
-        got = client.download_layer("alice/app", chain[1].id, tmp_path, endpoints=[proxy.url])
+        got = download_layer(client, "alice/app", chain[1].id, tmp_path, endpoints=[proxy.url])
         assert got.path.read_bytes() == chain[1].layer
         assert got.verified and got.verified_against == header and got.checksum == payload_checksum(chain[1])
         proxy.flip_byte(offset=100, path=r"/layer$")  # one bit off in transit: caught, nothing kept
         bad = tmp_path / "bad.layer"
         with pytest.raises(DigestMismatch, match=header):
-            client.download_layer("alice/app", chain[1].id, bad, endpoints=[proxy.url])
+            download_layer(client, "alice/app", chain[1].id, bad, endpoints=[proxy.url])
         assert not bad.exists() and not Path(f"{bad}.partial").exists()
 
 
@@ -176,7 +178,7 @@ def test_v1_resume_reads_the_python_registry_ranges(style: str, tmp_path: Path) 
     chain = _chain()
     with V1Server(standalone=True, drop_layer_after=700, content_range=style) as srv:
         srv.preload("alice/app", chain, tags={"latest": chain[2].id})
-        got = V1Client.connect(srv.index_url, auth=False).download_layer("alice/app", chain[1].id, tmp_path)
+        got = download_layer(V1Client.connect(srv.index_url, auth=False), "alice/app", chain[1].id, tmp_path)
         assert got.path.read_bytes() == chain[1].layer and got.verified
         assert (got.resumes, got.restarts) == (1, 0)
         assert layer_requests(srv) == [(None, 200), ("bytes=700-", 206)]
@@ -191,7 +193,7 @@ def test_v1_416_at_the_end_means_the_layer_is_complete(tmp_path: Path) -> None:
         proxy.add_headers({"X-Docker-Size": None}, path=r"/json$", replace=True)
         target = tmp_path / "layer.tar"
         Path(f"{target}.partial").write_bytes(chain[2].layer)
-        got = V1Client.connect(srv.index_url, auth=False).download_layer(
+        got = download_layer(V1Client.connect(srv.index_url, auth=False), 
             "alice/app", chain[2].id, target, endpoints=[proxy.url])
         assert target.read_bytes() == chain[2].layer and got.verified and got.size == len(chain[2].layer)
         assert layer_requests(srv) == [(f"bytes={len(chain[2].layer)}-", 416)]
@@ -207,7 +209,7 @@ def test_v1_bytes_that_cannot_be_placed_are_refused(tmp_path: Path) -> None:
         proxy.add_headers({"Content-Range": f"bytes 600-{size - 1}/{size}"}, path=r"/layer$", replace=True)
         target = tmp_path / "layer.tar"
         with pytest.raises(RegistryError, match="asked for bytes 700-"):
-            V1Client.connect(srv.index_url, auth=False).download_layer(
+            download_layer(V1Client.connect(srv.index_url, auth=False), 
                 "alice/app", chain[1].id, target, endpoints=[proxy.url])
         assert not target.exists() and Path(f"{target}.partial").read_bytes() == chain[1].layer[:700]
 
@@ -221,7 +223,7 @@ def test_v1_layer_from_an_expired_storage_url_is_resumed(tmp_path: Path) -> None
         store = proxy.redirect_blobs(path=r"/v1/images/[0-9a-f]+/layer$", status=302)
         store.drop(700)
         store.expire(after=1, times=1)
-        got = V1Client.connect(srv.index_url, auth=False).download_layer(
+        got = download_layer(V1Client.connect(srv.index_url, auth=False), 
             "alice/app", chain[1].id, tmp_path, endpoints=[proxy.url])
         assert got.path.read_bytes() == chain[1].layer and got.verified and got.resumes == 1
         assert store_gets(store) == [(200, None), (403, "bytes=700-"), (206, "bytes=700-")]
@@ -235,7 +237,7 @@ def test_v1_empty_layer_416_gives_an_empty_verified_file(tmp_path: Path) -> None
     with V1Server(standalone=True) as srv, FaultProxy(srv.registry_url) as proxy:
         srv.preload("alice/empty", [empty], tags={"latest": empty.id})
         proxy.add_headers({"X-Docker-Size": None}, path=r"/json$", replace=True)
-        got = V1Client.connect(srv.index_url, auth=False).download_layer(
+        got = download_layer(V1Client.connect(srv.index_url, auth=False), 
             "alice/empty", empty.id, tmp_path, endpoints=[proxy.url])
         assert got.size == 0 and got.path.read_bytes() == b"" and got.verified
         assert got.checksum == payload_checksum(empty)

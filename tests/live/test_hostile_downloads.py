@@ -27,6 +27,8 @@ from typing import Any, Iterator
 
 import pytest
 
+from regexplore.content.v1layers import download_layer
+from regexplore.content.cache import cache_path
 from regexplore import Registry
 from regexplore.content import blobs
 from regexplore.errors import DigestMismatch, ResponseTooLarge
@@ -237,8 +239,9 @@ def test_v1_layer_is_bounded_by_x_docker_size(endless: Any, tmp_path: Path) -> N
     res = run_bounded("""
         import os
         from regexplore.protocol.v1.client import V1Client
+        from regexplore.content.v1layers import download_layer
         c = V1Client.connect(os.environ["URL"], auth=False)
-        c.download_layer("demo/app", os.environ["ID"], os.environ["DEST"], endpoints=[os.environ["URL"]])
+        download_layer(c, "demo/app", os.environ["ID"], os.environ["DEST"], endpoints=[os.environ["URL"]])
     """, env={"URL": endless.url, "ID": V1_ID, "DEST": str(tmp_path / "dest")}, timeout=40, memory_mb=1500)
     assert res.raised("RegistryError") and "X-Docker-Size" in res.message, res.output
     assert endless.biggest_partial <= HEAD_SAYS + 1
@@ -252,8 +255,9 @@ def test_v1_layer_without_size_is_capped(endless: Any, tmp_path: Path) -> None:
     res = run_bounded("""
         import os
         from regexplore.protocol.v1.client import V1Client
+        from regexplore.content.v1layers import download_layer
         c = V1Client.connect(os.environ["URL"], auth=False)
-        c.download_layer("demo/app", os.environ["ID"], os.environ["DEST"], endpoints=[os.environ["URL"]])
+        download_layer(c, "demo/app", os.environ["ID"], os.environ["DEST"], endpoints=[os.environ["URL"]])
     """, env={"URL": endless.url, "ID": V1_ID, "DEST": str(tmp_path / "dest"),
               "REGEXPLORE_MAX_BLOB_BYTES": str(3 * MiB)}, timeout=40, memory_mb=1500)
     assert res.raised("ResponseTooLarge"), res.output
@@ -312,7 +316,7 @@ def test_v1_planted_partial_is_never_written_through(tmp_path: Path, kind: str) 
         target = tmp_path / "layer.tar"
         victim = tmp_path / "victim"
         _plant(kind, Path(f"{target}.partial"), victim)
-        got = V1Client.connect(srv.index_url, auth=False).download_layer("alice/app", img.id, target)
+        got = download_layer(V1Client.connect(srv.index_url, auth=False), "alice/app", img.id, target)
     assert _victim_intact(kind, victim)
     assert stat.S_ISREG(os.lstat(target).st_mode) and target.read_bytes() == img.layer and got.verified
     assert not Path(f"{target}.partial").exists()
@@ -346,7 +350,7 @@ def test_planted_final_symlink_cannot_poison_the_cache(plain: tuple[LocalRegistr
     reg = Registry(sandbox.url, auth=False)
     reg.download(f"{img.repo}:{img.tag}", dest, progress=False)
     assert stat.S_ISREG(os.lstat(final).st_mode) and final.read_bytes() == img.layer  # not trusted, not left
-    entry = blobs._cache_path(private_cache, img.layer_digest)
+    entry = cache_path(private_cache, img.layer_digest)
     st = os.lstat(entry)
     assert stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o222
 
@@ -367,7 +371,7 @@ def test_cache_entry_that_changed_is_not_served(plain: tuple[LocalRegistry, Tiny
     sandbox, img = plain
     reg = Registry(sandbox.url, auth=False)
     reg.download(f"{img.repo}@{img.layer_digest}", tmp_path / "a", progress=False)
-    entry = blobs._cache_path(private_cache, img.layer_digest)
+    entry = cache_path(private_cache, img.layer_digest)
     evil = bytes(b ^ 0xFF for b in img.layer)
     os.chmod(entry, 0o644)
     entry.write_bytes(evil)
@@ -375,7 +379,7 @@ def test_cache_entry_that_changed_is_not_served(plain: tuple[LocalRegistry, Tiny
     (p,) = reg.download(f"{img.repo}@{img.layer_digest}", tmp_path / "b", progress=False)
     assert p.read_bytes() == img.layer
 
-    entry = blobs._cache_path(private_cache, img.layer_digest)
+    entry = cache_path(private_cache, img.layer_digest)
     with open(entry, "r+b") as f:  # root (or the owner) can write through a 0444 mode
         f.write(evil)
     with pytest.raises(DigestMismatch):
@@ -389,7 +393,7 @@ def test_a_symlink_in_the_cache_is_never_served(plain: tuple[LocalRegistry, Tiny
     sandbox, img = plain
     evil_file = tmp_path / "evil"
     evil_file.write_bytes(img.layer)
-    entry = blobs._cache_path(private_cache, img.layer_digest)
+    entry = cache_path(private_cache, img.layer_digest)
     entry.parent.mkdir(parents=True)
     entry.symlink_to(evil_file)
     reg = Registry(sandbox.url, auth=False)

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import regexplore.protocol.v1.client as v1mod
+from regexplore.content.v1layers import download_layer, pull
 from regexplore.errors import AlreadyExists, DigestMismatch, NotFound, RegistryError, Unauthorized
 from regexplore.model.frames import make_frame
 from regexplore.protocol.v1.tarsum import tarsum
@@ -139,7 +140,7 @@ def test_push_a_chain_then_read_it_back(tmp_path: Path) -> None:
         assert [r["size"] for r in rows] == [len(i.layer) for i in chain]
         assert rows[2]["created"] == pd.Timestamp("2014-10-17T02:41:00Z")
         events: list = []
-        got = client.pull("alice/demo", "latest", tmp_path, progress=events.append)
+        got = pull(client, "alice/demo", "latest", tmp_path, progress=events.append)
         assert [d.image_id for d in got] == [i.id for i in chain]
         finals = [e for e in events if e.done]  # one verified-and-in-place event per layer, in order
         assert [(e.digest, e.bytes_done, e.label) for e in finals] == [
@@ -284,7 +285,7 @@ def test_layer_resumes_with_range_after_a_dropped_connection(chain: list[V1Image
     with V1Server(users=USERS, drop_layer_after=700) as srv:
         srv.preload("alice/app", chain, tags={"latest": chain[2].id})
         client = _client(srv.index_url)
-        got = client.download_layer("alice/app", chain[1].id, tmp_path)
+        got = download_layer(client, "alice/app", chain[1].id, tmp_path)
         assert got.path == tmp_path / f"{chain[1].id}.layer"
         assert got.path.read_bytes() == chain[1].layer
         assert got.resumes == 1 and got.restarts == 0 and got.verified
@@ -296,7 +297,7 @@ def test_layer_resumes_with_range_after_a_dropped_connection(chain: list[V1Image
 def test_layer_restarts_when_the_registry_has_no_ranges(chain: list[V1Image], tmp_path: Path) -> None:
     with V1Server(users=USERS, drop_layer_after=700, accept_ranges=False) as srv:
         srv.preload("alice/app", chain, tags={"latest": chain[2].id})
-        got = _client(srv.index_url).download_layer("alice/app", chain[1].id, tmp_path / "one.tar")
+        got = download_layer(_client(srv.index_url), "alice/app", chain[1].id, tmp_path / "one.tar")
         assert got.path.read_bytes() == chain[1].layer and got.restarts == 1 and got.resumes == 0
 
 
@@ -305,14 +306,14 @@ def test_a_partial_file_is_resumed_and_a_bad_one_is_refused(srv: V1Server, chain
     client = _client(srv.index_url)
     target = tmp_path / "layer"
     Path(str(target) + ".partial").write_bytes(chain[2].layer[:1000])
-    got = client.download_layer("alice/app", chain[2].id, target)
+    got = download_layer(client, "alice/app", chain[2].id, target)
     assert target.read_bytes() == chain[2].layer and got.verified
     assert [r["headers"].get("Range") for r in srv.requests if r["path"].endswith("/layer")] == ["bytes=1000-"]
     # a .partial whose bytes are not the layer's: the payload checksum catches it
     bad = tmp_path / "bad"
     Path(str(bad) + ".partial").write_bytes(b"\0" * 1000)
     with pytest.raises(DigestMismatch):
-        client.download_layer("alice/app", chain[2].id, bad)
+        download_layer(client, "alice/app", chain[2].id, bad)
     assert not bad.exists() and not Path(str(bad) + ".partial").exists()
 
 
@@ -327,18 +328,18 @@ def test_layer_without_any_checksum_is_reported_unverified(srv: V1Server, chain:
         return meta
 
     monkeypatch.setattr(client, "image_json", without_checksum)
-    got = client.download_layer("alice/app", chain[0].id, tmp_path)
+    got = download_layer(client, "alice/app", chain[0].id, tmp_path)
     assert got.path.read_bytes() == chain[0].layer
     assert got.verified is False and got.verified_against is None and "not verified" in got.note
     # the index's checksum, when given, still verifies it (payload form and tarsum form)
     payload = "sha256:" + hashlib.sha256(chain[0].json + b"\n" + chain[0].layer).hexdigest()
-    ok = client.download_layer("alice/app", chain[0].id, tmp_path / "p", checksum=payload)
+    ok = download_layer(client, "alice/app", chain[0].id, tmp_path / "p", checksum=payload)
     assert ok.verified and ok.verified_against == "index checksum"
-    ok = client.download_layer("alice/app", chain[0].id, tmp_path / "t",
+    ok = download_layer(client, "alice/app", chain[0].id, tmp_path / "t",
                                checksum=tarsum(chain[0].layer, extra=chain[0].json))
     assert ok.verified
     with pytest.raises(DigestMismatch):
-        client.download_layer("alice/app", chain[0].id, tmp_path / "x", checksum="sha256:" + "0" * 64)
+        download_layer(client, "alice/app", chain[0].id, tmp_path / "x", checksum="sha256:" + "0" * 64)
 
 
 # ---------------------------------------------------------------------------------- auth
@@ -371,7 +372,7 @@ def test_standalone_registry_gets_basic_on_every_request(chain: list[V1Image], t
         assert client.ping()["standalone"] is True
         assert client.tags("alice/app") == {"latest": chain[2].id}
         assert len(client.history("alice/app")) == 3
-        assert client.download_layer("alice/app", chain[0].id, tmp_path).verified
+        assert download_layer(client, "alice/app", chain[0].id, tmp_path).verified
         assert srv.requests and all(r["headers"].get("Authorization") == "Basic <redacted>" for r in srv.requests)
         # another port of the standalone index's host gets Basic up front too (no 401 round trip)
         with V1Server(users=USERS, standalone=True) as other:
@@ -471,6 +472,6 @@ def test_an_empty_layer_is_not_fetched_but_still_checked(tmp_path: Path) -> None
     empty = V1Image.build(layer=b"", cmd=["/bin/sh", "-c", "#(nop) ENV A=1"], seed="empty")
     with V1Server(standalone=True) as srv:  # the Python registry answers 416 to a GET of an empty layer
         srv.preload("alice/empty", [empty], tags={"latest": empty.id})
-        got = V1Client.connect(srv.index_url, auth=False).download_layer("alice/empty", empty.id, tmp_path)
+        got = download_layer(V1Client.connect(srv.index_url, auth=False), "alice/empty", empty.id, tmp_path)
         assert got.size == 0 and got.path.read_bytes() == b"" and got.verified
         assert not any(r["path"].endswith("/layer") for r in srv.requests)

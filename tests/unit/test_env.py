@@ -89,7 +89,7 @@ def test_an_undeclared_variable_cannot_be_read() -> None:
 
 
 def test_cache_env_empty_means_off(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from regexplore.content.blobs import cache_dir
+    from regexplore.content.cache import cache_dir
 
     monkeypatch.setenv("REGEXPLORE_CACHE", "")
     assert cache_dir() is None

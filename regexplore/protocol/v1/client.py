@@ -45,43 +45,49 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
 
-from ...content.partials import blob_cap_from_env, discard, ident, open_partial, rename_verified
+from ...errors import (
+    AlreadyExists,
+    DigestMismatch,
+    InvalidReference,
+    NotFound,
+    RegistryError,
+    Unauthorized,
+    load_json,
+)
 from ...http.auth import Credentials, parse_challenges, resolve_credentials
-from ...errors import (AlreadyExists, DigestMismatch, InvalidReference, NotFound, RegistryError, ResponseTooLarge, Unauthorized, load_json)
-from ...http.deadline import ResumeBudget, check_not_cut, too_slow
 from ...http.redact import Scrubber, Secret, shown
-from ..hub import parse_v1_search
-from ...model.oci import parse_time
-from ...content.progress import ProgressEvent, resolve_progress
-from .tarsum import PayloadChecksum, TarSum, TarSumError
 from ...http.transport import MiB, RetryPolicy, Transport, base_url_for, is_loopback
+from ...model.oci import parse_time
+from ..hub import parse_v1_search
 from ..v2 import request_blob
+from .tarsum import PayloadChecksum, TarSum, TarSumError
 
 __all__ = [
-    "V1Client",
-    "V1Auth",
-    "RepositoryData",
     "ImageJSON",
     "LayerDownload",
     "PushResult",
+    "RepositoryData",
+    "V1Auth",
+    "V1Client",
     "V1ImageLike",
-    "normalize_repository",
-    "parse_standalone",
-    "parse_endpoints",
-    "parse_tags",
-    "parse_repository_images",
-    "history_row",
-    "parse_content_range",
     "check_image_id",
     "check_tag",
+    "history_row",
+    "normalize_repository",
+    "parse_content_range",
+    "parse_endpoints",
+    "parse_repository_images",
+    "parse_standalone",
+    "parse_tags",
 ]
 
 JSON_CAP = 8 * MiB  #: image JSON, ancestry, tags, repository data
@@ -559,7 +565,7 @@ class V1Client:
 
     @classmethod
     def connect(cls, url: str, *, auth: Any = None, verify: bool | str = True, timeout: float = 30.0,
-                retry: RetryPolicy | None = None, ping: bool | None = None) -> "V1Client":
+                retry: RetryPolicy | None = None, ping: bool | None = None) -> V1Client:
         """A client for index ``url`` with its own transport. ``auth``: ``(user, password)``,
         :class:`Credentials`, False (anonymous) or None (Docker config, else anonymous)."""
         text = url.strip().rstrip("/")
@@ -582,8 +588,7 @@ class V1Client:
     def _transport(self, endpoint: str) -> Transport:
         """The transport for a registry base URL (created on first use, sharing the session)."""
         base = endpoint.rstrip("/")
-        if base.endswith("/v1"):
-            base = base[:-3]
+        base = base.removesuffix("/v1")
         with self._lock:
             t = self._transports.get(base)
             if t is None:
@@ -853,76 +858,20 @@ class V1Client:
         return rows
 
     # ----------------------------------------------------------------- registry: layers
-    def download_layer(self, repo: str, image_id: str, dest: "str | os.PathLike[str]", *,
-                       endpoints: Sequence[str] | None = None, checksum: str | None = None,
-                       progress: Callable[[int, int | None], None] | None = None) -> LayerDownload:
-        """Download the layer of ``image_id`` to ``dest`` (a file path, or a folder: then
-        ``<dest>/<id>.layer``), verified, atomic and resumable.
-
-        The bytes go to ``<file>.partial`` (an existing one is resumed with ``Range``), then are
-        checked against the size (``X-Docker-Size``) and against the registry's checksums
-        (``X-Docker-Payload-Checksum`` / ``X-Docker-Checksum``) and/or ``checksum`` (the index's
-        value for the image: ``sha256:`` payload form or ``tarsum+sha256:``), then renamed into
-        place. A dropped connection is resumed with ``Range: bytes=<n>-`` when the registry said
-        ``Accept-Ranges: bytes`` and the size is known (Docker 1.3's rule), else the transfer
-        restarts. The Python registry's 206 answers are understood (``Content-Range`` without the
-        ``bytes`` unit, ``N-size/size``, a body one byte shorter than announced), as is its 416 for
-        a range at the end (the layer is complete) or for an empty layer. A layer redirected to
-        storage whose signed URL is refused (4xx) is asked for again at the registry, once per
-        request. ``progress(done, total)`` is called per block.
-
-        Raises :class:`DigestMismatch` (the ``.partial`` is removed), :class:`NotFound`, or
-        :class:`RegistryError` when the connection keeps breaking (the ``.partial`` is kept).
-        """
-        name = normalize_repository(repo)
-        check_image_id(image_id, "image id")  # it names the file
-        eps = self._endpoints(name, endpoints)
-        meta = self.image_json(image_id, repo=name, endpoints=eps)
-        target = Path(dest)
-        if target.is_dir():
-            target = target / f"{image_id}.layer"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        fetch = _LayerFetch(self._transport(meta.endpoint), name, meta, partial, checksum, progress)
-        try:
-            fetch.run()
-        finally:
-            fetch.close()
-        return fetch.finish(target)
-
-    def pull(self, repo: str, ref: str, dest: "str | os.PathLike[str]", *,
-             progress: Any = None) -> list[LayerDownload]:
-        """Download every layer of ``repo:ref``'s ancestry (base first) into folder ``dest``, each
-        verified as in :meth:`download_layer` (with the index's checksum when it lists one).
-
-        ``progress`` takes what v2 downloads take (:func:`regexplore.content.progress.resolve_progress`:
-        True for tqdm bars, a callable receiving :class:`~regexplore.content.progress.ProgressEvent`, a bar
-        object); v1 has no digests, so an event's ``digest`` is ``"v1:<image id>"`` and its label
-        ``"layer <i> (<id[:12]>)"``. An exception raised by the callable stops the pull (the
-        ``.partial`` stays for a resume)."""
-        name = normalize_repository(repo)
-        data = self.repository_data(name)
-        top = self.resolve(name, ref, endpoints=data.endpoints)
-        chain = list(reversed(self.ancestry(top, repo=name, endpoints=data.endpoints)))
-        sums = {i["id"]: i["checksum"] for i in data.images}
-        folder = Path(dest)
-        folder.mkdir(parents=True, exist_ok=True)
-        report = resolve_progress(progress, count=len(chain), desc=f"pull {name}:{ref}")
-        out: list[LayerDownload] = []
-        try:
-            for n, image_id in enumerate(chain):
-                key, label = f"v1:{image_id}", f"layer {n} ({image_id[:12]})"
-                on_block = None if report is None else (
-                    lambda done, total, key=key, label=label: report(ProgressEvent(key, done, total, label=label)))
-                got = self.download_layer(name, image_id, folder, endpoints=data.endpoints,
-                                          checksum=sums.get(image_id), progress=on_block)
-                if report is not None:
-                    report(ProgressEvent(key, got.size, got.size, done=True, label=label))
-                out.append(got)
-        finally:
-            if report is not None:
-                report.close()
-        return out
+    def open_layer(self, meta: ImageJSON, repo: str, start: int = 0) -> requests.Response:
+        """``GET <registry>/v1/images/<id>/layer`` (streamed) from byte ``start``: ``Range:
+        bytes=<start>-`` (Docker 1.3's open range) when ``start`` > 0. ``meta`` is the image's
+        :meth:`image_json` (its endpoint answers). Returns the 200, 206 or 416 response as is (the
+        Python registry's 206 has a ``Content-Range`` without the ``bytes`` unit, ending at the size,
+        and a 416 for a range at the end or an empty layer); a layer redirected to storage whose
+        signed URL is refused (4xx) is asked for again at the registry, once per request. The
+        fetch engine (:mod:`regexplore.content.v1layers`) reads, resumes and verifies it."""
+        headers = {"Accept-Encoding": "identity"}
+        if start:
+            headers["Range"] = f"bytes={start}-"
+        return request_blob(self._transport(meta.endpoint), "GET", f"/v1/images/{meta.id}/layer", headers=headers,
+                            stream=True, ok=(200, 206, 416), scope=normalize_repository(repo),
+                            what=f"layer {meta.id[:12]}")
 
     # ----------------------------------------------------------------- push (Docker 1.3's order)
     def push_start(self, repo: str, image_ids: Sequence[str]) -> RepositoryData:
@@ -1041,7 +990,7 @@ class V1Client:
                                 "Content-Type": "application/json"},
                        ok=(204,), what=f"push {name} (validate)")
 
-    def push(self, repo: str, images: Sequence[V1ImageLike], tags: "dict[str, str] | Iterable[str] | None" = None,
+    def push(self, repo: str, images: Sequence[V1ImageLike], tags: dict[str, str] | Iterable[str] | None = None,
              *, progress: Callable[[int, int | None], None] | None = None) -> PushResult:
         """Push a chain of images (base first) and tags, in Docker 1.3's order: index start
         (:meth:`push_start`), then per registry endpoint and image JSON → layer → checksum (an
@@ -1105,240 +1054,3 @@ def _layer_chunks(layer: Any) -> Iterator[bytes]:
         yield from iter(lambda: layer.read(CHUNK), b"")
         return
     raise TypeError("layer must be bytes, a path or a binary file object")
-
-
-class _Checks:
-    """The running hashes of one layer transfer: payload checksum always, tarsum when the index
-    gave one."""
-
-    def __init__(self, raw_json: bytes, want_tarsum: bool) -> None:
-        self.raw_json = raw_json
-        self.want_tarsum = want_tarsum
-        self.reset()
-
-    def reset(self) -> None:
-        self.payload = PayloadChecksum(self.raw_json)
-        self.tarsum: TarSum | None = TarSum(decompress=True) if self.want_tarsum else None
-        self.n = 0
-
-    def update(self, block: bytes) -> None:
-        self.payload.update(block)
-        self.n += len(block)
-        if self.tarsum is not None:
-            try:
-                self.tarsum.update(block)
-            except TarSumError:
-                self.tarsum = None
-
-    def tarsum_value(self) -> str | None:
-        if self.tarsum is None:
-            return None
-        try:
-            return self.tarsum.sum(self.raw_json)
-        except TarSumError:
-            return None
-
-
-class _LayerFetch:
-    """One layer into one ``.partial`` file: resumable, hashed while streaming.
-
-    ``size`` is ``X-Docker-Size`` (or, without it, the total of a ``Content-Range``); no byte past
-    it, nor past the end of a 206's range, is ever written, except the one byte of a 200's body
-    past it that shows it is too long (:meth:`finish` refuses it). Without a size at all, at most
-    ``REGEXPLORE_MAX_BLOB_BYTES`` are taken (:class:`ResponseTooLarge`). The ``.partial`` is
-    opened without following a symlink (:func:`~regexplore.content.partials.open_partial`).
-    """
-
-    def __init__(self, t: Transport, repo: str, meta: ImageJSON, partial: Path, checksum: str | None,
-                 progress: Callable[[int, int | None], None] | None) -> None:
-        self.t = t
-        self.repo = repo
-        self.meta = meta
-        self.size = meta.size
-        self.partial = partial
-        self.checksum = checksum or None
-        self.progress = progress
-        header_kinds = {c.split(":", 1)[0] for c in meta.payload_checksums}
-        want_tarsum = bool(self.checksum and self.checksum.startswith("tarsum")) or (
-            any(k.startswith("tarsum") for k in header_kinds) and "sha256" not in header_kinds)
-        self.checks = _Checks(meta.raw, want_tarsum)
-        self.resumes = 0
-        self.restarts = 0
-        self.ranges_ok = False
-        self.cap = blob_cap_from_env() if meta.size is None else None
-        fd, resumed = open_partial(partial)
-        self.ident = ident(os.fstat(fd))
-        self.f: IO[bytes] = open(fd, "r+b")
-        if resumed:
-            for block in iter(lambda: self.f.read(CHUNK), b""):
-                self.checks.update(block)
-            if meta.size is not None and self.checks.n > meta.size:
-                self.checks.reset()
-                self.f.seek(0)
-                self.f.truncate(0)
-
-    def close(self) -> None:
-        if not self.f.closed:
-            self.f.close()
-
-    def _restart(self) -> None:
-        self.f.seek(0)
-        self.f.truncate(0)
-        self.checks.reset()
-        self.restarts += 1
-
-    def _open(self) -> tuple[requests.Response, int | None] | None:
-        """GET the layer from byte ``n`` (``Range: bytes=n-``, Docker 1.3's open range, when
-        ``n`` > 0). Returns ``(response, how many bytes of its body to take, None: all)``, or
-        None when the registry answered 416 because nothing is left (``n`` at the size, or an
-        empty layer: the Python registry's answers). Raises :class:`RegistryError` for a range
-        that cannot be placed."""
-        n = self.checks.n
-        headers = {"Accept-Encoding": "identity"}
-        if n:
-            headers["Range"] = f"bytes={n}-"
-        resp = request_blob(self.t, "GET", f"/v1/images/{self.meta.id}/layer", headers=headers, stream=True,
-                            ok=(200, 206, 416), scope=self.repo, what=f"layer {self.meta.id[:12]}")
-        self.ranges_ok = self.ranges_ok or "bytes" in (resp.headers.get("Accept-Ranges") or "").lower()
-        if resp.status_code == 416:
-            resp.close()
-            if self.size is None or n >= self.size:
-                return None
-            raise RegistryError(f"layer {self.meta.id[:12]}: 416 for bytes={n}- of a {self.size}-byte layer",
-                                status=416, url=resp.url)
-        if resp.status_code == 200:
-            if n:
-                self._restart()  # a 200 to our Range: the whole layer again, from byte 0
-            # all of it, and one byte more to show a body longer than X-Docker-Size (finish() refuses it)
-            return resp, None if self.size is None else self.size + 1 - self.checks.n
-        cr = parse_content_range(resp.headers.get("Content-Range"))
-        total = cr[2] if cr else None
-        # the Python registry ends an open range at the size (``N-size/size``): clip at the total
-        ok = cr is not None and cr[0] == n and cr[1] >= n and (total is None or cr[1] <= total) \
-            and (self.size is None or total is None or total == self.size)
-        if not ok:
-            resp.close()
-            raise RegistryError(f"asked for bytes {n}-, the registry sent Content-Range "
-                                f"{resp.headers.get('Content-Range')!r}", status=206, url=resp.url)
-        assert cr is not None
-        if self.size is None and total is not None:
-            self.size = total
-        stop = cr[1] + 1 if total is None else min(cr[1] + 1, total)
-        return resp, stop - n
-
-    def _copy(self, resp: requests.Response, limit: int | None) -> None:
-        """Append up to ``limit`` bytes of the body (all when None) to the file and the hashes."""
-        left = limit
-        while left is None or left > 0:
-            block = resp.raw.read(CHUNK if left is None else min(CHUNK, left), decode_content=False)
-            if not block:
-                check_not_cut(resp)  # an early end the watchdog made is a drop, not the layer's end
-                return
-            if left is not None:
-                left -= len(block)
-            self.f.write(block)
-            self.checks.update(block)
-            if self.progress:
-                self.progress(self.checks.n, self.size)
-
-    def run(self) -> None:
-        """Fetch until the layer is whole: ``size`` bytes, or a clean end of a body when the size
-        is unknown, or the registry's 416 at the end. Resumes or restarts after a drop."""
-        if self.size is not None and self.checks.n == self.size:
-            return  # already whole (a finished .partial), or an empty layer (the Python registry 416s it)
-        budget = ResumeBudget(MAX_LAYER_TRIES, self.checks.n)
-        while True:
-            opened = self._open()
-            if opened is None:
-                return
-            resp, limit = opened
-            if self.size is None and self.cap is not None:  # one byte past the cap shows a body over it
-                limit = min(limit, self.cap + 1 - self.checks.n) if limit is not None else self.cap + 1 - self.checks.n
-            try:
-                self._copy(resp, limit)
-                if self.cap is not None and self.size is None and self.checks.n > self.cap:
-                    discard(self.partial)
-                    raise ResponseTooLarge(f"layer {self.meta.id[:12]} has no X-Docker-Size and its body runs "
-                                           f"past the {self.cap}-byte cap; raise it with REGEXPLORE_MAX_BLOB_BYTES",
-                                           url=resp.url)
-                dropped = self.size is not None and self.checks.n < self.size
-            except _DROPS:
-                # the Python registry announces one byte more than it sends for ``bytes=N-``: a cut
-                # after the last byte is the end, not a drop
-                dropped = self.size is None or self.checks.n < self.size
-            finally:
-                resp.close()
-            if not dropped:
-                return
-            if not budget.spend(self.checks.n):
-                url = self.t.url(f"/v1/images/{self.meta.id}/layer")
-                raise too_slow(resp, url) or RegistryError(
-                    f"layer {self.meta.id[:12]}: the connection kept breaking at byte {self.checks.n}",
-                    url=url)
-            if self.ranges_ok and self.size is not None and self.size > 0:
-                self.resumes += 1
-            else:
-                self._restart()
-            budget.pause()
-
-    def _header_check(self, payload: str) -> tuple[str | None, str | None]:
-        """Check the registry's checksums. Returns ``(header name verified against, note)``;
-        raises :class:`DigestMismatch` when none of them matches what could be computed."""
-        sums = self.meta.payload_checksums
-        if not sums:
-            return None, None
-        name = self.meta.checksum_header or "X-Docker-Payload-Checksum"
-        payloads = [c for c in sums if c.startswith("sha256:")]
-        tarsums = [c for c in sums if c.startswith("tarsum")]
-        if payload in payloads:
-            return self.meta.checksum_headers.get(payload, name), None
-        actual = self.checks.tarsum_value() if tarsums and self.checks.tarsum is not None else None
-        if actual is not None and actual in tarsums:
-            return self.meta.checksum_headers.get(actual, name), None
-        if payloads or actual is not None:
-            expected = payloads[0] if payloads else tarsums[0]
-            source = self.meta.checksum_headers.get(expected, name)
-            raise DigestMismatch(expected, payload if payloads else actual or payload,
-                                 what=f"v1 layer {self.meta.id[:12]} ({source})")
-        return None, f"{name} {shown(sums[0], 40)} could not be checked"
-
-    def finish(self, target: Path) -> LayerDownload:
-        """Check size and checksums, then rename the ``.partial`` into place."""
-        size = self.size
-        n = self.checks.n
-        payload = self.checks.payload.checksum
-        if size is not None and n != size:
-            if n > size:  # a body longer than announced: not a prefix to resume
-                discard(self.partial)
-            raise RegistryError(f"layer {self.meta.id[:12]}: got {n} bytes, X-Docker-Size said {size}")
-        verified_against: list[str] = []
-        notes = []
-        try:
-            header, note = self._header_check(payload)
-        except DigestMismatch:
-            self.partial.unlink(missing_ok=True)
-            raise
-        if header:
-            verified_against.append(header)
-        if note:
-            notes.append(note)
-        if self.checksum:
-            if self.checksum.startswith("sha256:"):
-                actual: str | None = payload
-            elif self.checksum.startswith("tarsum"):
-                actual = self.checks.tarsum_value()
-            else:
-                actual = None
-            if actual is None:
-                notes.append(f"index checksum {self.checksum.split(':', 1)[0]} could not be computed for this layer")
-            elif actual != self.checksum:
-                self.partial.unlink(missing_ok=True)
-                raise DigestMismatch(self.checksum, actual, what=f"v1 layer {self.meta.id[:12]} (index checksum)")
-            else:
-                verified_against.append("index checksum")
-        if not verified_against:
-            notes.append("not verified: the registry sent no usable X-Docker-Payload-Checksum (or "
-                         "X-Docker-Checksum) and the index no usable checksum (v1 has no content digests)")
-        rename_verified(self.partial, target, self.ident)
-        return LayerDownload(self.meta.id, target, n, bool(verified_against), payload,
-                             ", ".join(verified_against) or None, "; ".join(notes), self.resumes, self.restarts)

@@ -1,0 +1,248 @@
+"""``push``: an OCI layout (or a list of files made into a one-layer image) to a registry."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin
+
+from ..errors import RegistryError, load_json
+from ..model.oci import OCI_CONFIG, OCI_MANIFEST
+from ..protocol.v2 import _with_query
+from ..reference import ImageRef
+from .layout import LAYOUT_VERSION, REF_NAME, LayoutSource
+from .partials import CHUNK
+
+__all__ = ["push"]
+
+
+class _UploadBody:
+    """A file-like body for requests: a known length, big reads, bytes counted for progress."""
+
+    def __init__(self, f: IO[bytes], length: int, on_bytes: Callable[[int], None] | None) -> None:
+        self.f = f
+        self.left = length
+        self.on_bytes = on_bytes
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, n: int = -1) -> bytes:
+        want = self.left if n is None or n < 0 else min(max(n, CHUNK), self.left)
+        block = self.f.read(want) if want else b""
+        self.left -= len(block)
+        if block and self.on_bytes:
+            self.on_bytes(len(block))
+        return block
+
+
+def _upload_stream(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
+                   chunk_size: int | None, on_bytes: Callable[[int], None] | None = None) -> None:
+    """Upload a blob from a file without reading it all into memory: monolithic (POST, PUT with
+    the streamed body) or chunked (PATCH ``chunk_size`` blocks, honouring
+    ``OCI-Chunk-Min-Length``), finished with ``PUT ?digest=``."""
+    t = reg.transport
+    resp = t.request("POST", f"/v2/{repo}/blobs/uploads/", ok=(202,), headers={"Content-Length": "0"},
+                     retry_body=True, what="start upload")
+    location = urljoin(resp.url, resp.headers["Location"])
+    with opener() as f:
+        if chunk_size:
+            min_len = resp.headers.get("OCI-Chunk-Min-Length")
+            if min_len and min_len.isdigit():
+                chunk_size = max(chunk_size, int(min_len))
+            pos = 0
+            while pos < size:
+                block = f.read(min(chunk_size, size - pos))
+                if not block:
+                    raise OSError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading "
+                                  "(did the file change?)")
+                r = t.request("PATCH", location, data=block, ok=(202,), what="upload chunk",
+                              headers={"Content-Type": "application/octet-stream",
+                                       "Content-Range": f"{pos}-{pos + len(block) - 1}",
+                                       "Content-Length": str(len(block))})
+                location = urljoin(r.url, r.headers.get("Location") or location)
+                pos += len(block)
+                if on_bytes:
+                    on_bytes(len(block))
+            t.request("PUT", _with_query(location, digest=digest), ok=(201,), what="finish upload",
+                      headers={"Content-Length": "0"})
+        else:
+            t.request("PUT", _with_query(location, digest=digest), data=_UploadBody(f, size, on_bytes),
+                      ok=(201,), what="upload blob",
+                      headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+
+
+def _ensure_blob(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
+                 chunk_size: int | None, mount_from: str | None) -> None:
+    """Make ``repo`` hold the blob: already there (HEAD), mounted from ``mount_from``, or uploaded."""
+    if reg.v2.blob_exists(repo, digest):
+        return
+    if mount_from and mount_from != repo and reg.v2.mount_blob(repo, digest, mount_from):
+        return
+    _upload_retrying(reg, repo, digest, size, opener, chunk_size)
+
+
+def _upload_retrying(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
+                     chunk_size: int | None) -> None:
+    """:func:`_upload_stream`, started again from a new upload session when the registry answers
+    429 / 5xx or the connection breaks, as Docker's pusher retries a layer: a streamed body cannot
+    be replayed inside one request, and a half-done session's state is the server's, so the whole
+    upload is repeated (within the transport's :class:`~regexplore.http.transport.RetryPolicy`)."""
+    policy = reg.transport.retry
+    attempt, slept = 0, 0.0
+    while True:
+        try:
+            return _upload_stream(reg, repo, digest, size, opener, chunk_size)
+        except RegistryError as exc:
+            transient = exc.status in policy.statuses or (type(exc) is RegistryError and exc.status is None)
+            waited = policy.pause(attempt, slept, getattr(exc, "retry_after", None)) if transient else None
+            if waited is None:
+                raise
+            attempt, slept = attempt + 1, waited
+
+
+def _push_tree(reg: Any, src: LayoutSource, repo: str, desc: dict, reference: str | None, chunk_size: int | None,
+               mount_from: str | None, parallel: int) -> str:
+    """Push the manifest ``desc`` names (children and blobs first); returns its digest."""
+    m = src.manifest(desc)
+    if m.is_index:
+        for child in m.json.get("manifests") or []:
+            _push_tree(reg, src, repo, child, None, chunk_size, mount_from, parallel)
+    else:
+        descs = ([m.config_descriptor] if m.config_descriptor else []) + [
+            d for d in m.layer_descriptors if not d.get("urls")]
+        work = []
+        for digest in dict.fromkeys(d["digest"] for d in descs):  # a layer listed twice goes once
+            opener, size = src.blob(digest)
+            work.append((digest, size, opener))
+        if src.tar is not None or parallel <= 1 or len(work) <= 1:  # a TarFile is not thread-safe
+            for digest, size, opener in work:
+                _ensure_blob(reg, repo, digest, size, opener, chunk_size, mount_from)
+        else:
+            with ThreadPoolExecutor(min(parallel, len(work)), thread_name_prefix="regexplore-push") as ex:
+                for fut in [ex.submit(_ensure_blob, reg, repo, dg, sz, op, chunk_size, mount_from)
+                            for dg, sz, op in work]:
+                    fut.result()
+    return reg.v2.put_manifest(repo, reference or m.digest, m.raw, m.media_type)
+
+
+def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platform: str) -> None:
+    """Write a one-layer OCI layout in ``folder`` from ``files`` (each at the top of the layer under
+    its base name; folders recursively), with a small config carrying one history step."""
+    paths = [Path(p).expanduser() for p in files]
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two inputs share a base name: {sorted(names)}")
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(p)
+    blobs = folder / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    tmp_layer = blobs / "layer.tmp"
+    gz_hash, tar_hash = hashlib.sha256(), hashlib.sha256()
+
+    class _HashingWriter(io.RawIOBase):
+        def __init__(self, inner: Any, h: Any) -> None:
+            self.inner, self.h = inner, h
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: Any) -> int:
+            self.h.update(b)
+            return self.inner.write(b)
+
+    with open(tmp_layer, "wb") as raw:
+        gz_out = _HashingWriter(raw, gz_hash)
+        with gzip.GzipFile(fileobj=gz_out, mode="wb", mtime=0) as gz:  # type: ignore[arg-type]
+            tar_out = _HashingWriter(gz, tar_hash)
+            with tarfile.open(fileobj=tar_out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+                def clean(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+                    ti.uid = ti.gid = 0
+                    ti.uname = ti.gname = ""
+                    return ti
+
+                for p in paths:
+                    tf.add(p, arcname=p.name, filter=clean)
+    layer_digest = "sha256:" + gz_hash.hexdigest()
+    layer_size = tmp_layer.stat().st_size
+    os.replace(tmp_layer, blobs / layer_digest[7:])
+    os_, _, arch = platform.partition("/")
+    arch, _, variant = arch.partition("/")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    config: dict[str, Any] = {
+        "created": now, "architecture": arch, "os": os_,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + tar_hash.hexdigest()]},
+        "history": [{"created": now, "created_by": "regexplore push " + " ".join(names),
+                     "comment": "files added by regexplore"}],
+    }
+    if variant:
+        config["variant"] = variant
+    cfg_raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    cfg_digest = "sha256:" + hashlib.sha256(cfg_raw).hexdigest()
+    (blobs / cfg_digest[7:]).write_bytes(cfg_raw)
+    manifest = {
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": len(cfg_raw)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest,
+                    "size": layer_size}],
+    }
+    m_raw = json.dumps(manifest, separators=(",", ":")).encode()
+    m_digest = "sha256:" + hashlib.sha256(m_raw).hexdigest()
+    (blobs / m_digest[7:]).write_bytes(m_raw)
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": m_digest, "size": len(m_raw)}]}
+    (folder / "index.json").write_text(json.dumps(index))
+    (folder / "oci-layout").write_text(json.dumps(LAYOUT_VERSION))
+
+
+def push(reg: Any, source: Any, ref: str | ImageRef, *, chunk_size: int | None = None,
+         mount_from: str | None = None, name: str | None = None, platform: str = "linux/amd64",
+         parallel: int = 4) -> str:
+    """Push to ``ref`` (``"repo:tag"`` or ``"repo"``); returns the pushed manifest's digest.
+
+    ``source``: an OCI image layout (a folder, or a ``.tar`` of one), or a list of files (and
+    folders) that become a one-layer image (gzip layer, an OCI config for ``platform`` with one
+    history step). In a layout with several entries, ``name`` (else the tag of ``ref``) picks the
+    one whose ``org.opencontainers.image.ref.name`` matches. Blobs the repository already has
+    are skipped (HEAD); with ``mount_from`` a cross-repository mount is tried first; uploads are
+    monolithic and streamed from disk by default, chunked (``PATCH``) with ``chunk_size``. Then
+    the manifests: children of an index by digest, the top one by tag.
+
+    Raises ``FileNotFoundError`` / ``ValueError`` for a bad source, :class:`DigestMismatch` for a
+    layout manifest that does not hash to its name, and :class:`RegistryError` from the registry.
+    """
+    r: ImageRef = reg.ref(ref)
+    reference = r.tag if r.tag and not r.digest else (r.digest or r.tag)
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, (list, tuple)):
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="regexplore-push-")))
+            _files_layout(source, folder, platform)
+            src = LayoutSource(folder)
+        else:
+            src = LayoutSource(Path(source).expanduser())
+        stack.callback(src.close)
+        index = load_json(src.read("index.json"), f"index.json of the layout at {source}")
+        entries = list(index.get("manifests") or [])
+        if not entries:
+            raise ValueError(f"the layout at {source} lists no manifests")
+        chosen = entries[0] if len(entries) == 1 else None
+        wanted = name or r.tag
+        if chosen is None or name is not None:
+            matches = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) == wanted]
+            if not matches:
+                have = [(e.get("annotations") or {}).get(REF_NAME) for e in entries]
+                raise ValueError(f"the layout has {len(entries)} entries {have}; choose one with name=")
+            chosen = matches[0]
+        return _push_tree(reg, src, r.repository, chosen, reference, chunk_size, mount_from, parallel)
