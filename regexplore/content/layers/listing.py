@@ -12,11 +12,19 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from ...errors import RegistryError, UnsafeLayer, UnsupportedMediaType
-from .names import _tar_path, _whiteout_kind
-from .rows import Entry, EntryType
+from ...errors import UnsafeLayer, UnsupportedMediaType
+from .rows import Entry
 from .stream import LayerStream, open_layer_stream
-from .tarinfo import MAX_METADATA_MEMBER, _content_digest, _GuardedTarInfo, _members, _tar_errors, _to_entry
+from .tarinfo import (
+    MAX_METADATA_MEMBER,
+    _content_digest,
+    _entry_of,
+    _GuardedTarInfo,
+    _members,
+    _RawMember,
+    _tar_errors,
+    _to_entry,
+)
 
 # ------------------------------------------------------------------------------------- fast listing
 # Listing needs only the headers, so iter_entries does not go through TarFile: the decompression runs in
@@ -34,16 +42,10 @@ _FAST_TYPES = frozenset([tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE, tar
                          tarfile.BLKTYPE, tarfile.DIRTYPE, tarfile.FIFOTYPE, tarfile.CONTTYPE])
 _GNU_LONG = frozenset([tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK])
 _DATA_TYPES = frozenset(tarfile.REGULAR_TYPES)  # members whose data follows the header (of _FAST_TYPES)
-_KINDS: dict[bytes, EntryType] = {
-    **{t: "file" for t in tarfile.REGULAR_TYPES}, tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink",
-    tarfile.LNKTYPE: "hardlink",
-}
 _PREFETCH_CHUNK = 1024 * 1024
 _PREFETCH_DEPTH = 8  # chunks between the decompressing thread and the parser (8 MiB)
 _PREFETCH_READ = 64 * 1024  # per read: what a read that fails loses (the bytes before an error are listed)
 
-#: (name, type, size, mode, uid, gid, mtime, linkname) of one member, as TarInfo has them
-_RawMember = tuple[str, bytes, int, int, int, int, int | float, str]
 
 
 class _Prefetch:
@@ -319,12 +321,6 @@ def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
         yield member
 
 
-def _entry_of(m: _RawMember, layer: str | None) -> Entry:
-    path = _tar_path(m[0])
-    return Entry(layer, path, _KINDS.get(m[1], "other"), int(m[2]), int(m[3]) & 0o7777, int(m[4]), int(m[5]),
-                 float(m[6]), m[7] or "", _whiteout_kind(path))
-
-
 def _list_members(stream: LayerStream, *, drain: bool, threaded: bool) -> Iterator[_RawMember]:
     """Members of the tar in ``stream`` (see :func:`_scan_tar`), with :func:`_members`' error mapping;
     with ``threaded`` the stream is decompressed (and its input read) in a worker thread."""
@@ -343,10 +339,8 @@ def _list_members(stream: LayerStream, *, drain: bool, threaded: bool) -> Iterat
             raise UnsupportedMediaType(f"layer is not a tar archive ({stream.compression}): {exc}") from exc
         if first is not None:
             yield first
-            try:
+            with _tar_errors():
                 yield from members
-            except (tarfile.ReadError, tarfile.StreamError) as exc:
-                raise RegistryError(f"corrupt or truncated tar in layer: {exc}") from exc
         if drain:
             data.drain()
     finally:

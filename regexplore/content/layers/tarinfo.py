@@ -142,18 +142,6 @@ def _bad_sparse_map(ti: tarfile.TarInfo) -> Iterator[None]:
         raise tarfile.ReadError(f"invalid sparse map of {ti.name!r}") from None
 
 
-def _entry_type(ti: tarfile.TarInfo) -> EntryType:
-    if ti.isreg():
-        return "file"
-    if ti.isdir():
-        return "dir"
-    if ti.issym():
-        return "symlink"
-    if ti.islnk():
-        return "hardlink"
-    return "other"
-
-
 def _member_chunks(ti: tarfile.TarInfo, tf: _LayerTarFile) -> Iterator[bytes]:
     """The content of regular file ``ti`` (the member ``tf`` is at), in chunks of at most :data:`_CHUNK`
     bytes; a sparse file's holes count against the layer's cap (a few bytes can declare terabytes).
@@ -175,21 +163,25 @@ def _content_digest(ti: tarfile.TarInfo, tf: _LayerTarFile) -> str | None:
     return "sha256:" + h.hexdigest()
 
 
+#: the kind of an :class:`Entry` by tar type (anything else is ``other``: devices, fifos)
+_KINDS: dict[bytes, EntryType] = {
+    **{t: "file" for t in tarfile.REGULAR_TYPES}, tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "symlink",
+    tarfile.LNKTYPE: "hardlink",
+}
+#: (name, type, size, mode, uid, gid, mtime, linkname) of one member, as TarInfo has them
+_RawMember = tuple[str, bytes, int, int, int, int, int | float, str]
+
+
+def _entry_of(m: _RawMember, layer: str | None, content: str | None = None) -> Entry:
+    """The :class:`Entry` of member ``m`` of ``layer`` (the one place a tar member becomes a row)."""
+    path = _tar_path(m[0])
+    return Entry(layer, path, _KINDS.get(m[1], "other"), int(m[2]), int(m[3]) & 0o7777, int(m[4]), int(m[5]),
+                 float(m[6]), m[7] or "", _whiteout_kind(path), content)
+
+
 def _to_entry(ti: tarfile.TarInfo, layer: str | None, content: str | None = None) -> Entry:
-    path = _tar_path(ti.name)
-    return Entry(
-        layer=layer,
-        path=path,
-        type=_entry_type(ti),
-        size=int(ti.size),
-        mode=int(ti.mode) & 0o7777,
-        uid=int(ti.uid),
-        gid=int(ti.gid),
-        mtime=float(ti.mtime),
-        linkname=ti.linkname or "",
-        whiteout=_whiteout_kind(path),
-        content=content,
-    )
+    """The :class:`Entry` of ``ti`` (see :func:`_entry_of`)."""
+    return _entry_of((ti.name, ti.type, ti.size, ti.mode, ti.uid, ti.gid, ti.mtime, ti.linkname), layer, content)
 
 
 @contextlib.contextmanager
@@ -222,10 +214,8 @@ def _members(stream: LayerStream, *, drain: bool) -> Iterator[tuple[tarfile.TarI
     tf.layer = stream
     with tf:
         while True:
-            try:
+            with _tar_errors():
                 ti = tf.next()
-            except tarfile.ReadError as exc:
-                raise RegistryError(f"corrupt or truncated tar in layer: {exc}") from exc
             if ti is None:
                 break
             tf.members.clear()  # stream mode never needs them; keeps memory flat for huge layers
