@@ -143,7 +143,8 @@ class Registry:
         v2 calls as usual; when one finds nothing (404) the registry is probed once, ``/v2/``
         first, then ``/v1/_ping``, and a v1 registry is then spoken to in v1. With v1,
         ``tags``/``history``/``search``/``download`` answer in the same frames (``history`` adds
-        ``id`` and ``parent``); ``catalog`` and the manifest-based calls raise ``RegistryError``.
+        ``id`` and ``parent``); ``catalog`` and the manifest-based calls raise ``RegistryError``
+        (the v1 behaviour is in :mod:`regexplore._v1_adapter`; :meth:`can` says what this registry does).
 
     Examples
     --------
@@ -268,8 +269,8 @@ class Registry:
             # "dots.name/app" or "localhost/app" is a valid repository name that Docker's grammar reads as
             # a host. It is read as a name here only when this registry has that repository (one tags
             # request, remembered), so a reference to another registry is never pushed or tagged here.
-            local_names = isinstance(ref, str) and self.name != DOCKER_HUB and self._v1_adapter is None
-            local = self._resolver.local_ref(self.name, ref) if local_names else None  # Hub: no dots
+            local_names = isinstance(ref, str) and self.name != DOCKER_HUB  # Hub's namespaces have no dots
+            local = self._resolver.local_ref(self.name, ref) if local_names else None
             if local is not None:
                 return local
             raise InvalidReference(f"{r} belongs to {r.registry}, not to this registry ({self.name}); for a "

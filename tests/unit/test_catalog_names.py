@@ -51,3 +51,34 @@ def test_the_facade_reads_such_a_name_as_its_own_without_asking(name: str) -> No
         assert len(reg.transport.trace_records) == 0   # no "does this repository exist here" request
     finally:
         reg.close()
+
+
+# --- what the facade routes to the v1 adapter: every method that takes a repository has an answer there ---
+
+def test_a_v1_registry_answers_every_method_or_refuses_it_by_name_without_a_request() -> None:
+    from regexplore._v1_adapter import V1_CAN, V1Adapter
+
+    reg = rx.Registry(f"http://{HERE}", auth=False, api="v1")
+    try:
+        assert reg.api == "v1" and reg.can("tags") and reg.can("history") and reg.can("download")
+        assert not reg.can("catalog") and not reg.can("manifest") and not reg.can("tag details")
+        with pytest.raises(ValueError, match="unknown capability"):
+            reg.can("teleport")
+        for method in ("manifest", "platforms", "config", "layers", "files", "save", "tag", "delete"):
+            assert callable(getattr(V1Adapter, method)) and method not in V1_CAN
+            args = ("x.y_z/005-tool:1", "/nonexistent") if method in ("save", "tag") else ("x.y_z/005-tool:1",)
+            with pytest.raises(rx.RegistryError, match=rf"{method}\(\) is not part of the v1 registry API"):
+                getattr(reg, method)(*args)
+        with pytest.raises(rx.RegistryError, match="catalog is not available"):
+            reg.catalog()
+        assert len(reg.transport.trace_records) == 0
+    finally:
+        reg.close()
+
+
+def test_a_v2_registry_can_everything_but_says_no_to_unknown_names() -> None:
+    reg = rx.Registry(f"http://{HERE}", auth=False, api="v2")
+    try:
+        assert all(reg.can(m) for m in ("catalog", "tags", "tag details", "manifest", "files", "download"))
+    finally:
+        reg.close()
