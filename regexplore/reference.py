@@ -3,8 +3,10 @@
 Grammar and normalisation follow ``distribution/reference`` (``reference.go``, ``normalize.go``):
 
 - the first ``/``-separated component is a registry host only if it contains ``.`` or ``:``, is
-  ``localhost``, or has an uppercase letter (Docker's ``splitDockerDomain``); otherwise the
-  registry is ``docker.io``;
+  ``localhost``, or has an uppercase letter (Docker's ``splitDockerDomain``), and can be a host at all:
+  one that cannot (``x.y_z``, ``foo_bar.com``: a domain label has no ``_``) but is a valid path
+  component is the repository's first component, as in the registry's own grammar (``regexp.go``'s
+  optional domain); otherwise the registry is ``docker.io``;
 - ``index.docker.io`` is normalised to ``docker.io``; a one-component Docker Hub name gets
   ``library/`` (``python`` → ``docker.io/library/python:latest``);
 - repository path components are lowercase ``[a-z0-9]+`` joined by ``.``, ``_``, ``__`` or ``-+``;
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 from .errors import InvalidReference
 
-__all__ = ["ImageRef", "parse_reference", "DOCKER_HUB", "split_repository"]
+__all__ = ["DOCKER_HUB", "ImageRef", "parse_reference", "split_repository"]
 
 DOCKER_HUB = "docker.io"
 _LEGACY_HUB = {"index.docker.io"}  # Docker's legacyDefaultDomain; other Hub host names stay as written
@@ -59,10 +61,10 @@ class ImageRef:
         """``registry/repository``."""
         return f"{self.registry}/{self.repository}"
 
-    def with_tag(self, tag: str) -> "ImageRef":
+    def with_tag(self, tag: str) -> ImageRef:
         return ImageRef(self.registry, self.repository, tag, None)
 
-    def with_digest(self, digest: str) -> "ImageRef":
+    def with_digest(self, digest: str) -> ImageRef:
         return ImageRef(self.registry, self.repository, self.tag, digest)
 
     def __str__(self) -> str:
@@ -127,10 +129,20 @@ def is_repository_name(text: str) -> bool:
     return bool(text) and all(_COMPONENT.match(c) for c in text.split("/"))
 
 
+def _names_host(first: str) -> bool:
+    """True if ``first``, the first ``/``-separated component of a name, is its registry host: it looks
+    like one to Docker (``splitDockerDomain``: a ``.`` or ``:``, ``localhost``, an uppercase letter) and
+    is not a repository path component that cannot be a host (``x.y_z``, ``foo_bar.com``: a domain
+    label has no ``_``). A host-looking component that is neither stays a host, for its error."""
+    if not ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+        return False
+    return bool(_DOMAIN.match(first)) or not _COMPONENT.match(first)
+
+
 def split_repository(text: str) -> tuple[str, str]:
     """Split ``text`` (no tag/digest) into ``(registry, repository)`` with Docker's rules."""
     first, sep, rest = text.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
+    if sep and _names_host(first):
         registry, repo = first, rest
     else:
         registry, repo = DOCKER_HUB, text
@@ -141,7 +153,7 @@ def split_repository(text: str) -> tuple[str, str]:
     return registry, repo
 
 
-def parse_reference(text: "str | ImageRef", *, default_registry: str | None = None) -> ImageRef:
+def parse_reference(text: str | ImageRef, *, default_registry: str | None = None) -> ImageRef:
     """Parse an image reference.
 
     ``default_registry`` (a host) is used when the text names no registry host, instead of
@@ -177,8 +189,7 @@ def parse_reference(text: "str | ImageRef", *, default_registry: str | None = No
     if not text:
         raise InvalidReference(f"missing repository name in {raw!r}")
     first, sep, rest = text.partition("/")
-    is_host = bool(sep) and ("." in first or ":" in first or first == "localhost" or first.lower() != first)
-    if is_host:
+    if sep and _names_host(first):
         registry, repo = first, rest
         if not _DOMAIN.match(registry):
             raise InvalidReference(f"invalid registry host {registry!r} in {raw!r}")

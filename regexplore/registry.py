@@ -11,37 +11,29 @@ import functools
 import threading
 import warnings
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-
+from ._resolve import MAX_INDEX_ENTRIES_ENV, Resolver
+from ._v1_adapter import V1_CAN, V1Adapter, detect_api
+from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, UnsupportedMediaType
 from .http.auth import RegistryAuth, resolve_credentials
 from .http.deadline import call as deadline_call
 from .http.deadline import carry
-from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, UnsupportedMediaType
 from .http.redact import Secret
-from .model.frames import make_frame
-from .protocol.hub import HubClient, HubResult, filter_catalog_search
-from .model.oci import (
-    INDEX_TYPES,
-    MAX_INDEX_DEPTH,
-    Manifest,
-    choose_platform,
-    history_rows,
-    image_summary,
-    layer_rows,
-    platform_rows,
-    v1_compatibility,
-)
-from .reference import DOCKER_HUB, ImageRef, parse_reference
 from .http.transport import MiB, Transport, base_url_for
-from .protocol.v1.client import V1Client, normalize_repository
-from .protocol.v2 import LISTING_CAP, MANIFEST_CAP, V2Client, cap_from_env
+from .model.frames import make_frame
+from .model.oci import Manifest, history_rows, layer_rows, v1_compatibility
+from .protocol.hub import HubClient, HubResult, filter_catalog_search
+from .protocol.v1.client import V1Client
+from .protocol.v2 import V2Client, cap_from_env
+from .reference import DOCKER_HUB, ImageRef, parse_reference
 
 if TYPE_CHECKING:  # pandas is imported when the first table is built, not at import time
     import pandas as pd
 
-__all__ = ["Registry", "MAX_INDEX_ENTRIES_ENV", "MAX_IMAGE_BYTES_ENV"]
+__all__ = ["MAX_IMAGE_BYTES_ENV", "MAX_INDEX_ENTRIES_ENV", "Registry"]
 
 RefLike = "str | ImageRef"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,77 +45,33 @@ def _timed(*, transfer: bool = False) -> Callable[[F], F]:
     while another runs (``tag()`` asking ``manifest()``) stays under the outer deadline."""
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
-        def run(self: "Registry", *args: Any, **kw: Any) -> Any:
+        def run(self: Registry, *args: Any, **kw: Any) -> Any:
             with deadline_call(self.transport.limits, f"{fn.__name__}()", transfer=transfer):
                 return fn(self, *args, **kw)
         return run  # type: ignore[return-value]
     return wrap
 
-#: Environment variable capping the entries one index resolution reads, nested indexes included.
-MAX_INDEX_ENTRIES_ENV = "REGEXPLORE_MAX_INDEX_ENTRIES"
-DEFAULT_MAX_INDEX_ENTRIES = 10_000
+
+def _routed(*, probe: bool = False) -> Callable[[F], F]:
+    """The method answers for a v2 registry; once the registry is known to speak v1, the v1 adapter's
+    method of the same name answers instead (:meth:`Registry._route`). With ``probe=True``, in
+    ``api="auto"`` a :class:`NotFound` from the v2 answer makes the registry probe its API once."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def run(self: Registry, *args: Any, **kw: Any) -> Any:
+            return self._route(fn.__name__, lambda: fn(self, *args, **kw), args, kw, probe=probe)
+        return run  # type: ignore[return-value]
+    return wrap
+
+
+#: what a v2 registry can do, in the names of :meth:`Registry.can` (``V1_CAN``: what a v1 one can)
+_V2_CAN = frozenset({"ping", "search", "catalog", "tags", "tag details", "manifest", "platforms", "config",
+                     "history", "layers", "files", "diff", "read_file", "extract", "download", "save", "push",
+                     "tag", "delete"})
+
 #: Environment variable capping the decompressed bytes of one image's layers in one call.
 MAX_IMAGE_BYTES_ENV = "REGEXPLORE_MAX_IMAGE_BYTES"
 DEFAULT_MAX_IMAGE_BYTES = 32 * 1024**3
-
-
-class _Once:
-    """Compute each key once, even when several threads ask at the same time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._futures: dict[Any, Future] = {}
-
-    def get(self, key: Any, fn: Callable[[], Any]) -> Any:
-        with self._lock:
-            fut = self._futures.get(key)
-            owner = fut is None
-            if owner:
-                fut = self._futures[key] = Future()
-        assert fut is not None
-        if owner:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # the error goes to every waiter; a later call retries
-                fut.set_exception(exc)
-                with self._lock:
-                    self._futures.pop(key, None)
-        return fut.result()
-
-    def has(self, key: Any) -> bool:
-        """True if ``key``'s value is computed (not pending, not failed)."""
-        with self._lock:
-            fut = self._futures.get(key)
-        return fut is not None and fut.done() and fut.exception() is None
-
-
-class _IndexWalk:
-    """The bounds of one index resolution: the nested indexes expanded so far (each once), and the
-    entries and bytes read, at most ``$REGEXPLORE_MAX_INDEX_ENTRIES`` entries (default 10,000) and
-    :data:`~regexplore.protocol.v2.LISTING_CAP` bytes of indexes."""
-
-    def __init__(self, repo: str, top: Manifest) -> None:
-        self.name = f"{repo}@{top.digest}"
-        self.max_entries = cap_from_env(MAX_INDEX_ENTRIES_ENV, DEFAULT_MAX_INDEX_ENTRIES)
-        self.entries = 0
-        self.bytes = 0
-        self.expanded = {top.digest}
-
-    def entries_of(self, index: Manifest) -> list[dict]:
-        """``index``'s entries, counted. Raises :class:`ResponseTooLarge` naming the top index past a cap,
-        :class:`UnsupportedMediaType` when ``manifests`` is not a list of descriptors."""
-        entries = index.json.get("manifests") or []
-        self.entries += len(entries) if isinstance(entries, list) else 0
-        self.bytes += index.size
-        if self.entries > self.max_entries:
-            raise ResponseTooLarge(f"index {self.name}: more than {self.max_entries} entries in one resolution "
-                                   f"(nested indexes included); raise {MAX_INDEX_ENTRIES_ENV} to read it")
-        if self.bytes > LISTING_CAP:
-            raise ResponseTooLarge(f"index {self.name}: its nested indexes total more than {LISTING_CAP} bytes")
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise UnsupportedMediaType(f"index {index.digest[:19]}… of {self.name}: 'manifests' is not a list of "
-                                       "descriptors")
-        return entries
 
 
 class _ImageBudget:
@@ -154,7 +102,7 @@ class _Replay:
     def __init__(self) -> None:
         import tempfile
 
-        self.file = tempfile.TemporaryFile(prefix="regexplore-layer-")
+        self.file = tempfile.TemporaryFile(prefix="regexplore-layer-")  # noqa: SIM115 (closed by the call)
         self.complete = False
 
     def chunks(self, fetch: Callable[[], Iterator[bytes]]) -> Iterator[bytes]:
@@ -195,7 +143,8 @@ class Registry:
         v2 calls as usual; when one finds nothing (404) the registry is probed once, ``/v2/``
         first, then ``/v1/_ping``, and a v1 registry is then spoken to in v1. With v1,
         ``tags``/``history``/``search``/``download`` answer in the same frames (``history`` adds
-        ``id`` and ``parent``); ``catalog`` and the manifest-based calls raise ``RegistryError``.
+        ``id`` and ``parent``); ``catalog`` and the manifest-based calls raise ``RegistryError``
+        (the v1 behaviour is in :mod:`regexplore._v1_adapter`; :meth:`can` says what this registry does).
 
     Examples
     --------
@@ -241,18 +190,14 @@ class Registry:
         self.v2 = V2Client(self.transport)
         #: the legacy v1 client when this registry speaks v1 (``api="v1"``, or found by ``"auto"``)
         self.v1: V1Client | None = None
+        self._v1_adapter: V1Adapter | None = None  # set once the registry is known to speak v1
         self._api: str | None = None if api == "auto" else api
         self._api_lock = threading.Lock()
-        self._v2_answer: Any = None  # the auto probe's answer to GET /v2/, for ping()
         if api == "v1":
             self._use_v1()
         self._hub: HubClient | None = None
         self._hub_lock = threading.Lock()
-        self._manifests = _Once()
-        self._flat = _Once()  # (repo, index digest) -> the index with its nested indexes expanded
-        self._tag_digests: dict[tuple[str, str], str] = {}  # (repo, tag) -> digest last seen
-        self._configs = _Once()
-        self._local_names = _Once()  # dotted repository names checked to exist here (see ref())
+        self._resolver = Resolver(self.v2)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -268,10 +213,10 @@ class Registry:
                 f" &middot; credentials: {escape(self._auth.source)}"
                 f" &middot; {len(self.transport.trace_records)} HTTP exchanges so far</div>")
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -324,112 +269,28 @@ class Registry:
             # "dots.name/app" or "localhost/app" is a valid repository name that Docker's grammar reads as
             # a host. It is read as a name here only when this registry has that repository (one tags
             # request, remembered), so a reference to another registry is never pushed or tagged here.
-            local = self._as_local_name(ref) if isinstance(ref, str) else None
+            local_names = isinstance(ref, str) and self.name != DOCKER_HUB  # Hub's namespaces have no dots
+            local = self._resolver.local_ref(self.name, ref) if local_names else None
             if local is not None:
                 return local
             raise InvalidReference(f"{r} belongs to {r.registry}, not to this registry ({self.name}); for a "
                                    f"repository of that name here, write {self.name}/{r.repository}")
         return r
 
-    def _as_local_name(self, text: str) -> ImageRef | None:
-        """``text`` as a reference to a repository of this registry whose first component looks like a
-        host, if this registry has that repository; else None. Docker Hub's namespaces have no dots."""
-        if self.name == DOCKER_HUB or self._api == "v1":
-            return None
-        try:
-            local = parse_reference(f"{self.name}/{text.strip()}", default_registry=self.name)
-        except InvalidReference:
-            return None  # e.g. a host with a port: never a name
-
-        def exists() -> bool:
-            try:
-                self.v2.tags(local.repository, page_size=1, limit=1)
-                return True
-            except RegistryError:
-                return False
-
-        return local if self._local_names.get(local.repository, exists) else None
-
-    def _repo(self, repo: "str | ImageRef") -> str:
+    def _repo(self, repo: str | ImageRef) -> str:
+        """The repository name ``repo`` is or names (an :class:`ImageRef`'s, of any registry)."""
         if isinstance(repo, ImageRef):
             return repo.repository
         return self.ref(repo).repository
 
-    # ----------------------------------------------------------------- protocol with caching
-    def _manifest_by_digest(self, repo: str, digest: str) -> Manifest:
-        return self._manifests.get((repo, digest), lambda: self.v2.get_manifest(repo, digest))
-
-    def _manifest_by_tag(self, repo: str, tag: str) -> Manifest:
-        """The manifest a tag names now. A tag moves and a digest does not: for a tag seen before, a
-        HEAD (not a pull on Docker Hub) says which digest it names, and the manifest is fetched
-        again only if that digest is new to this client. A first sight is one GET."""
-        if (repo, tag) in self._tag_digests:
-            try:
-                digest = self.v2.head_manifest(repo, tag)["digest"]
-            except RegistryError:  # a HEAD has no body: the GET below brings the registry's words
-                digest = None
-            if digest and self._manifests.has((repo, digest)):
-                self._tag_digests[(repo, tag)] = digest
-                return self._manifest_by_digest(repo, digest)
-        m = self.v2.get_manifest(repo, tag)
-        self._manifests.get((repo, m.digest), lambda: m)
-        self._tag_digests[(repo, tag)] = m.digest
-        return m
-
-    def _config_of(self, repo: str, m: Manifest, *, strict: bool = False) -> dict | None:
-        """The parsed config of image manifest ``m``; None when there is none, or (unless ``strict``)
-        when it is not a JSON object (an artifact's config: YAML, binary…), so frames show NA."""
-        cd = m.config_descriptor
-        if not cd or not cd.get("digest"):
-            return None
-
-        def fetch() -> dict | str:
-            try:
-                return self.v2.get_json_blob(repo, cd["digest"])
-            except UnsupportedMediaType as exc:  # its message kept, so a second look downloads nothing
-                return f"{exc.message} (config media type {cd.get('mediaType')})"
-
-        cfg = self._configs.get(cd["digest"], fetch)
-        if isinstance(cfg, str):
-            if strict:
-                raise UnsupportedMediaType(cfg)
-            return None
-        return cfg
-
-    def _flat_index(self, repo: str, index: Manifest) -> dict:
-        """``index``'s JSON with each nested index entry replaced by that index's own entries (OCI
-        image-index.md: consumers SHOULD support nested indexes), so platform tables and
-        ``choose_platform`` see every image. Unnested indexes cost no request.
-
-        Each index's entries are kept as the registry lists them (an image listed twice is two
-        entries), but a nested index is expanded once, where it is first listed: listed again,
-        anywhere in the tree, it adds nothing. Indexes more than :data:`~regexplore.model.oci.MAX_INDEX_DEPTH`
-        levels down stay entries. Computed once per index digest. Raises :class:`ResponseTooLarge`
-        naming ``index`` past the bounds of one resolution (:class:`_IndexWalk`)."""
-        def flatten() -> dict:
-            return {**index.json, "manifests": self._expand_index(repo, index, _IndexWalk(repo, index), 0)}
-
-        return self._flat.get((repo, index.digest), flatten)
-
-    def _expand_index(self, repo: str, index: Manifest, walk: _IndexWalk, depth: int) -> list[dict]:
-        """The entries of ``index`` (at ``depth`` below the top), nested indexes not yet seen by ``walk`` expanded."""
-        out: list[dict] = []
-        for e in walk.entries_of(index):
-            digest = e.get("digest")
-            if e.get("mediaType") not in INDEX_TYPES or not isinstance(digest, str) or depth >= MAX_INDEX_DEPTH:
-                out.append(e)
-            elif digest not in walk.expanded:
-                walk.expanded.add(digest)
-                out.extend(self._expand_index(repo, self._manifest_by_digest(repo, digest), walk, depth + 1))
-        return out
-
+    # ----------------------------------------------------------------- manifests (see _resolve.py)
     def _resolve(self, ref: ImageRef, platform: str | None) -> tuple[Manifest, Manifest | None]:
         """(image manifest, index it came from or None); for an index, ``platform`` chooses."""
-        top = self.manifest(ref)
-        if not top.is_index:
-            return top, None
-        entry = choose_platform(self._flat_index(ref.repository, top), platform)
-        return self._manifest_by_digest(ref.repository, entry["digest"]), top
+        return self._resolver.resolve(ref, platform)
+
+    def _flat_index(self, repo: str, index: Manifest) -> dict:
+        """``index`` with its nested indexes expanded (:meth:`Resolver.flat_index`)."""
+        return self._resolver.flat_index(repo, index)
 
     # ----------------------------------------------------------------- v1 / v2
     @property
@@ -437,69 +298,63 @@ class Registry:
         """``"v2"``, ``"v1"``, or ``"auto"`` while not yet known (no request is made to find out)."""
         return self._api or "auto"
 
+    def can(self, what: str) -> bool:
+        """True if this registry (as far as known: a v2 one until ``api="auto"`` finds v1) answers
+        ``what``: a method's name (``"catalog"``, ``"manifest"``, ``"files"``, …) or ``"tag details"``
+        (``tags(details=True)``). Raises ``ValueError`` for another name."""
+        if what not in _V2_CAN:
+            raise ValueError(f"unknown capability {what!r}; one of {sorted(_V2_CAN)}")
+        return what in (V1_CAN if self._v1_adapter is not None else _V2_CAN)
+
     def _use_v1(self) -> V1Client:
         if self.v1 is None:
             self.v1 = V1Client(self.transport, self._auth.credentials)
+        self._v1_adapter = V1Adapter(self.v1, self.name, self.base_url, self.ref, self._repo)
         self._api = "v1"
         return self.v1
 
-    def _probe_v1(self) -> bool:
-        """Once, in ``api="auto"``: True (and switch to v1) when ``/v2/`` is missing but
-        ``/v1/_ping`` answers."""
+    def _probe_api(self) -> Any:
+        """Once, in ``api="auto"``: ``GET /v2/``, then ``/v1/_ping``; a registry with no ``/v2/`` whose
+        ``/v1/_ping`` answers is spoken to in v1 from then on. Returns the ``/v2/`` answer when it said
+        v2 (for :meth:`ping`), else None."""
         with self._api_lock:
             if self._api is not None:
-                return self._api == "v1"
-            try:
-                resp = self.transport.request("GET", "/v2/", ok=(200, 401), max_bytes=MiB, what="v2 probe")
-                if resp.status_code == 200 or resp.headers.get("Docker-Distribution-API-Version") \
-                        or "bearer" in (resp.headers.get("WWW-Authenticate") or "").lower():
-                    self._api = "v2"
-                    self._v2_answer = resp  # what ping() reports, without asking again
-                    return False
-            except NotFound:
-                pass
-            try:
-                resp = self.transport.request("GET", "/v1/_ping", ok=(200, 401), what="v1 probe")
-            except RegistryError:
-                self._api = "v2"
-                return False
-            if resp.status_code == 200 or any(h.lower().startswith("x-docker-registry") for h in resp.headers):
-                self._use_v1()
-                return True
-            self._api = "v2"
-            return False
+                return None
+            api, answer = detect_api(self.transport)
+            if api == "v1":
+                self._use_v1()  # the adapter first: a call that sees "v1" finds it
+            else:
+                self._api = api
+            return answer
 
-    def _by_api(self, v2_call: Callable[[], Any], v1_call: Callable[[], Any]) -> Any:
-        """Run the v2 or the v1 variant; in ``auto``, a v2 404 may reveal a v1 registry."""
-        if self._api == "v1":
-            return v1_call()
-        if self._api == "v2":
-            return v2_call()
-        try:
-            return v2_call()
-        except NotFound:
-            if self._probe_v1():
-                return v1_call()
-            raise
+    def _route(self, method: str, v2_call: Callable[[], Any], args: tuple, kw: dict, *, probe: bool) -> Any:
+        """``v2_call()``, or the v1 adapter's ``method(*args, **kw)`` for a v1 registry. With ``probe``,
+        in ``api="auto"`` a v2 404 may reveal a v1 registry (:meth:`_probe_api`)."""
+        if self._v1_adapter is None:
+            try:
+                return v2_call()
+            except NotFound:
+                if probe:
+                    self._probe_api()
+                if self._v1_adapter is None:
+                    raise
+        return getattr(self._v1_adapter, method)(*args, **kw)
 
     def _require_v1(self) -> V1Client:
         assert self.v1 is not None
         return self.v1
 
-    def _v2_only(self, what: str) -> Callable[[], Any]:
-        def refuse() -> Any:
-            raise RegistryError(f"{what} is not part of the v1 registry API ({self.base_url} speaks v1); "
-                                "use tags(), history(), search() or download(), or reg.v1 for raw calls")
-        return refuse
-
     # ----------------------------------------------------------------- public API
     @_timed()
     def ping(self) -> dict:
-        """``GET /v2/`` → dict: status, API version header, auth scheme offered, whether we are in."""
-        self._v2_answer = None
-        if self._api == "v1" or (self._api is None and self._probe_v1()):
-            return self._require_v1().ping()
-        answer, self._v2_answer = self._v2_answer, None  # the probe's GET /v2/, when it just ran
+        """``GET /v2/`` → dict: status, API version header, auth scheme offered, whether we are in.
+        In ``api="auto"`` this finds the API first (reusing the probe's ``GET /v2/``)."""
+        answer = self._probe_api()
+        return self._route("ping", lambda: self._ping_v2(answer), (), {}, probe=False)
+
+    def _ping_v2(self, answer: Any) -> dict:
+        """The v2 ping (``answer``: a ``GET /v2/`` response already in hand, or None), with the auth
+        scheme this client uses when the answer offered none."""
         out = self.v2.ping(answer)
         if out.get("auth_scheme") is None:
             if self._auth._bearer is not None:
@@ -527,7 +382,7 @@ class Registry:
     def trace(self) -> pd.DataFrame:
         """Every HTTP exchange so far (time, method, url, status, bytes, elapsed_ms, note), redacted;
         Docker Hub web API / index calls (``reg.hub``) included, in time order."""
-        from datetime import datetime, timezone
+        from datetime import UTC, datetime
 
         rows = []
         records = list(self.transport.trace_records)
@@ -535,7 +390,7 @@ class Registry:
             records = sorted(records + list(self._hub.transport.trace_records), key=lambda r: r["time"])
         for r in records:
             row = dict(r)
-            row["time"] = datetime.fromtimestamp(r["time"], timezone.utc)
+            row["time"] = datetime.fromtimestamp(r["time"], UTC)
             if not isinstance(row["status"], int):
                 row["note"] = f"{row['status']} {row.get('note') or ''}".strip()
                 row["status"] = None
@@ -559,6 +414,7 @@ class Registry:
             return self._hub
 
     @_timed()
+    @_routed(probe=True)
     def search(self, term: str, limit: int = 25) -> pd.DataFrame:
         """Search repositories → DataFrame[name, description, stars, official, automated, pulls].
 
@@ -569,39 +425,24 @@ class Registry:
         ``"catalog"`` and the notes say so. ``df.attrs``: registry, source, total, notes.
         """
         hub = self.hub
-        if hub is not None and self._api != "v1":
+        if hub is not None:
             result = hub.search(term, limit)
         else:
-            def v1() -> HubResult:
-                rows, meta = self._require_v1().search(term, limit=limit)
-                return HubResult(rows, "v1/search", meta.get("total"), [])
-
-            def v2() -> HubResult:
-                names = (name for page in self.v2.catalog() for name in page)
-                return HubResult(filter_catalog_search(names, term, limit), "catalog", None,
-                                 [f"{self.name} has no search API: /v2/_catalog filtered by substring"])
-
-            result = self._by_api(v2, v1)
+            names = (name for page in self.v2.catalog() for name in page)
+            result = HubResult(filter_catalog_search(names, term, limit), "catalog", None,
+                               [f"{self.name} has no search API: /v2/_catalog filtered by substring"])
         return make_frame("search", result.rows, attrs={"registry": self.name, **result.attrs()})
 
     @_timed()
+    @_routed(probe=True)
     def catalog(self, limit: int | None = None) -> pd.DataFrame:
         """Every repository (``/v2/_catalog``, all pages; page size up to 1000) → DataFrame[repository]."""
-        def v2() -> list[str]:
-            repos: list[str] = []
-            for page in self.v2.catalog(limit=limit):
-                repos.extend(page)
-            return repos
-
-        def v1() -> list[str]:
-            raise RegistryError(f"catalog is not available: {self.base_url} speaks the v1 API, which has no "
-                                "catalog; search('') lists what a v1 registry's search knows")
-
-        repos = self._by_api(v2, v1)
+        repos = [name for page in self.v2.catalog(limit=limit) for name in page]
         return make_frame("catalog", ({"repository": r} for r in repos), attrs={"registry": self.name})
 
     @_timed()
-    def tags(self, repo: "str | ImageRef", details: bool = False, limit: int | None = None) -> pd.DataFrame:
+    @_routed(probe=True)
+    def tags(self, repo: str | ImageRef, details: bool = False, limit: int | None = None) -> pd.DataFrame:
         """Tags of ``repo``. With ``details=True`` each tag's digest, media_type, size, created,
         os, architecture and platforms, fetched concurrently and deduplicated by digest.
         For an index, created/os/architecture/size describe the default platform
@@ -609,18 +450,15 @@ class Registry:
         name = self._repo(repo)
         if details and self.hub is not None:
             return self._hub_tag_details(name, limit)
-        api, tags = self._by_api(lambda: ("v2", self.v2.tags(name, limit=limit)),
-                                 lambda: ("v1", list(self._require_v1().tags(name))[:limit]))
-        if api == "v1":
-            if details:
-                self._v2_only("tags(details=True)")()
-            return make_frame("tags", ({"repository": normalize_repository(name), "tag": t} for t in tags),
-                              attrs={"registry": self.name, "api": "v1"})
+        tags = self.v2.tags(name, limit=limit)
         if not details:
             return make_frame("tags", ({"repository": name, "tag": t} for t in tags),
                               attrs={"registry": self.name})
-        rows = self._map(lambda t: self._tag_details(name, t), tags)
-        return make_frame("tags_details", rows, attrs={"registry": self.name})
+        return make_frame("tags_details", self._tag_rows(name, tags), attrs={"registry": self.name})
+
+    def _tag_rows(self, name: str, tags: list[str]) -> list[dict]:
+        """The ``tags_details`` rows of ``tags`` (:meth:`Resolver.tag_row`), fetched concurrently."""
+        return self._map(lambda t: self._resolver.tag_row(name, t), tags)
 
     def _hub_tag_details(self, name: str, limit: int | None) -> pd.DataFrame:
         """``tags(details=True)`` on Docker Hub: Hub's tag metadata (one request per 100 tags instead
@@ -631,15 +469,14 @@ class Registry:
         try:
             result = self.hub.tags(name, limit=limit)
         except RegistryError as exc:
-            tags = self.v2.tags(name, limit=limit)
-            rows = self._map(lambda t: self._tag_details(name, t), tags)
+            rows = self._tag_rows(name, self.v2.tags(name, limit=limit))
             return make_frame("tags_details", rows, attrs={
                 "registry": self.name, "source": "registry manifests",
                 "notes": [f"Hub tag metadata failed ({exc}); read the registry instead"]})
         rows = result.rows
         missing = [i for i, r in enumerate(rows) if r["images_missing"]]
         if missing:
-            fixed = self._map(lambda i: self._tag_details(name, rows[i]["tag"]), missing)
+            fixed = self._tag_rows(name, [rows[i]["tag"] for i in missing])
             for i, row in zip(missing, fixed):
                 rows[i] = row
         attrs = {"registry": self.name, **result.attrs(),
@@ -647,108 +484,51 @@ class Registry:
                  "size": "Hub's full_size (one platform's compressed size)"}
         return make_frame("tags_details", rows, attrs=attrs)
 
-    def _tag_details(self, repo: str, tag: str) -> dict:
-        row: dict[str, Any] = {"repository": repo, "tag": tag}
-        top = self._manifest_by_tag(repo, tag)
-        row["digest"] = top.digest
-        row["media_type"] = top.media_type
-        if top.is_index:
-            flat = self._flat_index(repo, top)
-            plats = [p for p in platform_rows(flat) if not p["attestation"]]
-            row["platforms"] = [p["platform"] for p in plats]
-            try:
-                entry = choose_platform(flat)
-            except NotFound:  # an index of attestations only, or empty: no platform to describe
-                return row
-            image = self._manifest_by_digest(repo, entry["digest"])
-        else:
-            image = top
-        cfg = self._config_of(repo, image)
-        summary = image_summary(image, cfg)
-        row.update(summary)
-        if not top.is_index:
-            plat = f"{summary['os']}/{summary['architecture']}" if summary.get("os") else None
-            if plat and cfg and cfg.get("variant"):
-                plat += f"/{cfg['variant']}"
-            row["platforms"] = [plat] if plat else []
-        return row
-
     @_timed()
+    @_routed()
     def manifest(self, ref: RefLike, platform: str | None = None) -> Manifest:
         """The manifest of ``ref`` (digest computed from the raw bytes and verified). With
         ``platform`` and an index, the platform's image manifest instead."""
-        if self._api == "v1":
-            self._v2_only("manifest()")()
-        r = self.ref(ref)
-        if r.digest:
-            m = self._manifest_by_digest(r.repository, r.digest)
-        else:
-            m = self._manifest_by_tag(r.repository, r.reference)
-        if platform and m.is_index:
-            entry = choose_platform(self._flat_index(r.repository, m), platform)
-            return self._manifest_by_digest(r.repository, entry["digest"])
-        return m
+        return self._resolver.manifest(self.ref(ref), platform)
 
     @_timed()
+    @_routed()
     def platforms(self, ref: RefLike) -> pd.DataFrame:
         """The platforms of an index (one row for a single image). Attestation entries
         (unknown/unknown) are kept but flagged in ``attestation``. Nested indexes are expanded, each
         once (listed again, it adds no rows); an entry the index itself lists twice is two rows."""
-        if self._api == "v1":
-            self._v2_only("platforms()")()
         r = self.ref(ref)
-        m = self.manifest(r)
-        if m.is_index:
-            rows = platform_rows(self._flat_index(r.repository, m))
-        else:
-            cfg = self._config_of(r.repository, m) if not m.is_schema1 else {}
-            s = image_summary(m, cfg)
-            rows = [{"os": s["os"], "architecture": s["architecture"], "variant": (cfg or {}).get("variant"),
-                     "os_version": (cfg or {}).get("os.version"), "digest": m.digest, "media_type": m.media_type,
-                     "size": m.size, "platform": f"{s['os']}/{s['architecture']}" if s["os"] else None,
-                     "attestation": False}]
-        return make_frame("platforms", rows, attrs={"reference": str(r)})
+        return make_frame("platforms", self._resolver.platform_rows(r), attrs={"reference": str(r)})
 
     @_timed()
+    @_routed()
     def config(self, ref: RefLike, platform: str | None = None) -> dict:
         """The image config (dict) of ``ref``; for an index, of the chosen platform. For schema1
         the top ``v1Compatibility`` entry."""
-        if self._api == "v1":
-            self._v2_only("config()")()
         r = self.ref(ref)
-        image, _ = self._resolve(r, platform)
+        image, _ = self._resolver.resolve(r, platform)
         if image.is_schema1:
             return v1_compatibility(image)
-        return self._config_of(r.repository, image, strict=True) or {}
+        return self._resolver.config_of(r.repository, image, strict=True) or {}
+
+    def _image(self, ref: RefLike, platform: str | None) -> tuple[ImageRef, Manifest, dict | None]:
+        """(reference, image manifest for ``platform``, its config or None: schema1, not JSON)."""
+        r = self.ref(ref)
+        image, _ = self._resolver.resolve(r, platform)
+        return r, image, None if image.is_schema1 else self._resolver.config_of(r.repository, image)
 
     @_timed()
+    @_routed(probe=True)
     def history(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """docker-history-like table, oldest step first (see the README's column table)."""
-        r = self.ref(ref)
-
-        def v1() -> pd.DataFrame:
-            if r.digest and not r.tag:
-                raise RegistryError("v1 has no digests: name a tag or a 64-hex image id")
-            rows = self._require_v1().history(r.repository, r.tag or "latest")
-            return make_frame("history_v1", rows, attrs={"reference": str(r), "digest": None,
-                                                         "image_id": rows[-1]["id"] if rows else None})
-
-        def v2() -> pd.DataFrame:
-            image, _ = self._resolve(r, platform)
-            cfg = None if image.is_schema1 else self._config_of(r.repository, image)
-            return make_frame("history", history_rows(image, cfg),
-                              attrs={"reference": str(r), "digest": image.digest})
-
-        return self._by_api(v2, v1)
+        r, image, cfg = self._image(ref, platform)
+        return make_frame("history", history_rows(image, cfg), attrs={"reference": str(r), "digest": image.digest})
 
     @_timed()
+    @_routed()
     def layers(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """The layers of ``ref`` in manifest order."""
-        if self._api == "v1":
-            self._v2_only("layers()")()
-        r = self.ref(ref)
-        image, _ = self._resolve(r, platform)
-        cfg = None if image.is_schema1 else self._config_of(r.repository, image)
+        r, image, cfg = self._image(ref, platform)
         return make_frame("layers", layer_rows(image, cfg), attrs={"reference": str(r), "digest": image.digest})
 
     # ----------------------------------------------------------------- blobs: downloads, save, push
@@ -763,14 +543,16 @@ class Registry:
                         layers=layers, cache=cache)
 
     @_timed(transfer=True)
-    def save(self, ref: "RefLike", path: str, format: str = "oci", *, platform: str | None = None) -> str:
+    @_routed()
+    def save(self, ref: RefLike, path: str, format: str = "oci", *, platform: str | None = None) -> str:
         """Write ``ref`` as an OCI image layout (a folder, or a ``.tar``). See :func:`regexplore.content.blobs.save`."""
         from .content.blobs import save
 
         return save(self, ref, path, format=format, platform=platform)
 
     @_timed(transfer=True)
-    def push(self, source: Any, ref: "RefLike", **kw: Any) -> str:
+    @_routed()
+    def push(self, source: Any, ref: RefLike, **kw: Any) -> str:
         """Push an OCI layout (or a list of files that become a one-layer image) to ``ref``;
         returns the manifest digest. See :func:`regexplore.content.blobs.push`."""
         from .content.blobs import push
@@ -778,14 +560,16 @@ class Registry:
         return push(self, source, ref, **kw)
 
     @_timed()
-    def tag(self, ref: "RefLike", new_tag: str) -> str:
+    @_routed()
+    def tag(self, ref: RefLike, new_tag: str) -> str:
         """Give the manifest of ``ref`` another tag (same bytes, same digest); returns the digest."""
         r = self.ref(ref)
         m = self.manifest(r)
         return self.v2.put_manifest(r.repository, new_tag, m.raw, m.media_type)
 
     @_timed()
-    def delete(self, ref: "RefLike") -> str:
+    @_routed()
+    def delete(self, ref: RefLike) -> str:
         """Delete the manifest of ``ref`` (by digest). Warns that every tag sharing that digest
         goes with it. Returns the deleted digest."""
         r = self.ref(ref)
@@ -795,10 +579,10 @@ class Registry:
         return digest
 
     # ----------------------------------------------------------------- layer contents
-    def _layer_sources(self, ref: "RefLike", platform: str | None) -> tuple[ImageRef, list[dict]]:
+    def _layer_sources(self, ref: RefLike, platform: str | None) -> tuple[ImageRef, list[dict]]:
         """The image's layer descriptors (oldest first) for ``ref``."""
         r = self.ref(ref)
-        image, _ = self._resolve(r, platform)
+        image, _ = self._resolver.resolve(r, platform)
         return r, [d for d in image.layer_descriptors if d.get("digest")]
 
     def _open_layer(self, repo: str, desc: dict, budget: _ImageBudget | None = None, max_bytes: int | None = None,
@@ -829,24 +613,6 @@ class Registry:
             if n > 1 and digest not in replays:
                 replays[digest] = _Replay()
         return [self._open_layer(r.repository, d, budget, max_bytes, replays.get(d["digest"])) for d in descs]
-
-    def _is_blob(self, r: ImageRef) -> bool:
-        """True when ``repo@digest`` names a blob (a layer) rather than a manifest."""
-        if not r.digest or r.tag:
-            return False
-        # asked through the blob endpoint: a registry may answer a manifest HEAD for a layer
-        # digest with a 500 (distribution 2.8 does), never with a clean "not a manifest"
-        try:
-            size = self.v2.blob_size(r.repository, r.digest)
-        except NotFound:
-            return False
-        if size is None or size > MANIFEST_CAP:
-            return True
-        try:
-            Manifest.from_bytes(self.v2.get_blob(r.repository, r.digest, max_bytes=MANIFEST_CAP))
-        except (UnsupportedMediaType, ValueError):
-            return True  # not a manifest: a layer (or another blob)
-        return False
 
     def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False,
                        budget: _ImageBudget | None = None) -> tuple[list, int]:
@@ -879,7 +645,8 @@ class Registry:
         return out
 
     @_timed(transfer=True)
-    def files(self, ref_or_layer_digest: "RefLike", platform: str | None = None, *, merged: bool = False,
+    @_routed()
+    def files(self, ref_or_layer_digest: RefLike, platform: str | None = None, *, merged: bool = False,
               max_bytes: int | None = None) -> pd.DataFrame:
         """Entries of an image's layer tars, streamed from the registry (no temp file, constant
         memory; each layer's digest is verified when its stream ends). For ``repo@sha256:…`` of a
@@ -892,7 +659,7 @@ class Registry:
         from .content.layers import merge
 
         r = self.ref(ref_or_layer_digest)
-        if self._is_blob(r):
+        if self._resolver.is_blob(r):
             descs = [{"digest": r.digest, "mediaType": None, "size": None}]
         else:
             r, descs = self._layer_sources(r, platform)
@@ -901,7 +668,8 @@ class Registry:
         return make_frame("files", columns=_files_columns(entries), attrs={"reference": str(r), "merged": merged})
 
     @_timed(transfer=True)
-    def diff(self, ref_a: "RefLike", ref_b: "RefLike", platform: str | None = None) -> pd.DataFrame:
+    @_routed()
+    def diff(self, ref_a: RefLike, ref_b: RefLike, platform: str | None = None) -> pd.DataFrame:
         """Paths that differ between the final filesystems of two images: ``change`` is added,
         removed or modified (type, size, mode, owner, link target, mtime or content differ;
         file contents are compared by sha256 while the layers stream). A layer is read once even
@@ -911,7 +679,7 @@ class Registry:
 
         memo: dict[str, tuple[list, int]] = {}
 
-        def final(ref: "RefLike") -> list:
+        def final(ref: RefLike) -> list:
             r, descs = self._layer_sources(ref, platform)
             return merge(self._listings(r, descs, None, True, memo))
 
@@ -921,7 +689,8 @@ class Registry:
         return make_frame("diff", rows, attrs={"a": str(self.ref(ref_a)), "b": str(self.ref(ref_b))})
 
     @_timed(transfer=True)
-    def read_file(self, ref: "RefLike", path: "str | bytes", platform: str | None = None, *,
+    @_routed()
+    def read_file(self, ref: RefLike, path: str | bytes, platform: str | None = None, *,
                   max_bytes: int | None = None) -> bytes:
         """The bytes of one file of the image's final filesystem (``path`` as text, or as the exact
         bytes ``rx.raw_path`` gives for a name a table shows escaped), reading layers newest first
@@ -941,7 +710,8 @@ class Registry:
                 replay.file.close()
 
     @_timed(transfer=True)
-    def extract(self, ref: "RefLike", dest: str, platform: str | None = None, **kw: Any) -> Any:
+    @_routed()
+    def extract(self, ref: RefLike, dest: str, platform: str | None = None, **kw: Any) -> Any:
         """Unpack the image's filesystem into ``dest`` (which must not exist, or be empty), safely:
         no absolute paths, no ``..``, no link leading outside, no device nodes, whiteouts applied;
         a hostile entry raises :class:`UnsafeLayer` naming it. Layers are verified as they stream;
@@ -992,8 +762,8 @@ def _files_columns(entries: list) -> dict:
     import numpy as np
     import pandas as pd
 
-    from .model.frames import TIME
     from .content.layers import shown_name
+    from .model.frames import TIME
 
     cols = dict(zip(_FILES_FIELDS, zip(*map(attrgetter(*_FILES_FIELDS), entries)))) if entries else {}
     secs = np.asarray(cols.get("mtime", ()), dtype="float64")

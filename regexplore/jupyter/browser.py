@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import ipywidgets as widgets
 import pandas as pd
@@ -34,7 +35,7 @@ from ..errors import UnsupportedMediaType
 from ..reference import is_repository_name
 from .progress import Cancelled, DownloadProgress
 
-__all__ = ["RegistryBrowser", "one_line", "human_size", "Cancelled"]
+__all__ = ["Cancelled", "RegistryBrowser", "human_size", "one_line"]
 
 SORT_KEYS = ("tag", "created", "size")
 _TABS = ("history", "layers", "files", "config")
@@ -120,30 +121,41 @@ def _config_html(config: dict, manifest_digest: str | None) -> str:
     return f"<table class='regexplore-table regexplore-config'>{''.join(cells)}</table>"
 
 
-def _v1_image(reg: Any, ref: str) -> dict[str, Any]:
-    """What the image view shows for a v1 registry: the history (v1 has no manifest, config blob nor
-    digests); its layers are the ancestry's images, by id."""
+def _image_from_history(reg: Any, ref: str) -> dict[str, Any]:
+    """What the image view shows for a registry without manifests (``reg.can("manifest")`` is False):
+    the history alone; its layers are the history's steps, under the keys a download reports them by
+    (``history.attrs["layer_keys"]``), with no digest, config blob nor platform."""
     history = reg.history(ref)
-    layers = pd.DataFrame({"index": range(len(history)), "digest": history["id"], "compression": pd.NA,
-                           "size": history["size"], "created_by": history["created_by"]})
+    layers = pd.DataFrame({"index": range(len(history)), "digest": history.attrs["layer_keys"],
+                           "compression": pd.NA, "size": history["size"], "created_by": history["created_by"]})
     layers.attrs["digest"] = None
-    return {"ref": ref, "digest": None, "media_type": "v1 image", "platforms": [], "platform": None,
-            "history": history, "layers": layers, "config": {}, "config_blob": (None, 0)}
+    return {"ref": ref, "digest": None, "media_type": "image (history only)", "platforms": [],
+            "platform": None, "history": history, "layers": layers, "config": {}, "config_blob": (None, 0)}
 
 
-def _remove_partials(dest: str, digests: list[str]) -> int:
-    """Remove the ``.partial`` files a cancelled download left in ``dest`` for ``digests``
-    (``v1:<image id>`` for a v1 layer, which downloads to ``<id>.layer``)."""
+def _partials(dest: str) -> dict[Any, tuple[int, int, int]]:
+    """The ``.partial`` files in ``dest`` → (inode, size, mtime in ns): what a download left unfinished."""
     from pathlib import Path
 
-    from ..content.blobs import blob_filename
-
-    removed = 0
-    for digest in digests:
-        name = f"{digest[3:]}.layer" if digest.startswith("v1:") else blob_filename(digest)
-        partial = Path(dest).expanduser() / (name + ".partial")
+    out = {}
+    for path in Path(dest).expanduser().glob("*.partial"):
         try:
-            partial.unlink()
+            st = path.stat()
+        except FileNotFoundError:   # finished (renamed) meanwhile
+            continue
+        out[path] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _remove_partials(dest: str, before: dict[Any, tuple[int, int, int]]) -> int:
+    """Remove the ``.partial`` files in ``dest`` that a cancelled download wrote: those not in
+    ``before`` (:func:`_partials` when it started) or changed since. Returns how many were removed."""
+    removed = 0
+    for path, state in _partials(dest).items():
+        if before.get(path) == state:
+            continue
+        try:
+            path.unlink()
             removed += 1
         except FileNotFoundError:
             pass
@@ -197,7 +209,25 @@ class RegistryBrowser(widgets.VBox):
         self.bars: dict[str, Any] = {}
         self._config_blob: tuple[str | None, int] = (None, 0)
 
-        # widgets
+        self._make_widgets(dest)
+        tags_column = widgets.VBox([widgets.HBox([self.sort_by, self.descending]), self.tags],
+                                   layout=widgets.Layout(min_width="470px"))
+        image_column = widgets.VBox([self.image_title, self.platform, self.tabs],
+                                    layout=widgets.Layout(flex="1 1 auto", min_width="420px"))
+        super().__init__([
+            widgets.HTML(_STYLE),
+            widgets.HBox([self.search, self.status]),
+            widgets.HBox([self.repositories, tags_column, image_column]),
+            widgets.HBox([self.dest, self.download_button, self.cancel_button]),
+            self.progress_box,
+        ])
+        self.add_class("regexplore-browser")
+        self._add_css_classes()
+        if autoload:
+            self.refresh()
+
+    def _make_widgets(self, dest: str) -> None:
+        """Create the child widgets (public attributes) and connect their observers."""
         self.search = widgets.Text(placeholder="filter repositories…", description="search",
                                    continuous_update=True, layout=widgets.Layout(width="320px"))
         self.status = widgets.HTML(layout=widgets.Layout(min_height="1.6em"))
@@ -235,26 +265,13 @@ class RegistryBrowser(widgets.VBox):
         self.download_button.on_click(self._on_download)
         self.cancel_button.on_click(self._on_cancel)
 
-        tags_column = widgets.VBox([widgets.HBox([self.sort_by, self.descending]), self.tags],
-                                   layout=widgets.Layout(min_width="470px"))
-        image_column = widgets.VBox([self.image_title, self.platform, self.tabs],
-                                    layout=widgets.Layout(flex="1 1 auto", min_width="420px"))
-        super().__init__([
-            widgets.HTML(_STYLE),
-            widgets.HBox([self.search, self.status]),
-            widgets.HBox([self.repositories, tags_column, image_column]),
-            widgets.HBox([self.dest, self.download_button, self.cancel_button]),
-            self.progress_box,
-        ])
-        self.add_class("regexplore-browser")
-        # CSS classes for styling and for browser tests: .regexplore-search, .regexplore-history, …
+    def _add_css_classes(self) -> None:
+        """CSS classes for styling and for browser tests: ``.regexplore-search``, ``.regexplore-history``, …"""
         for name in ("search", "repositories", "tags", "sort_by", "platform", "tabs", "dest",
                      "download_button", "cancel_button", "progress_box",
                      "history_html", "layers_html", "files_html", "config_html"):
             css = name.removesuffix("_button").removesuffix("_html").removesuffix("_box").replace("_", "-")
             getattr(self, name).add_class("regexplore-" + css)
-        if autoload:
-            self.refresh()
 
     # ------------------------------------------------------------------ public
     @property
@@ -286,21 +303,19 @@ class RegistryBrowser(widgets.VBox):
         self._set_status("loading the catalog…")
         return self._run("catalog", self._list_repositories, self._apply_catalog, failed=self._catalog_failed)
 
-    def _is_v1(self) -> bool:
-        return getattr(self.registry, "api", None) == "v1"
-
     def _list_repositories(self) -> list[str]:
+        """The catalog; for a registry that has none (``reg.can("catalog")`` is False once known, and in
+        api="auto" the catalog call is what finds that out), what its search lists."""
         from ..errors import RegistryError
 
-        if not self._is_v1():
-            try:
-                return list(self.registry.catalog()["repository"])
-            except RegistryError:
-                if not self._is_v1():   # in api="auto" the catalog call is what finds a v1 registry
-                    raise
+        try:
+            return list(self.registry.catalog()["repository"])
+        except RegistryError:
+            if self.registry.can("catalog"):
+                raise
         return list(self.registry.search("", limit=1000)["name"])
 
-    def wait(self, timeout: float | None = 30.0) -> "RegistryBrowser":
+    def wait(self, timeout: float | None = 30.0) -> RegistryBrowser:
         """Block until all background work (including work it started) is done; re-raises nothing —
         errors are in :attr:`error`. Raises ``TimeoutError`` after ``timeout`` seconds."""
         import time
@@ -318,7 +333,7 @@ class RegistryBrowser(widgets.VBox):
                     fut.result(timeout=left)
                 except TimeoutError:
                     raise TimeoutError(f"background work still running after {timeout} s") from None
-                except BaseException:  # errors were shown in the widget already
+                except BaseException:  # noqa: BLE001, S110 (errors were shown in the widget already)
                     pass
 
     def close(self) -> None:
@@ -452,7 +467,7 @@ class RegistryBrowser(widgets.VBox):
     def _apply_tags(self, repo: str, df: pd.DataFrame) -> None:
         self.tags_frame = df
         self._render_tags()
-        if self._is_v1():   # v1 has no manifests: the tag list is all there is
+        if not self.registry.can("tag details"):   # no manifests (v1): the tag list is all there is
             self._set_status(f"{len(df)} tags in {repo}")
             return
         self._set_status(f"{len(df)} tags in {repo}; loading details…")
@@ -537,8 +552,8 @@ class RegistryBrowser(widgets.VBox):
         reg = self.registry
 
         def work() -> dict[str, Any]:
-            if self._is_v1():
-                return _v1_image(reg, ref)
+            if not reg.can("manifest"):
+                return _image_from_history(reg, ref)
             top = reg.manifest(ref)
             platforms: list[str] = []
             chosen = platform
@@ -625,17 +640,14 @@ class RegistryBrowser(widgets.VBox):
                 return
             try:
                 self._start_download(ref, platform, self.dest.value or ".")
-            except Exception as exc:   # a click handler's traceback would land outside the widget
+            except Exception as exc:   # noqa: BLE001 (a click handler's traceback would land outside the widget)
                 self._show_error(exc)
 
     def _start_download(self, ref: str, platform: str | None, dest: str) -> Future:
 
         self._cancel.clear()
-        # sizes may be unknown (schema1 manifests have none): 0, the bar learns it from the transfer;
-        # v1 images have ids, not digests: a v1 pull reports its layers as "v1:<image id>"
-        prefix = "v1:" if self._is_v1() else ""
-        blobs = [(prefix + str(d), 0 if pd.isna(s) else int(s))
-                 for d, s in zip(self.layers["digest"], self.layers["size"])]
+        # sizes may be unknown (schema1 manifests have none): 0, the bar learns it from the transfer
+        blobs = [(str(d), 0 if pd.isna(s) else int(s)) for d, s in zip(self.layers["digest"], self.layers["size"])]
         cfg_digest = self._config_blob[0]
         if cfg_digest:
             blobs.insert(0, self._config_blob)
@@ -647,7 +659,7 @@ class RegistryBrowser(widgets.VBox):
         self._set_status(f"downloading {ref} to {dest}…")
         reg = self.registry
 
-        digests = [d for d, _ in blobs]
+        before = _partials(dest)
 
         def work() -> list[Any]:
             try:
@@ -655,7 +667,7 @@ class RegistryBrowser(widgets.VBox):
             except BaseException:
                 if not self._cancel.is_set():
                     raise
-                removed = _remove_partials(dest, digests)   # nothing unfinished is left behind
+                removed = _remove_partials(dest, before)   # nothing unfinished is left behind
                 raise Cancelled(f"download cancelled ({removed} unfinished files removed; "
                                 "the finished ones are verified)") from None
             finally:
