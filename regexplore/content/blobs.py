@@ -78,6 +78,7 @@ from ..errors import DigestMismatch, NotFound, RegistryError, ResponseTooLarge, 
 from ..model.oci import MAX_INDEX_DEPTH, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Manifest, choose_platform
 from .progress import ProgressEvent, Reporter, resolve_progress
 from ..reference import ImageRef
+from ..http.retry import Attempts
 from ..http.transport import MiB
 from ..protocol.v2 import _with_query, request_blob
 
@@ -1481,18 +1482,14 @@ def _upload_retrying(reg: Any, repo: str, digest: str, size: int, opener: Callab
     """:func:`_upload_stream`, started again from a new upload session when the registry answers
     429 / 5xx or the connection breaks, as Docker's pusher retries a layer: a streamed body cannot
     be replayed inside one request, and a half-done session's state is the server's, so the whole
-    upload is repeated (within the transport's :class:`~regexplore.http.transport.RetryPolicy`)."""
-    policy = reg.transport.retry
-    attempt, slept = 0, 0.0
+    upload is repeated (within the transport's :class:`~regexplore.http.retry.RetryPolicy`)."""
+    tries = Attempts(reg.transport.retry)
     while True:
         try:
             return _upload_stream(reg, repo, digest, size, opener, chunk_size)
         except RegistryError as exc:
-            transient = exc.status in policy.statuses or (type(exc) is RegistryError and exc.status is None)
-            waited = policy.pause(attempt, slept, getattr(exc, "retry_after", None)) if transient else None
-            if waited is None:
+            if not (tries.policy.transient(exc) and tries.again(getattr(exc, "retry_after", None))):
                 raise
-            attempt, slept = attempt + 1, waited
 
 
 def _push_tree(reg: Any, src: _Source, repo: str, desc: dict, reference: str | None, chunk_size: int | None,

@@ -90,7 +90,7 @@ class _RedactUrlsFilter(logging.Filter):
         return True
 
 
-for _name in ("urllib3.connectionpool", "regexplore", "regexplore.http.auth"):
+for _name in ("urllib3.connectionpool", "regexplore", "regexplore.http.auth", "regexplore.http.credentials"):
     logging.getLogger(_name).addFilter(_RedactUrlsFilter())
 
 __all__ = ["MiB", "RetryPolicy", "Transport", "base_url_for", "is_loopback"]

@@ -62,7 +62,8 @@ from ..hub import parse_v1_search
 from ...model.oci import parse_time
 from ...content.progress import ProgressEvent, resolve_progress
 from .tarsum import PayloadChecksum, TarSum, TarSumError
-from ...http.transport import MiB, RetryPolicy, Transport, base_url_for, is_loopback
+from ...http.transport import MiB, RetryPolicy, Transport, base_url_for
+from ...http.urls import is_loopback, secure_for_credentials
 from ..v2 import request_blob
 
 __all__ = [
@@ -384,8 +385,7 @@ class V1Auth:
         return p.scheme, p.netloc.lower()
 
     def _may_send(self, url: str) -> bool:
-        p = urlsplit(url)
-        return p.scheme == "https" or is_loopback(p.netloc)
+        return secure_for_credentials(url)
 
     def _basic_for(self, url: str) -> bool:
         if not self._password:
