@@ -18,6 +18,7 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 from ..errors import RegistryError, load_json
+from ..http.retry import Attempts
 from ..model.oci import OCI_CONFIG, OCI_MANIFEST
 from ..protocol.v2 import _with_query
 from ..reference import ImageRef
@@ -98,18 +99,14 @@ def _upload_retrying(reg: Any, repo: str, digest: str, size: int, opener: Callab
     """:func:`_upload_stream`, started again from a new upload session when the registry answers
     429 / 5xx or the connection breaks, as Docker's pusher retries a layer: a streamed body cannot
     be replayed inside one request, and a half-done session's state is the server's, so the whole
-    upload is repeated (within the transport's :class:`~regexplore.http.transport.RetryPolicy`)."""
-    policy = reg.transport.retry
-    attempt, slept = 0, 0.0
+    upload is repeated (within the transport's :class:`~regexplore.http.retry.RetryPolicy`)."""
+    tries = Attempts(reg.transport.retry)
     while True:
         try:
             return _upload_stream(reg, repo, digest, size, opener, chunk_size)
         except RegistryError as exc:
-            transient = exc.status in policy.statuses or (type(exc) is RegistryError and exc.status is None)
-            waited = policy.pause(attempt, slept, getattr(exc, "retry_after", None)) if transient else None
-            if waited is None:
+            if not (tries.policy.transient(exc) and tries.again(getattr(exc, "retry_after", None))):
                 raise
-            attempt, slept = attempt + 1, waited
 
 
 def _push_tree(reg: Any, src: LayoutSource, repo: str, desc: dict, reference: str | None, chunk_size: int | None,

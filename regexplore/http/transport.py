@@ -22,14 +22,13 @@ Everything regexplore sends to a registry goes through :meth:`Transport.request`
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import random
 import re
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -39,11 +38,13 @@ from requests.structures import CaseInsensitiveDict
 
 from .. import _env
 from .._version import __version__
-from ..errors import InsecureCredentials, RegistryError, ResponseTooLarge, TooManyRequests
+from ..errors import RegistryError, ResponseTooLarge, TooManyRequests
 from . import deadline as _deadline
 from .deadline import Exchange, WatchedAdapter, limits_from_env
 from .redact import Secret, ServerText, redact_url, scrub, secret_headers, url_origin
 from .responses import error_from_response, parse_retry_after
+from .retry import Attempts, RetryPolicy
+from .urls import REDIRECT_STATUSES, is_loopback, may_send_credentials, refuse_plain_http, without_userinfo
 
 log = logging.getLogger("regexplore")
 
@@ -89,34 +90,19 @@ class _RedactUrlsFilter(logging.Filter):
         return True
 
 
-for _name in ("urllib3.connectionpool", "regexplore", "regexplore.http.auth"):
+for _name in ("urllib3.connectionpool", "regexplore", "regexplore.http.auth", "regexplore.http.credentials"):
     logging.getLogger(_name).addFilter(_RedactUrlsFilter())
 
-__all__ = ["Transport", "RetryPolicy", "base_url_for", "is_loopback", "MiB"]
+__all__ = ["MiB", "RetryPolicy", "Transport", "base_url_for", "is_loopback"]
 
 MiB = 1024 * 1024
 DOCKER_HUB_API = "registry-1.docker.io"
 _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
-_REDIRECTS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 10
 _IDEMPOTENT = {"GET", "HEAD", "OPTIONS"}
 _INSUFFICIENT_SCOPE = re.compile(r'\berror\s*=\s*"?insufficient_scope\b', re.IGNORECASE)
 _PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
                "no_proxy", "NO_PROXY")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (``host`` may carry a port or brackets)."""
-    h = host.strip()
-    if h.startswith("["):
-        h = h[1:].split("]", 1)[0]
-    elif h.count(":") == 1:
-        h = h.split(":", 1)[0]
-    if h.lower() == "localhost" or h.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
 
 
 def base_url_for(host_or_url: str) -> str:
@@ -140,40 +126,6 @@ def base_url_for(host_or_url: str) -> str:
     if host.lower() in _HUB_NAMES:
         host, scheme = DOCKER_HUB_API, "https"
     return f"{scheme}://{host}"
-
-
-@dataclass
-class RetryPolicy:
-    """How hard to try again: ``attempts`` tries in all, sleeping ``backoff * 2**n`` seconds
-    (with full jitter, capped by ``max_sleep``) unless the server says ``Retry-After``; never
-    more than ``budget`` seconds of sleeping in one request."""
-
-    attempts: int = 5
-    backoff: float = 0.25
-    max_sleep: float = 8.0
-    budget: float = 30.0
-    #: answers worth asking again (the same for registry, token server and upload sessions)
-    statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return retry_after
-        return random.uniform(0, min(self.max_sleep, self.backoff * (2**attempt)))
-
-    def pause(self, attempt: int, slept: float, retry_after: float | None = None) -> float | None:
-        """Sleep before the try after ``attempt`` (0 = the first) and return the seconds slept
-        so far in this request; None, without sleeping, when no try or sleeping budget is left,
-        or when the sleep would end past the running call's deadline."""
-        if attempt + 1 >= self.attempts:
-            return None
-        d = self.delay(attempt, retry_after)
-        if slept + d > self.budget:
-            return None
-        call = _deadline.current()
-        if call is not None and d >= call.remaining():
-            return None
-        time.sleep(d)
-        return slept + d
 
 
 @dataclass
@@ -211,17 +163,6 @@ class _CookieJar(RequestsCookieJar):
         return f"<cookies {sorted({c.name for c in self})}>"
 
 
-def _without_userinfo(url: str) -> str:
-    """``url`` without ``user:password@``: ``requests`` would turn it into an ``Authorization``
-    header for whatever host the URL names, over plain http too."""
-    if "@" not in url:
-        return url
-    p = urlsplit(url)
-    if "@" not in p.netloc:
-        return url
-    return p._replace(netloc=p.netloc.rsplit("@", 1)[1]).geturl()
-
-
 #: where a CA bundle (file) or folder may be named, in this order, when ``ca_bundle=`` is not given
 _CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
@@ -231,6 +172,28 @@ def _with_params(url: str, params: Mapping[str, Any] | Iterable[tuple[str, Any]]
     prepared = requests.models.PreparedRequest()
     prepared.prepare_url(url, params)
     return prepared.url or url
+
+
+@dataclass
+class _Flight:
+    """One logical request on its way: where it goes now, what it carries, what it has used up.
+    Its ``url`` is a :class:`Secret` once a redirect left the registry's origin, its credential
+    headers are, so a traceback that shows locals prints neither."""
+
+    method: str
+    url: str
+    headers: dict[str, Any]
+    data: Any
+    scope: str | None
+    what: str | None
+    retry_body: bool
+    tries: Attempts
+    challenges: int = 0  # answered by the auth layer (at most 2, see Transport._is_challenge)
+    hops: int = 0  # redirects followed
+    can_retry: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.can_retry = self.method in _IDEMPOTENT or self.retry_body or self.data is None
 
 
 class Transport:
@@ -341,7 +304,7 @@ class Transport:
         :attr:`limits`), which the response keeps (:func:`regexplore.http.deadline.exchange_of`).
         User-info in ``url`` (``user:pw@``) is dropped, never turned into ``Authorization``.
         Raises ``requests.RequestException`` as ``requests`` does."""
-        url = _without_userinfo(url)
+        url = without_userinfo(url)
         jar = self.cookies_for(url)
         prepared = requests.Request(
             method, url, params=params, data=data, cookies=jar,
@@ -437,131 +400,184 @@ class Transport:
                  params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None, data: Any, stream: bool,
                  ok: Iterable[int], scope: str | None, what: str | None, max_bytes: int | None,
                  follow_redirects: bool, retry_body: bool) -> requests.Response:
-        """:meth:`request` once the URL is checked and the deadline set up."""
+        """:meth:`request` once the URL is checked and the deadline set up: send once, follow a
+        redirect, answer a challenge, try again, until an answer in ``ok`` (or an error) comes."""
         method = method.upper()
         ok = tuple(ok)
         url = self.url(path_or_url)
-        headers = secret_headers(headers)  # a traceback's locals show '<redacted>', not the value
         if params:  # into the URL once (as requests would encode them), so the trace shows the query
             url = _with_params(url, params)
-        can_retry = method in _IDEMPOTENT or retry_body or data is None
-        attempt = 0
-        slept = 0.0
-        challenges = 0  # answered by the auth layer in this request (at most 2, see _answer_challenge)
-        hops = 0
+        f = _Flight(method, url, secret_headers(headers), data, scope, what, retry_body, Attempts(self.retry))
         call = _deadline.current()
         while True:
             if call is not None and call.expired():
-                raise call.error(self.redact(url))
+                raise call.error(self.redact(f.url))
             exchange = Exchange(call, self.limits)
             started = time.perf_counter()
-            send_headers = dict(headers)
-            attach_auth = self.auth is not None and self.same_origin(url)
-            if attach_auth:
-                auth_headers = secret_headers(self.auth.headers_for(url, method, scope))
-                if auth_headers and urlsplit(url).scheme == "http" and not is_loopback(urlsplit(url).netloc):
-                    raise InsecureCredentials(
-                        "refusing to send credentials over plain http to a non-loopback host; "
-                        "use https (or a loopback address)", url=self.redact(url))
-                send_headers.update(auth_headers)
-            try:
-                resp = self.send_once(method, url, headers=send_headers, data=data, stream=True,
-                                      exchange=exchange)
-            except requests.RequestException as exc:
-                self._record(method, url, "error", None, started, _cut_note(exchange) or type(exc).__name__)
-                if exchange.late():
-                    raise exchange.error(self.redact(url)) from None
-                if isinstance(exc, requests.exceptions.SSLError) and exchange.cut is None:
-                    raise RegistryError(f"TLS handshake with {urlsplit(url).netloc} failed (certificate not "
-                                        "trusted, or a client certificate is required; a private CA: "
-                                        f"ca_bundle= or one of {', '.join(_CA_VARIABLES)})",
-                                        url=self.redact(url)) from None
-                if not isinstance(exc, (requests.ConnectionError, requests.Timeout)):
-                    raise RegistryError(f"request failed: {type(exc).__name__}",
-                                        url=self.redact(url)) from None
-                if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
-                    attempt, slept = attempt + 1, waited
-                    continue
-                raise exchange.error(self.redact(url)) or RegistryError(
-                    f"cannot reach {self.host}: {type(exc).__name__}", url=self.redact(url)) from None
-            self._note_rate_limit(resp)
-            status = resp.status_code
-
-            # redirects: followed by hand so credentials stay with the registry
-            if status in _REDIRECTS and follow_redirects and "Location" in resp.headers:
-                self._record(method, url, status, 0, started, "redirect")
-                self._discard(resp)
-                hops += 1
-                if hops > 10:
-                    raise RegistryError("too many redirects", status=status, url=self.redact(url))
-                url = ServerText(_without_userinfo(urljoin(url, resp.headers["Location"])))
-                if not self.same_origin(url):  # a signed storage URL: its signature stays out of
-                    url = Secret(url)  # tracebacks that show locals (redacted in traces/errors)
-                if status == 303:
-                    method, data = "GET", None
+            send_headers = self._headers_for(f)  # its credentials are '<redacted>' in a traceback's locals
+            resp = self._send(f, send_headers, exchange, started)
+            if resp is None or (follow_redirects and self._follow_redirect(f, resp, started)):
                 continue
-
-            # auth challenge: let the auth layer get a token / switch to Basic, then retry
-            if self.auth is not None and self.same_origin(url) and self._answer_challenge(resp, challenges):
-                # drained so the connection goes back to the pool; the body (it may echo secrets) stays in
-                # resp, and the challenge is '<redacted>' in tracebacks' locals (parsed Challenge objects
-                # show their parameters scrubbed)
-                self._record(method, url, status, len(self._drain(resp, exchange, url)), started, "challenge")
-                www = Secret(resp.headers.get("WWW-Authenticate", ""))
-                if self.auth.handle_challenge(www, url, method, scope, self):
-                    challenges += 1
-                    if data is not None and not (retry_body or isinstance(data, (bytes, str))):
-                        raise self._error(resp, what)
+            if self._is_challenge(f, resp):
+                if self._answer_challenge(f, resp, exchange, started, ok):
                     continue
-                if status in ok:
-                    return resp
-                raise self._error(resp, what)
-
-            if status in self.retry.statuses and can_retry and attempt + 1 < self.retry.attempts:
-                self._record(method, url, status, len(self._drain(resp, exchange, url)), started, "retry")
-                waited = self.retry.pause(attempt, slept, parse_retry_after(resp.headers.get("Retry-After")))
-                if waited is None:
-                    raise self._error(resp, what)
-                attempt, slept = attempt + 1, waited
+                return resp
+            if self._retry_status(f, resp, exchange, started):
                 continue
-
-            if status not in ok:
-                # the body (it may echo secrets) stays in resp, not in a local a traceback would show
-                self._record(method, url, status, len(self._drain(resp, exchange, url)), started)
-                err = self._error(resp, what)
-                if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
-                    err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
-                    err.args = (err._text(),)
-                raise err
-
+            if resp.status_code not in ok:
+                raise self._refused(f, resp, exchange, started)
             if stream:
                 cl = resp.headers.get("Content-Length")
-                self._record(method, url, status, int(cl) if cl and cl.isdigit() else None, started, "stream")
+                self._record(f.method, f.url, resp.status_code, int(cl) if cl and cl.isdigit() else None,
+                             started, "stream")
                 return resp
-            try:
-                body = self._read_capped(resp, max_bytes, url)
-            except ResponseTooLarge:
-                raise
-            except RegistryError as exc:  # the connection broke mid-body: retry like a dropped connection
-                self._record(method, url, "error", None, started, _cut_note(exchange) or "body cut")
-                if exchange.late():
-                    raise exchange.error(self.redact(url)) from None
-                if can_retry and (waited := self.retry.pause(attempt, slept)) is not None:
-                    attempt, slept = attempt + 1, waited
-                    continue
-                raise exchange.error(self.redact(url)) or exc
-            self._record(method, url, status, len(body), started)
-            return resp
+            if self._read_body(f, resp, exchange, started, max_bytes):
+                return resp
 
-    @staticmethod
-    def _answer_challenge(resp: requests.Response, answered: int) -> bool:
-        """Whether to hand this answer to the auth layer: the first 401 of a request, and one
-        ``insufficient_scope`` challenge (401 or 403) after that, so a token that does not cover
-        the scope the registry now names is fetched again once before giving up."""
+    # ----------------------------------------------------------------- send once
+    def _headers_for(self, f: _Flight) -> dict[str, Any]:
+        """The headers to send ``f`` with now: its own, plus the auth layer's credentials only where
+        :func:`~regexplore.http.urls.may_send_credentials` allows (the registry's origin). Raises
+        :class:`InsecureCredentials` rather than send credentials over plain http off loopback."""
+        send_headers = dict(f.headers)
+        if self.auth is not None and may_send_credentials(self.base_url, f.url):
+            auth_headers = secret_headers(self.auth.headers_for(f.url, f.method, f.scope))
+            if auth_headers:
+                refuse_plain_http(f.url, "refusing to send credentials over plain http to a non-loopback host; "
+                                  "use https (or a loopback address)", shown=self.redact(f.url))
+            send_headers.update(auth_headers)
+        return send_headers
+
+    def _send(self, f: _Flight, send_headers: dict[str, Any], exchange: Exchange,
+              started: float) -> requests.Response | None:
+        """Send ``f`` once where it goes now, with ``send_headers``. Returns the response (body not
+        read), or None after a dropped connection when ``f`` is to be sent again (slept already).
+        Raises :class:`DeadlineExceeded` or :class:`RegistryError`."""
+        try:
+            resp = self.send_once(f.method, f.url, headers=send_headers, data=f.data, stream=True,
+                                  exchange=exchange)
+        except requests.RequestException as exc:
+            self._connection_failed(f, exc, exchange, started)
+            return None
+        self._note_rate_limit(resp)
+        return resp
+
+    def _connection_failed(self, f: _Flight, exc: requests.RequestException, exchange: Exchange,
+                           started: float) -> None:
+        """Trace an exchange ``exc`` broke; return (after the retry policy's sleep) when ``f`` is to
+        be sent again, else raise :class:`DeadlineExceeded` (late or cut), or :class:`RegistryError`
+        (TLS, another failure, or the connection kept dropping)."""
+        self._record(f.method, f.url, "error", None, started, _cut_note(exchange) or type(exc).__name__)
+        url = self.redact(f.url)
+        if exchange.late():
+            raise exchange.error(url) from None
+        if isinstance(exc, requests.exceptions.SSLError) and exchange.cut is None:
+            raise RegistryError(f"TLS handshake with {urlsplit(f.url).netloc} failed (certificate not "
+                                "trusted, or a client certificate is required; a private CA: "
+                                f"ca_bundle= or one of {', '.join(_CA_VARIABLES)})", url=url) from None
+        if not isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+            raise RegistryError(f"request failed: {type(exc).__name__}", url=url) from None
+        if f.can_retry and f.tries.again():
+            return
+        raise exchange.error(url) or RegistryError(
+            f"cannot reach {self.host}: {type(exc).__name__}", url=url) from None
+
+    # ----------------------------------------------------------------- follow redirects
+    def _follow_redirect(self, f: _Flight, resp: requests.Response, started: float) -> bool:
+        """When ``resp`` is a redirect with a ``Location``: point ``f`` at it (a 303 turns into a
+        GET without a body) and return True; False for any other answer. Redirects are followed
+        here, by hand, so credentials go only where :meth:`_send` allows. Raises
+        :class:`RegistryError` past :data:`MAX_REDIRECTS` hops."""
+        status = resp.status_code
+        if status not in REDIRECT_STATUSES or "Location" not in resp.headers:
+            return False
+        self._record(f.method, f.url, status, 0, started, "redirect")
+        self._discard(resp)
+        f.hops += 1
+        if f.hops > MAX_REDIRECTS:
+            raise RegistryError("too many redirects", status=status, url=self.redact(f.url))
+        url = ServerText(without_userinfo(urljoin(f.url, resp.headers["Location"])))
+        # a signed storage URL: its signature stays out of tracebacks that show locals
+        f.url = url if self.same_origin(url) else Secret(url)
+        if status == 303:
+            f.method, f.data = "GET", None
+        return True
+
+    # ----------------------------------------------------------------- answer challenges
+    def _is_challenge(self, f: _Flight, resp: requests.Response) -> bool:
+        """Whether to hand this answer to the auth layer: an answer from where credentials may go,
+        the first 401 of a request, and one ``insufficient_scope`` challenge (401 or 403) after
+        that, so a token that does not cover the scope the registry now names is fetched again
+        once before giving up."""
+        if self.auth is None or not may_send_credentials(self.base_url, f.url):
+            return False
         insufficient = _INSUFFICIENT_SCOPE.search(resp.headers.get("WWW-Authenticate", "")) is not None
-        if resp.status_code == 401 and answered == 0:
+        if resp.status_code == 401 and f.challenges == 0:
             return True
-        return resp.status_code in (401, 403) and insufficient and answered < 2
+        return resp.status_code in (401, 403) and insufficient and f.challenges < 2
+
+    def _answer_challenge(self, f: _Flight, resp: requests.Response, exchange: Exchange, started: float,
+                          ok: tuple[int, ...]) -> bool:
+        """Let the auth layer answer the challenge in ``resp`` (a token, Basic). True when ``f`` is
+        to be sent again; False when the auth layer has nothing to add but the status is in
+        ``ok`` (``resp`` is the answer). Raises the status' :class:`RegistryError` otherwise, or
+        when a body that cannot be replayed would have to be sent again."""
+        # drained so the connection goes back to the pool; the body (it may echo secrets) stays in resp,
+        # and the challenge is '<redacted>' in tracebacks' locals (parsed Challenge objects show their
+        # parameters scrubbed)
+        self._record(f.method, f.url, resp.status_code, len(self._drain(resp, exchange, f.url)), started,
+                     "challenge")
+        www = Secret(resp.headers.get("WWW-Authenticate", ""))
+        if self.auth.handle_challenge(www, f.url, f.method, f.scope, self):
+            f.challenges += 1
+            if f.data is not None and not (f.retry_body or isinstance(f.data, (bytes, str))):
+                raise self._error(resp, f.what)
+            return True
+        if resp.status_code in ok:
+            return False
+        raise self._error(resp, f.what)
+
+    # ----------------------------------------------------------------- try again, or give up
+    def _retry_status(self, f: _Flight, resp: requests.Response, exchange: Exchange, started: float) -> bool:
+        """True (after the retry policy's sleep) when ``resp``'s status is worth another try and
+        one is left; False when it is not. Raises the status' error when the sleeping budget or
+        the deadline leaves no time for the try."""
+        if resp.status_code not in self.retry.statuses or not f.can_retry or not f.tries.left():
+            return False
+        self._record(f.method, f.url, resp.status_code, len(self._drain(resp, exchange, f.url)), started, "retry")
+        if not f.tries.again(parse_retry_after(resp.headers.get("Retry-After"))):
+            raise self._error(resp, f.what)
+        return True
+
+    def _refused(self, f: _Flight, resp: requests.Response, exchange: Exchange, started: float) -> RegistryError:
+        """The error for an answer outside ``ok`` (traced; a 429 names the rate limit left)."""
+        # the body (it may echo secrets) stays in resp, not in a local a traceback would show
+        self._record(f.method, f.url, resp.status_code, len(self._drain(resp, exchange, f.url)), started)
+        err = self._error(resp, f.what)
+        if isinstance(err, TooManyRequests) and self.rate_limit.remaining is not None:
+            err.message += f" (rate limit remaining: {self.rate_limit.remaining})"
+            err.args = (err._text(),)
+        return err
+
+    def _read_body(self, f: _Flight, resp: requests.Response, exchange: Exchange, started: float,
+                   max_bytes: int | None) -> bool:
+        """Read the body of the final answer into ``resp``: True when read; False (after the retry
+        policy's sleep) when the connection broke mid-body and ``f`` is to be sent again. Raises
+        :class:`ResponseTooLarge`, :class:`DeadlineExceeded` or the :class:`RegistryError` of the
+        break once no try is left."""
+        try:
+            body = self._read_capped(resp, max_bytes, f.url)
+        except ResponseTooLarge:
+            raise
+        except RegistryError as exc:  # the connection broke mid-body: retry like a dropped connection
+            self._record(f.method, f.url, "error", None, started, _cut_note(exchange) or "body cut")
+            if exchange.late():
+                raise exchange.error(self.redact(f.url)) from None
+            if f.can_retry and f.tries.again():
+                return False
+            raise exchange.error(self.redact(f.url)) or exc
+        self._record(f.method, f.url, resp.status_code, len(body), started)
+        return True
 
     def _error(self, resp: requests.Response, what: str | None) -> RegistryError:
         """``error_from_response`` with the URL redacted by :meth:`redact`."""
@@ -574,7 +590,7 @@ class Transport:
         cl = resp.headers.get("Content-Length")
         if resp.request.method == "HEAD" or (cl is not None and cl.isdigit() and int(cl) <= 64 * 1024):
             try:
-                resp.content
+                _ = resp.content
                 return
             except requests.RequestException:
                 pass

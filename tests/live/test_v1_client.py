@@ -349,6 +349,7 @@ def test_401_from_a_plain_http_registry_explains_why(chain: list[V1Image],
         client = _client(srv.index_url)
         # pretend the registry is not on loopback: tokens must then not travel over plain http
         monkeypatch.setattr(v1mod, "is_loopback", lambda host: False)
+        monkeypatch.setattr(v1mod, "secure_for_credentials", lambda url: False)  # V1Auth's rule (http.urls)
         with pytest.raises(Unauthorized) as err:
             client.push("alice/plain", chain[:1], tags=["latest"])
         assert "not sent over plain HTTP" in str(err.value) and err.value.status == 401

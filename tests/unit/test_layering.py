@@ -25,6 +25,7 @@ PARTS = {
     "regexplore._version": "leaf",
     "regexplore.http.redact": "leaf",
     "regexplore.http.challenges": "leaf",
+    "regexplore.http.urls": "leaf",
     "regexplore.model": "model",
     "regexplore.http": "http",
     "regexplore.protocol": "protocol",

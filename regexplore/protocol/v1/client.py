@@ -65,7 +65,8 @@ from ...errors import (
 )
 from ...http.auth import Credentials, parse_challenges, resolve_credentials
 from ...http.redact import Scrubber, Secret, shown
-from ...http.transport import MiB, RetryPolicy, Transport, base_url_for, is_loopback
+from ...http.transport import MiB, RetryPolicy, Transport, base_url_for
+from ...http.urls import is_loopback, secure_for_credentials
 from ...model.oci import parse_time
 from ..hub import parse_v1_search
 from ..v2 import request_blob
@@ -390,8 +391,7 @@ class V1Auth:
         return p.scheme, p.netloc.lower()
 
     def _may_send(self, url: str) -> bool:
-        p = urlsplit(url)
-        return p.scheme == "https" or is_loopback(p.netloc)
+        return secure_for_credentials(url)
 
     def _basic_for(self, url: str) -> bool:
         if not self._password:
