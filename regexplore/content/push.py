@@ -19,7 +19,7 @@ from typing import IO, Any
 from ..errors import RegistryError, load_json
 from ..model.oci import OCI_CONFIG, OCI_MANIFEST
 from ..reference import ImageRef
-from .layout import LAYOUT_VERSION, REF_NAME, LayoutSource
+from .layout import REF_NAME, LayoutSource, layout_blob_path, layout_entry, write_blob, write_index
 
 __all__ = ["push"]
 
@@ -88,9 +88,7 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(p)
-    blobs = folder / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    tmp_layer = blobs / "layer.tmp"
+    tmp_layer = folder / "layer.tmp"
     gz_hash, tar_hash = hashlib.sha256(), hashlib.sha256()
 
     class _HashingWriter(io.RawIOBase):
@@ -118,7 +116,9 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
                     tf.add(p, arcname=p.name, filter=clean)
     layer_digest = "sha256:" + gz_hash.hexdigest()
     layer_size = tmp_layer.stat().st_size
-    os.replace(tmp_layer, blobs / layer_digest[7:])
+    layer_path = layout_blob_path(folder, layer_digest)
+    layer_path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp_layer, layer_path)
     os_, _, arch = platform.partition("/")
     arch, _, variant = arch.partition("/")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -133,7 +133,7 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
         config["variant"] = variant
     cfg_raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     cfg_digest = "sha256:" + hashlib.sha256(cfg_raw).hexdigest()
-    (blobs / cfg_digest[7:]).write_bytes(cfg_raw)
+    write_blob(folder, cfg_digest, cfg_raw)
     manifest = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": len(cfg_raw)},
@@ -142,10 +142,8 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
     }
     m_raw = json.dumps(manifest, separators=(",", ":")).encode()
     m_digest = "sha256:" + hashlib.sha256(m_raw).hexdigest()
-    (blobs / m_digest[7:]).write_bytes(m_raw)
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": m_digest, "size": len(m_raw)}]}
-    (folder / "index.json").write_text(json.dumps(index))
-    (folder / "oci-layout").write_text(json.dumps(LAYOUT_VERSION))
+    write_blob(folder, m_digest, m_raw)
+    write_index(folder, [layout_entry(OCI_MANIFEST, m_digest, len(m_raw), None)])
 
 
 def push(reg: Any, source: Any, ref: str | ImageRef, *, chunk_size: int | None = None,
