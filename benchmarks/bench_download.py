@@ -53,7 +53,7 @@ def random_file(path: Path, size: int) -> str:
 def push_layer_image(reg, repo: str, layer_path: Path, digest: str) -> None:
     """Push a one-layer image whose layer is ``layer_path`` (streamed from disk)."""
     size = layer_path.stat().st_size
-    blobs._upload_stream(reg, repo, digest, size, lambda: open(layer_path, "rb"), None)
+    reg.v2.upload_stream(repo, digest, size, lambda: open(layer_path, "rb"))
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": [digest]}}).encode()
     cfg_digest = reg.v2.upload_blob(repo, config)

@@ -121,7 +121,7 @@ def cached_layer(rebuild: bool) -> tuple[Path, dict]:
 def push_layer_image(reg, repo: str, layer: Path, digest: str) -> str:
     """A one-layer image whose layer is streamed from ``layer`` (regexplore's chunk-less upload)."""
     size = layer.stat().st_size
-    blobs._upload_stream(reg, repo, digest, size, lambda: open(layer, "rb"), None)
+    reg.v2.upload_stream(repo, digest, size, lambda: open(layer, "rb"))
     config = json.dumps({"architecture": "amd64", "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": [digest]}}).encode()
     cfg_digest = reg.v2.upload_blob(repo, config)

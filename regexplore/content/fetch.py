@@ -392,110 +392,137 @@ def gave_up(job: Job, resp: Any, offset: int) -> RegistryError:
         f"in {MAX_RESUMES} tries)", url=url)
 
 
-def _fetch_parts(job: Job, part: _Partial, probe: Opened | None, parts: list[tuple[int, int]]) -> None:
-    """Fetch ``parts`` (``[start, end)`` ranges after ``part.offset``) over several connections,
-    writing in place, while this thread hashes the contiguous prefix in order."""
-    assert job.size is not None
-    fd = part.f.fileno()
-    os.ftruncate(fd, job.size)
-    written = [a for a, _ in parts]  # per part: first byte not yet written
-    cond = threading.Condition()
-    errors: list[BaseException] = []
-    stop = threading.Event()
-    next_index = iter(range(len(parts)))
-    take_lock = threading.Lock()
-    first: list[Opened | None] = [probe]
+class _PartFetch:
+    """The state :func:`_fetch_parts` shares between its connections (one part each at a time) and
+    the thread that hashes: how far each part is written, the first error, the stop signal."""
 
-    def run_part(i: int) -> None:
-        a, b = parts[i]
+    def __init__(self, job: Job, part: _Partial, probe: Opened | None, parts: list[tuple[int, int]]) -> None:
+        self.job, self.part, self.parts = job, part, parts
+        self.fd = part.f.fileno()
+        self.written = [a for a, _ in parts]  # per part: first byte not yet written
+        self.cond = threading.Condition()
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
+        self.next_index = iter(range(len(parts)))
+        self.take_lock = threading.Lock()
+        self.first: Opened | None = probe
+
+    def _open(self, i: int, pos: int, b: int) -> Opened:
+        """Part ``i``'s range from ``pos`` (the probe's answer for part 0 the first time); raises
+        :class:`_NoRange` when the server does not answer that range."""
+        if i == 0 and self.first is not None:
+            opened, self.first = self.first, None
+        else:
+            opened = self.job.source.open(self.job, pos, b - 1)
+            if opened is None:
+                raise _NoRange()
+        if opened[1] != pos:
+            opened[0].close()
+            raise _NoRange()
+        return opened
+
+    def _copy(self, i: int, resp: Any, pos: int, limit: int) -> int:
+        """Write ``resp``'s body at ``pos`` up to ``limit`` (or the stop signal), publishing the
+        progress of part ``i``; returns the new position. Raises :class:`_Dropped` on a short body."""
+        while pos < limit and not self.stop.is_set():
+            block = _read(resp, min(CHUNK, limit - pos))
+            if not block:
+                raise _Dropped("short body")
+            view = memoryview(block)
+            while view:
+                n = os.pwrite(self.fd, view, pos)
+                view = view[n:]
+                pos += n
+            with self.cond:
+                self.written[i] = pos
+                self.cond.notify_all()
+        return pos
+
+    def run_part(self, i: int) -> None:
+        """Fetch part ``i``, resuming within its own budget; raises what gives up."""
+        a, b = self.parts[i]
         pos = a
         budget = ResumeBudget(MAX_RESUMES, a)
         while pos < b:
-            if stop.is_set():
+            if self.stop.is_set():
                 return
-            job.check()
-            if i == 0 and first[0] is not None:
-                resp, got, upto = first[0]
-                first[0] = None
-            else:
-                opened = job.source.open(job, pos, b - 1)
-                if opened is None:
-                    raise _NoRange()
-                resp, got, upto = opened
-            if got != pos:
-                resp.close()
-                raise _NoRange()
+            self.job.check()
+            resp, _, upto = self._open(i, pos, b)
             limit = b if upto is None else min(b, upto)  # a short 206: the rest is asked for next
             try:
-                while pos < limit and not stop.is_set():
-                    block = _read(resp, min(CHUNK, limit - pos))
-                    if not block:
-                        raise _Dropped("short body")
-                    view = memoryview(block)
-                    while view:
-                        n = os.pwrite(fd, view, pos)
-                        view = view[n:]
-                        pos += n
-                    with cond:
-                        written[i] = pos
-                        cond.notify_all()
+                pos = self._copy(i, resp, pos, limit)
             except (_Dropped, *_DROPS):
                 if not budget.spend(pos):
-                    raise gave_up(job, resp, pos) from None
+                    raise gave_up(self.job, resp, pos) from None
             finally:
                 resp.close()
 
-    def worker() -> None:
+    def worker(self) -> None:
+        """Take parts until none is left; the first error stops every connection."""
         try:
-            while not stop.is_set():
-                with take_lock:
-                    i = next(next_index, None)
+            while not self.stop.is_set():
+                with self.take_lock:
+                    i = next(self.next_index, None)
                 if i is None:
                     return
-                run_part(i)
-        except BaseException as exc:
-            with cond:
-                errors.append(exc)
-                stop.set()
-                cond.notify_all()
+                self.run_part(i)
+        except BaseException as exc:  # noqa: BLE001 (handed to the hashing thread, which raises it)
+            with self.cond:
+                self.errors.append(exc)
+                self.stop.set()
+                self.cond.notify_all()
 
-    def contiguous() -> int:
-        for (a, b), w in zip(parts, written):
+    def contiguous(self) -> int:
+        """The first byte not yet written counting from the start (``job.size`` when all is)."""
+        for (_, b), w in zip(self.parts, self.written):
             if w < b:
                 return w
-        return job.size  # type: ignore[return-value]
+        return self.job.size  # type: ignore[return-value]
 
-    threads = [threading.Thread(target=carry(worker), name="regexplore-part", daemon=True)
-               for _ in range(max(1, min(job.parallel, len(parts))))]
-    for t in threads:
-        t.start()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    try:
-        while part.offset < job.size:
-            with cond:
-                while not errors and contiguous() <= part.offset:
-                    cond.wait(0.5)
+    def hash_in_order(self) -> None:
+        """Hash the written prefix into ``part`` as it grows, until the whole blob is; raises the
+        first error of a connection."""
+        job, part = self.job, self.part
+        view = memoryview(bytearray(CHUNK))
+        while part.offset < job.size:  # type: ignore[operator]
+            with self.cond:
+                while not self.errors and self.contiguous() <= part.offset:
+                    self.cond.wait(0.5)
                     if job.cancel is not None and job.cancel.is_set():
                         break
-                upto = contiguous()
-                if errors:
-                    raise errors[0]
+                upto = self.contiguous()
+                if self.errors:
+                    raise self.errors[0]
             job.check()
             while part.offset < upto:
-                n = os.preadv(fd, [view[: min(CHUNK, upto - part.offset)]], part.offset)
+                n = os.preadv(self.fd, [view[: min(CHUNK, upto - part.offset)]], part.offset)
                 if n <= 0:
                     raise RegistryError(f"could not read back {part.path.name}")
                 part.hasher.update(view[:n])
                 part.offset += n
             job.emit(part.offset)
+
+
+def _fetch_parts(job: Job, part: _Partial, probe: Opened | None, parts: list[tuple[int, int]]) -> None:
+    """Fetch ``parts`` (``[start, end)`` ranges after ``part.offset``) over several connections,
+    writing in place, while this thread hashes the contiguous prefix in order. Returns None; raises
+    the first error of a connection (the ``.partial`` then keeps only its hashed prefix)."""
+    assert job.size is not None
+    state = _PartFetch(job, part, probe, parts)
+    os.ftruncate(state.fd, job.size)
+    threads = [threading.Thread(target=carry(state.worker), name="regexplore-part", daemon=True)
+               for _ in range(max(1, min(job.parallel, len(parts))))]
+    for t in threads:
+        t.start()
+    try:
+        state.hash_in_order()
     except BaseException:
-        stop.set()
+        state.stop.set()
         for t in threads:
             t.join(timeout=30)
         # keep only the hashed prefix, so that a later call can resume from it
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, part.offset)
+            os.ftruncate(state.fd, part.offset)
         raise
     for t in threads:
         t.join()

@@ -1,4 +1,5 @@
-"""OCI image layouts: ``save`` writes one (a folder, or a ``.tar`` of it) from a registry;
+"""OCI image layouts: the one writer (:func:`write_blob`, :func:`write_index`; ``save`` writes one from a
+registry, a folder or a ``.tar`` of it, and the sandbox seed and ``push`` of files use it too);
 :class:`LayoutSource` reads one (folder or tar, members streamed) for ``push``."""
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from .cache import cache_dir, split_digest, verified_file
 from .download import Target, fetch_targets
 from .partials import atomic_write, fsync_dir
 
-__all__ = ["LAYOUT_VERSION", "REF_NAME", "LayoutSource", "layout_blob_path", "save"]
+__all__ = ["LAYOUT_VERSION", "REF_NAME", "LayoutSource", "layout_blob_path", "layout_entry", "save", "write_blob",
+           "write_index"]
 
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -55,19 +57,72 @@ def _collect(reg: Any, repo: str, m: Manifest, manifests: dict[str, Manifest], b
 
 
 def layout_blob_path(root: Path, digest: str) -> Path:
+    """Where the blob ``digest`` lives in the layout at ``root`` (``blobs/<alg>/<hex>``)."""
     alg, hexpart = split_digest(digest)
     return root / "blobs" / alg / hexpart
 
 
+def write_blob(root: Path, digest: str, data: bytes) -> None:
+    """Put ``data`` (which hashes to ``digest``) at its place in the layout at ``root``, unless a
+    verified copy is there already; whatever else sits there (a planted symlink, other bytes) is
+    replaced atomically. Returns None; raises ``OSError``."""
+    p = layout_blob_path(root, digest)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if verified_file(p, digest, len(data)) is None:
+        atomic_write(p, data)
+
+
+def layout_entry(media_type: str, digest: str, size: int, tag: str | None,
+                 platform: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``index.json`` descriptor of one image: its ``platform`` when given, the tag in
+    ``org.opencontainers.image.ref.name`` when there is one."""
+    desc: dict[str, Any] = {"mediaType": media_type, "digest": digest, "size": size}
+    if platform:
+        desc["platform"] = platform
+    if tag:
+        desc["annotations"] = {REF_NAME: tag}
+    return desc
+
+
+def _kept_entries(index_path: Path, new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of an existing ``index.json`` that ``new`` does not replace (the same tag, or
+    the same digest untagged); none if there is no readable index."""
+    if not index_path.exists():
+        return []
+    tags = {(d.get("annotations") or {}).get(REF_NAME) for d in new} - {None}
+    untagged = {d["digest"] for d in new if not (d.get("annotations") or {}).get(REF_NAME)}
+    try:
+        old = load_json(index_path.read_bytes(), str(index_path))
+        return [e for e in old.get("manifests") or []
+                if (e.get("annotations") or {}).get(REF_NAME) not in tags
+                and not (e.get("digest") in untagged and not e.get("annotations"))]
+    except (ValueError, AttributeError, RegistryError):
+        return []
+
+
+def write_index(root: Path, entries: list[dict[str, Any]]) -> None:
+    """Finish the layout at ``root`` (its blobs in place): ``oci-layout`` and ``index.json`` with
+    ``entries`` (see :func:`layout_entry`) added after the existing entries they do not replace.
+    The one place OCI layouts get their top files (``save``, ``push`` of files, the sandbox seed).
+    Returns None; raises ``OSError``."""
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write(root / "oci-layout", json.dumps(LAYOUT_VERSION).encode())
+    index_path = root / "index.json"
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": _kept_entries(index_path, entries) + entries}
+    atomic_write(index_path, json.dumps(index, indent=2).encode())
+    fsync_dir(root)
+
+
 def _write_layout(reg: Any, r: ImageRef, root: Path, platform: str | None, progress: Any, parallel: int,
                   cdir: Path | None) -> None:
+    """Write ``r`` (or its ``platform`` image) into the layout at ``root``: blobs through the
+    verified download path, then its manifests, then the index entry. Returns None."""
     top = reg.manifest(r)
-    entry_extra: dict[str, Any] = {}
+    chosen_platform = None
     if top.is_index and platform is not None:
         chosen = choose_platform(reg._flat_index(r.repository, top), platform)
         top = reg.manifest(r.with_digest(chosen["digest"]))
-        if chosen.get("platform"):
-            entry_extra["platform"] = chosen["platform"]
+        chosen_platform = chosen.get("platform")
     manifests: dict[str, Manifest] = {}
     blobs: dict[str, Target] = {}
     _collect(reg, r.repository, top, manifests, blobs)
@@ -76,29 +131,8 @@ def _write_layout(reg: Any, r: ImageRef, root: Path, platform: str | None, progr
     fetch_targets(reg, blobs.values(), lambda digest: layout_blob_path(root, digest), cdir, progress, parallel,
                   f"save {r.familiar()}")
     for m in manifests.values():
-        p = layout_blob_path(root, m.digest)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if verified_file(p, m.digest, len(m.raw)) is None:  # a symlink planted there is replaced
-            atomic_write(p, m.raw)
-    atomic_write(root / "oci-layout", json.dumps(LAYOUT_VERSION).encode())
-    desc: dict[str, Any] = {"mediaType": top.media_type, "digest": top.digest, "size": top.size}
-    desc.update(entry_extra)
-    if r.tag:
-        desc["annotations"] = {REF_NAME: r.tag}
-    index_path = root / "index.json"
-    entries: list[dict[str, Any]] = []
-    if index_path.exists():
-        try:
-            old = load_json(index_path.read_bytes(), str(index_path))
-            entries = [e for e in old.get("manifests") or []
-                       if not (r.tag and (e.get("annotations") or {}).get(REF_NAME) == r.tag)
-                       and not (not r.tag and e.get("digest") == top.digest and not e.get("annotations"))]
-        except (ValueError, AttributeError, RegistryError):
-            entries = []
-    entries.append(desc)
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-    atomic_write(index_path, json.dumps(index, indent=2).encode())
-    fsync_dir(root)
+        write_blob(root, m.digest, m.raw)
+    write_index(root, [layout_entry(top.media_type, top.digest, top.size, r.tag, chosen_platform)])
 
 
 def save(reg: Any, ref: str | ImageRef, path: str | os.PathLike[str], format: str = "oci",
@@ -156,7 +190,7 @@ class LayoutSource:
         self.tar: tarfile.TarFile | None = None
         self.members: dict[str, tarfile.TarInfo] = {}
         if path.is_file():
-            self.tar = tarfile.open(path, "r:")
+            self.tar = tarfile.open(path, "r:")  # noqa: SIM115 (held open, closed by close())
             for m in self.tar.getmembers():
                 if m.isfile():
                     self.members[m.name.removeprefix("./")] = m

@@ -15,73 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urljoin
 
 from ..errors import RegistryError, load_json
 from ..http.retry import Attempts
 from ..model.oci import OCI_CONFIG, OCI_MANIFEST
-from ..protocol.v2 import _with_query
 from ..reference import ImageRef
-from .layout import LAYOUT_VERSION, REF_NAME, LayoutSource
-from .partials import CHUNK
+from .layout import REF_NAME, LayoutSource, layout_blob_path, layout_entry, write_blob, write_index
 
 __all__ = ["push"]
-
-
-class _UploadBody:
-    """A file-like body for requests: a known length, big reads, bytes counted for progress."""
-
-    def __init__(self, f: IO[bytes], length: int, on_bytes: Callable[[int], None] | None) -> None:
-        self.f = f
-        self.left = length
-        self.on_bytes = on_bytes
-
-    def __len__(self) -> int:
-        return self.left
-
-    def read(self, n: int = -1) -> bytes:
-        want = self.left if n is None or n < 0 else min(max(n, CHUNK), self.left)
-        block = self.f.read(want) if want else b""
-        self.left -= len(block)
-        if block and self.on_bytes:
-            self.on_bytes(len(block))
-        return block
-
-
-def _upload_stream(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
-                   chunk_size: int | None, on_bytes: Callable[[int], None] | None = None) -> None:
-    """Upload a blob from a file without reading it all into memory: monolithic (POST, PUT with
-    the streamed body) or chunked (PATCH ``chunk_size`` blocks, honouring
-    ``OCI-Chunk-Min-Length``), finished with ``PUT ?digest=``."""
-    t = reg.transport
-    resp = t.request("POST", f"/v2/{repo}/blobs/uploads/", ok=(202,), headers={"Content-Length": "0"},
-                     retry_body=True, what="start upload")
-    location = urljoin(resp.url, resp.headers["Location"])
-    with opener() as f:
-        if chunk_size:
-            min_len = resp.headers.get("OCI-Chunk-Min-Length")
-            if min_len and min_len.isdigit():
-                chunk_size = max(chunk_size, int(min_len))
-            pos = 0
-            while pos < size:
-                block = f.read(min(chunk_size, size - pos))
-                if not block:
-                    raise OSError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading "
-                                  "(did the file change?)")
-                r = t.request("PATCH", location, data=block, ok=(202,), what="upload chunk",
-                              headers={"Content-Type": "application/octet-stream",
-                                       "Content-Range": f"{pos}-{pos + len(block) - 1}",
-                                       "Content-Length": str(len(block))})
-                location = urljoin(r.url, r.headers.get("Location") or location)
-                pos += len(block)
-                if on_bytes:
-                    on_bytes(len(block))
-            t.request("PUT", _with_query(location, digest=digest), ok=(201,), what="finish upload",
-                      headers={"Content-Length": "0"})
-        else:
-            t.request("PUT", _with_query(location, digest=digest), data=_UploadBody(f, size, on_bytes),
-                      ok=(201,), what="upload blob",
-                      headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
 
 
 def _ensure_blob(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
@@ -96,14 +37,14 @@ def _ensure_blob(reg: Any, repo: str, digest: str, size: int, opener: Callable[[
 
 def _upload_retrying(reg: Any, repo: str, digest: str, size: int, opener: Callable[[], IO[bytes]],
                      chunk_size: int | None) -> None:
-    """:func:`_upload_stream`, started again from a new upload session when the registry answers
-    429 / 5xx or the connection breaks, as Docker's pusher retries a layer: a streamed body cannot
+    """:meth:`~regexplore.protocol.v2.V2Client.upload_stream` (the one upload), started again from a
+    new upload session when the registry answers 429 / 5xx or the connection breaks, as Docker's pusher retries a layer: a streamed body cannot
     be replayed inside one request, and a half-done session's state is the server's, so the whole
     upload is repeated (within the transport's :class:`~regexplore.http.retry.RetryPolicy`)."""
     tries = Attempts(reg.transport.retry)
     while True:
         try:
-            return _upload_stream(reg, repo, digest, size, opener, chunk_size)
+            return reg.v2.upload_stream(repo, digest, size, opener, chunk_size=chunk_size)
         except RegistryError as exc:
             if not (tries.policy.transient(exc) and tries.again(getattr(exc, "retry_after", None))):
                 raise
@@ -144,9 +85,7 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(p)
-    blobs = folder / "blobs" / "sha256"
-    blobs.mkdir(parents=True)
-    tmp_layer = blobs / "layer.tmp"
+    tmp_layer = folder / "layer.tmp"
     gz_hash, tar_hash = hashlib.sha256(), hashlib.sha256()
 
     class _HashingWriter(io.RawIOBase):
@@ -174,7 +113,9 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
                     tf.add(p, arcname=p.name, filter=clean)
     layer_digest = "sha256:" + gz_hash.hexdigest()
     layer_size = tmp_layer.stat().st_size
-    os.replace(tmp_layer, blobs / layer_digest[7:])
+    layer_path = layout_blob_path(folder, layer_digest)
+    layer_path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp_layer, layer_path)
     os_, _, arch = platform.partition("/")
     arch, _, variant = arch.partition("/")
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -189,7 +130,7 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
         config["variant"] = variant
     cfg_raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
     cfg_digest = "sha256:" + hashlib.sha256(cfg_raw).hexdigest()
-    (blobs / cfg_digest[7:]).write_bytes(cfg_raw)
+    write_blob(folder, cfg_digest, cfg_raw)
     manifest = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": len(cfg_raw)},
@@ -198,10 +139,8 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
     }
     m_raw = json.dumps(manifest, separators=(",", ":")).encode()
     m_digest = "sha256:" + hashlib.sha256(m_raw).hexdigest()
-    (blobs / m_digest[7:]).write_bytes(m_raw)
-    index = {"schemaVersion": 2, "manifests": [{"mediaType": OCI_MANIFEST, "digest": m_digest, "size": len(m_raw)}]}
-    (folder / "index.json").write_text(json.dumps(index))
-    (folder / "oci-layout").write_text(json.dumps(LAYOUT_VERSION))
+    write_blob(folder, m_digest, m_raw)
+    write_index(folder, [layout_entry(OCI_MANIFEST, m_digest, len(m_raw), None)])
 
 
 def push(reg: Any, source: Any, ref: str | ImageRef, *, chunk_size: int | None = None,

@@ -7,8 +7,10 @@ DataFrames.
 
 from __future__ import annotations
 
+import io
 import re
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any
 from urllib.parse import quote, urljoin
 
 from .. import _env
@@ -33,9 +35,20 @@ from ..model.oci import (
     sha256_digest,
 )
 
-__all__ = ["V2Client", "next_link", "parse_link_header", "check_header_digest", "request_blob",
-           "refused_by_storage", "cap_from_env", "PagedListing", "MANIFEST_CAP", "LISTING_CAP",
-           "MAX_LIST_PAGES_ENV", "MAX_LIST_ENTRIES_ENV"]
+__all__ = [
+    "LISTING_CAP",
+    "MANIFEST_CAP",
+    "MAX_LIST_ENTRIES_ENV",
+    "MAX_LIST_PAGES_ENV",
+    "PagedListing",
+    "V2Client",
+    "cap_from_env",
+    "check_header_digest",
+    "next_link",
+    "parse_link_header",
+    "refused_by_storage",
+    "request_blob",
+]
 
 MANIFEST_CAP = 8 * MiB
 LISTING_CAP = 64 * MiB
@@ -46,6 +59,7 @@ DEFAULT_MAX_LIST_PAGES = 10_000
 #: Environment variable capping the names one paged listing collects.
 MAX_LIST_ENTRIES_ENV = "REGEXPLORE_MAX_LIST_ENTRIES"
 DEFAULT_MAX_LIST_ENTRIES = 1_000_000
+UPLOAD_READ = MiB  #: the smallest read a streamed upload body makes
 
 
 def cap_from_env(name: str, default: int) -> int:
@@ -427,36 +441,90 @@ class V2Client:
                     progress: Callable[[int], None] | None = None) -> str:
         """Upload ``data`` as a blob; returns its digest.
 
-        Monolithic (POST, then PUT with the body) by default; with ``chunk_size`` a chunked
-        upload (PATCH with ``Content-Range``, honouring ``OCI-Chunk-Min-Length``, using the newest
-        ``Location`` each time), finished by ``PUT ?digest=``.
+        :meth:`upload_stream` with ``data`` as the source: monolithic by default, chunked with
+        ``chunk_size``. Raises :class:`DigestMismatch` if ``data`` does not hash to ``digest``, and
+        :class:`RegistryError` from the registry.
         """
         digest = digest or sha256_digest(data)
         check_digest(data, digest, what="upload")
+        self.upload_stream(repo, digest, len(data), data, chunk_size=chunk_size, progress=progress)
+        return digest
+
+    def upload_stream(self, repo: str, digest: str, size: int, source: bytes | Callable[[], IO[bytes]], *,
+                      chunk_size: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+        """Upload one blob of ``size`` bytes in one upload session (protocol.md §2.6).
+
+        ``source`` is the bytes, or an opener returning a file to read them from (read once, never
+        held whole in memory). ``POST …/blobs/uploads/``, then either one ``PUT ?digest=`` with the
+        body (monolithic, the default) or, with ``chunk_size``, ``PATCH`` blocks of ``chunk_size``
+        (raised to the registry's ``OCI-Chunk-Min-Length``) with ``Content-Range``, each sent to
+        the newest ``Location``, finished by an empty ``PUT ?digest=``. ``progress`` gets the
+        bytes sent as they go. Returns None.
+
+        Raises :class:`RegistryError` from the registry, ``OSError`` if the file ends early.
+        """
         resp = self.t.request("POST", f"/v2/{repo}/blobs/uploads/", ok=(202,), what="start upload",
                               headers={"Content-Length": "0"}, retry_body=True)
         location = urljoin(resp.url, resp.headers["Location"])
-        if chunk_size:
-            min_len = resp.headers.get("OCI-Chunk-Min-Length")
-            if min_len and min_len.isdigit():
-                chunk_size = max(chunk_size, int(min_len))
-            pos = 0
-            while pos < len(data):
-                part = data[pos: pos + chunk_size]
-                r = self.t.request("PATCH", location, data=part, ok=(202,), what="upload chunk",
-                                   headers={"Content-Type": "application/octet-stream",
-                                            "Content-Range": f"{pos}-{pos + len(part) - 1}",
-                                            "Content-Length": str(len(part))})
-                location = urljoin(r.url, r.headers.get("Location") or location)
-                pos += len(part)
-                if progress:
-                    progress(len(part))
-            self.t.request("PUT", _with_query(location, digest=digest), ok=(201,), what="finish upload",
-                           headers={"Content-Length": "0"})
-        else:
-            self.t.request("PUT", _with_query(location, digest=digest), data=data, ok=(201,),
-                           headers={"Content-Type": "application/octet-stream",
-                                    "Content-Length": str(len(data))}, what="upload blob")
+        with _open_source(source) as f:
+            if chunk_size:
+                min_len = resp.headers.get("OCI-Chunk-Min-Length")
+                if min_len and min_len.isdigit():
+                    chunk_size = max(chunk_size, int(min_len))
+                location = self._upload_chunks(location, f, digest, size, chunk_size, progress)
+                self.t.request("PUT", _with_query(location, digest=digest), ok=(201,), what="finish upload",
+                               headers={"Content-Length": "0"})
+                return
+            body: Any = source if isinstance(source, bytes) else _UploadBody(f, size, progress)
+            self.t.request("PUT", _with_query(location, digest=digest), data=body, ok=(201,), what="upload blob",
+                           headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
+            if progress and isinstance(source, bytes):
+                progress(size)
+
+    def _upload_chunks(self, location: str, f: IO[bytes], digest: str, size: int, chunk_size: int,
+                       progress: Callable[[int], None] | None) -> str:
+        """``PATCH`` ``f`` in ``chunk_size`` blocks with ``Content-Range``; returns the last ``Location``.
+
+        Raises ``OSError`` if ``f`` ends before ``size`` bytes, :class:`RegistryError` from the registry.
+        """
+        pos = 0
+        while pos < size:
+            block = f.read(min(chunk_size, size - pos))
+            if not block:
+                raise OSError(f"blob {digest[:19]} ended at byte {pos} of {size} while uploading "
+                              "(did the file change?)")
+            r = self.t.request("PATCH", location, data=block, ok=(202,), what="upload chunk",
+                               headers={"Content-Type": "application/octet-stream",
+                                        "Content-Range": f"{pos}-{pos + len(block) - 1}",
+                                        "Content-Length": str(len(block))})
+            location = urljoin(r.url, r.headers.get("Location") or location)
+            pos += len(block)
             if progress:
-                progress(len(data))
-        return digest
+                progress(len(block))
+        return location
+
+
+def _open_source(source: bytes | Callable[[], IO[bytes]]) -> IO[bytes]:
+    """A file over ``source``: the bytes in memory, or what the opener returns."""
+    return io.BytesIO(source) if isinstance(source, bytes) else source()
+
+
+class _UploadBody:
+    """A file-like request body: a known length, big reads, bytes counted for progress."""
+
+    def __init__(self, f: IO[bytes], length: int, on_bytes: Callable[[int], None] | None) -> None:
+        self.f = f
+        self.left = length
+        self.on_bytes = on_bytes
+
+    def __len__(self) -> int:
+        return self.left
+
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``max(n, UPLOAD_READ)`` bytes (all that is left for ``n < 0``); b"" at the end."""
+        want = self.left if n is None or n < 0 else min(max(n, UPLOAD_READ), self.left)
+        block = self.f.read(want) if want else b""
+        self.left -= len(block)
+        if block and self.on_bytes:
+            self.on_bytes(len(block))
+        return block

@@ -38,6 +38,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Mapping, NamedTuple
 
+from ..content.layout import layout_entry, write_blob, write_index
+
 __all__ = [
     "Content",
     "ManifestEntry",
@@ -608,8 +610,9 @@ def write_oci_layout(content: Content, path: str | os.PathLike[str]) -> dict[str
 
     Each layout has ``oci-layout``, ``index.json`` (one descriptor per tag, named by the
     ``org.opencontainers.image.ref.name`` annotation) and ``blobs/sha256/…`` holding everything its
-    manifests reach (index children included). Readable by ``skopeo copy oci:<dir>:<tag> …``.
-    Returns ``{repository: layout folder}``.
+    manifests reach (index children included), written by the one layout writer
+    (:func:`regexplore.content.layout.write_index`, the one ``Registry.save`` uses). Readable by
+    ``skopeo copy oci:<dir>:<tag> …``. Returns ``{repository: layout folder}``.
     """
     root = Path(path)
     out: dict[str, Path] = {}
@@ -618,22 +621,12 @@ def write_oci_layout(content: Content, path: str | os.PathLike[str]) -> dict[str
         by_repo.setdefault(entry.repo, []).append(entry)
     for repo, entries in by_repo.items():
         folder = root / repo
-        blob_dir = folder / "blobs" / "sha256"
-        blob_dir.mkdir(parents=True, exist_ok=True)
-        (folder / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        descriptors = []
         for entry in entries:
-            (blob_dir / entry.digest.split(":", 1)[1]).write_bytes(entry.raw)
+            write_blob(folder, entry.digest, entry.raw)
             for digest in content.referenced_blobs(entry):
-                target = blob_dir / digest.split(":", 1)[1]
-                if not target.exists():
-                    target.write_bytes(content.blobs[digest])
-            if entry.tag is not None:
-                descriptors.append({"mediaType": entry.media_type, "digest": entry.digest,
-                                    "size": len(entry.raw),
-                                    "annotations": {"org.opencontainers.image.ref.name": entry.tag}})
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
-        (folder / "index.json").write_text(json.dumps(index, indent=2))
+                write_blob(folder, digest, content.blobs[digest])
+        write_index(folder, [layout_entry(e.media_type, e.digest, len(e.raw), e.tag) for e in entries
+                             if e.tag is not None])
         out[repo] = folder
     return out
 
