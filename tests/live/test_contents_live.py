@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tarfile
 
-import pandas as pd
 import pytest
 
 import regexplore as rx

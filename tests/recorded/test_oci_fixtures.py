@@ -1,9 +1,7 @@
 """Parsers on the real recorded responses in ../shared/fixtures/real (pure tier: no network)."""
 
-import hashlib
 import json
 
-import pandas as pd
 import pytest
 
 from regexplore.model import frames, oci
