@@ -9,12 +9,14 @@ packages; pip's cache keeps it to a minute or two once warm), and run from outsi
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -22,7 +24,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
-pytestmark = pytest.mark.xdist_group("installs")  # one wheel and one venv for the whole module
 
 
 def run(cmd: list[str], *, timeout: int, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -32,28 +33,58 @@ def run(cmd: list[str], *, timeout: int, **kw: object) -> subprocess.CompletedPr
     return proc
 
 
-@pytest.fixture(scope="module")
+def once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder ``name``, filled by ``make(folder)`` once for the whole run: pytest-xdist workers share
+    it (the first to ask makes it, the others wait on a lock), so the wheel and the venv are made once."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / ".done").touch()
+    return folder
+
+
+def build_wheel(out: Path) -> None:
+    """Build the wheel into ``out`` from a copy of what the build reads: nothing is written into the
+    checkout, and the copy proves the build needs nothing else (``notebooks/`` is reached through the
+    package's symlink)."""
+    src = out / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("regexplore", "notebooks"):
+        shutil.copytree(ROOT / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)], timeout=300)
+
+
+@pytest.fixture(scope="session")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)], timeout=300)
-    (built,) = out.glob("regexplore-*.whl")
+    (built,) = once(tmp_path_factory, "regexplore-wheel", build_wheel).glob("regexplore-*.whl")
     return built
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session")
+def notebook_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with ``regexplore[notebook]`` installed from the wheel; returns its ``bin`` folder."""
+
+    def install(venv: Path) -> None:
+        run([sys.executable, "-m", "venv", "--clear", str(venv)], timeout=120)
+        run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile",
+             f"regexplore[notebook] @ {wheel.as_uri()}"], timeout=600, env=user_env(venv.parent))
+
+    return once(tmp_path_factory, "regexplore-notebook-venv", install) / "bin"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
     """A working folder outside the checkout (nothing of it is importable from there)."""
-    return tmp_path_factory.mktemp("user")
-
-
-@pytest.fixture(scope="module")
-def notebook_venv(wheel: Path, home: Path) -> Iterator[Path]:
-    """A fresh venv with ``regexplore[notebook]`` installed from the wheel; yields its ``bin`` folder."""
-    venv = home / "venv"
-    run([sys.executable, "-m", "venv", str(venv)], timeout=120)
-    run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile",
-         f"regexplore[notebook] @ {wheel.as_uri()}"], timeout=600, env=user_env(home))
-    yield venv / "bin"
+    return tmp_path
 
 
 def user_env(home: Path) -> dict[str, str]:
