@@ -14,7 +14,7 @@ import re
 import signal
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 DEFAULT_TAGS_REPO = "demo/busybox"
 DEFAULT_HISTORY_REF = "library/webapp:latest"
@@ -85,25 +85,31 @@ def _show(sandbox: object, args: argparse.Namespace) -> None:
 
 def _notebooks(sandbox: object, args: argparse.Namespace) -> int | None:
     """Headless: execute the notebooks to HTML and return 0. Otherwise run JupyterLab on the tour and
-    return its status, or None (no notebooks folder, JupyterLab missing, ``--no-lab``): keep serving."""
-    from .jupyter.demo import export_notebooks, notebooks_dir, run_lab
+    return its status, or None (``--no-lab``, no notebooks, JupyterLab missing): keep serving. Whenever
+    the notebooks are not run, one line says why."""
+    from .jupyter.demo import NO_NOTEBOOKS, TOUR, export_notebooks, notebooks_dir, run_lab
 
     url = sandbox.url  # type: ignore[attr-defined]
     folder = notebooks_dir()
+    if args.content != "demo":
+        print(f"\nThe notebooks show the demo content; not running them on --content {args.content}.")
+        return 0 if args.headless else None
+    if folder is None:
+        print(f"\n{NO_NOTEBOOKS}; " + ("nothing to execute." if args.headless else "serving the registry only."),
+              file=sys.stderr if args.headless else sys.stdout, flush=True)
+        return 1 if args.headless else None
     if args.headless:
-        if folder is None or args.content != "demo":
-            return 0
-        print(f"\nExecuting the notebooks against {url} into {args.output}/ …", flush=True)
+        print(f"\nExecuting the notebooks of {folder} against {url} into {args.output}/ …", flush=True)
         export_notebooks(url, args.output, folder)
         return 0
-    if args.no_lab or folder is None or args.content != "demo":
+    if args.no_lab:
         return None
     import importlib.util
 
     if importlib.util.find_spec("jupyterlab") is None:
         print("JupyterLab is not installed (pip install 'regexplore[notebook]'); serving the registry only.")
         return None
-    print(f"\nOpening JupyterLab on {folder / '01-tour.ipynb'} (REGEXPLORE_REGISTRY={url}); "
+    print(f"\nOpening JupyterLab on {folder / TOUR} (REGEXPLORE_REGISTRY={url}); "
           "Ctrl-C stops both.", flush=True)
     return run_lab(url, folder, open_browser=not args.no_browser)
 

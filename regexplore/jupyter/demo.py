@@ -3,6 +3,10 @@ every notebook against the running sandbox and write them as HTML.
 
 Both hand the sandbox to the notebooks through ``REGEXPLORE_REGISTRY`` — the variable every notebook reads
 first — so they use the registry the command started instead of starting their own.
+
+The notebooks and the Docker Hub recordings notebook 03 replays are package data of this package
+(``notebooks/``, a symlink to the repository's ``notebooks/`` folder that the wheel build follows, and
+``recordings/``), found with :mod:`importlib.resources` in a checkout and in an installed wheel alike.
 """
 
 from __future__ import annotations
@@ -10,22 +14,47 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .. import _env
 
-__all__ = ["notebooks_dir", "lab_command", "run_lab", "export_notebooks", "TOUR"]
+__all__ = ["NO_NOTEBOOKS", "TOUR", "export_notebooks", "lab_command", "notebooks_dir", "recording", "run_lab"]
 
 TOUR = "01-tour.ipynb"
+NO_NOTEBOOKS = ("no notebooks found: this regexplore was installed without its package data "
+                "(set REGEXPLORE_NOTEBOOKS to a folder holding 01-tour.ipynb)")
+
+
+def _package_folder(name: str) -> Path:
+    """The folder ``name`` of this package's data, resolved (a checkout's symlink leads to its target)."""
+    return Path(str(resources.files(__package__) / name)).resolve()
 
 
 def notebooks_dir() -> Path | None:
-    """The ``notebooks/`` folder of a source checkout (or an editable install), or None when regexplore was
-    installed without it. ``REGEXPLORE_NOTEBOOKS`` overrides."""
+    """The folder of the notebooks: ``REGEXPLORE_NOTEBOOKS`` when set, else the ones shipped in the package
+    (in a source checkout: the repository's ``notebooks/``). Returns None when that folder has no
+    :data:`TOUR` (see :data:`NO_NOTEBOOKS`)."""
     env = _env.text("REGEXPLORE_NOTEBOOKS")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "notebooks"
+    path = Path(env) if env else _package_folder("notebooks")
     return path if (path / TOUR).is_file() else None
+
+
+def recording(name: str) -> Path:
+    """The path of ``name``, a vcrpy cassette of real Docker Hub responses shipped in the package
+    (``dockerhub_ubuntu_index_2024.yaml``, ``dockerhub_blob_cdn_redirect.yaml``; built by
+    ``tests/recorded/cassettes/build.py``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the package holds no such recording.
+    """
+    path = _package_folder("recordings") / name
+    if not path.is_file():
+        raise FileNotFoundError(f"no recording {name!r} in {path.parent}")
+    return path
 
 
 def _kernel_env(registry_url: str) -> dict[str, str]:
@@ -70,7 +99,7 @@ def export_notebooks(registry_url: str, out: str | os.PathLike[str], folder: Pat
 
     folder = folder or notebooks_dir()
     if folder is None:
-        raise FileNotFoundError("the notebooks/ folder was not found (set REGEXPLORE_NOTEBOOKS)")
+        raise FileNotFoundError(NO_NOTEBOOKS)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     found = [p.name for p in folder.glob("*.ipynb")]

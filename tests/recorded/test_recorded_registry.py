@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qsl
 
 import pytest
@@ -23,9 +23,11 @@ from vcr.errors import CannotOverwriteExistingCassetteException
 
 import regexplore as rx
 from regexplore.http.transport import Transport
+from regexplore.jupyter.demo import recording
 from regexplore.protocol.v2 import next_link
 
 CASSETTES = Path(__file__).parent / "cassettes"
+RECORDINGS = recording("dockerhub_ubuntu_index_2024.yaml").parent  # the ones notebook 03 replays: package data
 REAL = Path(os.environ.get("REGEXPLORE_SHARED") or Path(__file__).resolve().parents[3] / "shared") / "fixtures" / "real"
 HUB_TOKEN = "SCRUBBED-dockerhub-anonymous-token"
 PORTUS_TOKEN = "SCRUBBED-portus-token"
@@ -39,7 +41,8 @@ def play(name: str) -> Iterator[tuple[vcr.cassette.Cassette, list]]:
     client really sent and got an answer for, in order (vcrpy ``Request`` objects: ``method``,
     ``uri``, ``host``, ``path``, ``query``, case-insensitive ``headers``)."""
     sent: list = []
-    with vcr.VCR(record_mode="none").use_cassette(str(CASSETTES / name)) as cass:
+    path = CASSETTES / name if (CASSETTES / name).exists() else RECORDINGS / name
+    with vcr.VCR(record_mode="none").use_cassette(str(path)) as cass:
         original = cass.play_response
 
         def play_and_capture(request):  # vcrpy calls this once per request it answers
@@ -250,16 +253,18 @@ def test_cassettes_are_regenerated_exactly_by_build_py():
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     build.REAL = REAL
-    on_disk = sorted(p.name for p in CASSETTES.glob("*.yaml"))
+    on_disk = sorted(p.name for p in [*CASSETTES.glob("*.yaml"), *RECORDINGS.glob("*.yaml")])
     assert on_disk == sorted(build.CASSETTES)
+    assert sorted(p.name for p in RECORDINGS.glob("*.yaml")) == sorted(build.TEACHING)
     for name in on_disk:
-        assert (CASSETTES / name).read_text() == build.render(name), f"{name} is stale: run tests/recorded/cassettes/build.py"
+        assert build.destination(name).read_text() == build.render(name), \
+            f"{name} is stale: run tests/recorded/cassettes/build.py"
 
 
 def test_cassettes_hold_no_secrets_and_name_their_fixtures():
     import yaml
 
-    for path in CASSETTES.glob("*.yaml"):
+    for path in [*CASSETTES.glob("*.yaml"), *RECORDINGS.glob("*.yaml")]:
         text = path.read_text()
         assert "eyJ" not in text, f"{path.name}: a JWT-looking token survived scrubbing"
         assert "REDACTED-BY-RESEARCHER" not in text

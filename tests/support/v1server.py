@@ -6,4 +6,4 @@ start one too; ``V1Server`` is the same class under the name these tests were wr
 
 from regexplore.sandbox.v1server import LocalV1Registry, V1Image, V1Server
 
-__all__ = ["V1Image", "V1Server", "LocalV1Registry"]
+__all__ = ["LocalV1Registry", "V1Image", "V1Server"]

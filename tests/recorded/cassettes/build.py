@@ -1,5 +1,7 @@
 """Regenerate the vcrpy cassettes in this folder from the real recorded responses in
-``../shared/fixtures/real`` (provenance: that folder's README.md).
+``../shared/fixtures/real`` (provenance: that folder's README.md). The Docker Hub recordings notebook 03
+replays (:data:`TEACHING`) ship in the package: they are written to ``regexplore/jupyter/recordings/``
+instead, the one copy the notebooks and these tests read.
 
 Run: ``python tests/recorded/cassettes/build.py`` (``REGEXPLORE_SHARED`` overrides where ``shared`` is).
 ``--check`` rebuilds in memory and fails if a committed cassette differs.
@@ -30,6 +32,9 @@ from typing import Any
 import yaml
 
 HERE = Path(__file__).resolve().parent
+PACKAGED = HERE.parents[2] / "regexplore" / "jupyter" / "recordings"
+#: the cassettes that are package data (notebook 03 replays them)
+TEACHING = frozenset({"dockerhub_ubuntu_index_2024.yaml", "dockerhub_blob_cdn_redirect.yaml"})
 SHARED = Path(os.environ.get("REGEXPLORE_SHARED") or HERE.parents[3] / "shared")
 REAL = SHARED / "fixtures" / "real"
 
@@ -123,9 +128,9 @@ def hub_token(repo: str, *, adapted: str | None = None) -> dict[str, Any]:
 def cassette_dockerhub_ubuntu_index() -> tuple[str, list[dict[str, Any]]]:
     uri = "https://registry-1.docker.io/v2/library/ubuntu/manifests/latest"
     body = fixture("manifest_oci_index_library_ubuntu_latest_2024.json")
-    return ("anonymous token flow against registry-1.docker.io, then the OCI index of library/ubuntu:latest. "
+    return (("anonymous token flow against registry-1.docker.io, then the OCI index of library/ubuntu:latest. "
             "The index fixture is G-reformatted (keys sorted by the pasting tool), so its bytes do not hash to "
-            "the digest Docker Hub served: it is requested by tag and served WITHOUT Docker-Content-Digest.", [
+            "the digest Docker Hub served: it is requested by tag and served WITHOUT Docker-Content-Digest."), [
         hub_unauthorized(uri, "library/ubuntu"),
         hub_token("library/ubuntu"),
         interaction("GET", uri, 200, "OK",
@@ -151,7 +156,7 @@ def cassette_dockerhub_ratelimit(year: str, name: str) -> tuple[str, list[dict[s
 def cassette_dockerhub_blob_cdn() -> tuple[str, list[dict[str, Any]]]:
     uri = f"https://registry-1.docker.io/v2/library/ubuntu/blobs/{UBUNTU_1710_AMD64}"
     excerpt = text("dockerhub_blob_get_307_redirect_2021_EXCERPT.txt")
-    location = re.search(r"^location: (\S+)$", excerpt, re.M).group(1)  # type: ignore[union-attr]
+    location = re.search(r"^location: (\S+)$", excerpt, re.MULTILINE).group(1)  # type: ignore[union-attr]
     orig_hex = "fa4166ff90052a9515b0311468349a94e5c0d45abcee8901db963c189b6a44fd"
     hexd = UBUNTU_1710_AMD64.split(":", 1)[1]
     new_location = location.replace(f"sha256/{orig_hex[:2]}/{orig_hex}", f"sha256/{hexd[:2]}/{hexd}")
@@ -171,9 +176,9 @@ def cassette_dockerhub_blob_cdn() -> tuple[str, list[dict[str, Any]]]:
     cdn_headers = {k.replace("_", "-"): [v] for k, v in cdn.items()}
     body = fixture("manifest_schema2_library_ubuntu_17.10_amd64_dependabot.json")
     assert len(body) == int(cdn["content_length"]) == 1357
-    return ("A blob GET on Docker Hub: anonymous token, 307 to the Cloudflare CDN, the CDN's answer. The blob is "
+    return (("A blob GET on Docker Hub: anonymous token, 307 to the Cloudflare CDN, the CDN's answer. The blob is "
             "the ubuntu:17.10 amd64 manifest (G-verified: 1357 bytes, sha256 = the digest asked for, MD5 = the "
-            "CDN's ETag), fetched through the blobs endpoint as distribution stores manifests as blobs.", [
+            "CDN's ETag), fetched through the blobs endpoint as distribution stores manifests as blobs."), [
         hub_unauthorized(uri, "library/ubuntu"),
         hub_token("library/ubuntu"),
         interaction("GET", uri, 307, "Temporary Redirect", resp_headers, "",
@@ -208,8 +213,8 @@ def cassette_hub_search_v1() -> tuple[str, list[dict[str, Any]]]:
 
 def cassette_hub_search_fallback() -> tuple[str, list[dict[str, Any]]]:
     body = fixture("hub_v2_search_repositories_ubuntu_page_size1_2024.json")
-    return ("v1 search answering 404, then Hub's v2 search. NO real v1-search 404 was recorded: the 404 is "
-            "status-only (empty body, no invented shape) and stands for 'v1 search is gone'.", [
+    return (("v1 search answering 404, then Hub's v2 search. NO real v1-search 404 was recorded: the 404 is "
+            "status-only (empty body, no invented shape) and stands for 'v1 search is gone'."), [
         interaction("GET", "https://index.docker.io/v1/search?q=ubuntu&n=1", 404, "Not Found",
                     {"Content-Length": "0"}, "", request_headers={"X-Docker-Token": ["true"]},
                     source="none: synthetic status-only 404 (protocol.md §9: whether v1 search still answers "
@@ -222,8 +227,8 @@ def cassette_hub_search_fallback() -> tuple[str, list[dict[str, Any]]]:
 
 def cassette_hub_tags_ubuntu() -> tuple[str, list[dict[str, Any]]]:
     body = fixture("hub_v2_repositories_library_ubuntu_tags_page_size1_2024.json")
-    return ("Hub tag metadata of library/ubuntu, page_size=1 (the request the fixture answered). Page 2 was not "
-            "recorded: a client that follows next= asks for a URL this cassette does not hold.", [
+    return (("Hub tag metadata of library/ubuntu, page_size=1 (the request the fixture answered). Page 2 was not "
+            "recorded: a client that follows next= asks for a URL this cassette does not hold."), [
         interaction("GET", "https://hub.docker.com/v2/repositories/library/ubuntu/tags/?page_size=1", 200, "OK",
                     _json_headers(body), body,
                     source="hub_v2_repositories_library_ubuntu_tags_page_size1_2024.json (body only)"),
@@ -303,9 +308,9 @@ def cassette_acr_pages() -> tuple[str, list[dict[str, Any]]]:
             headers["content-length"] = [str(len(body.encode()))]
         out.append(interaction("GET", it["request"]["uri"], 200, "OK", headers, body,
                                source=f"vcrpy_azure_acr_catalog_by_page_2021.yaml interaction {i}", adapted=note))
-    return ("ACR's two catalog pages (/acr/v1/_catalog, relative Link with orderby=). The recorded 401s and "
+    return (("ACR's two catalog pages (/acr/v1/_catalog, relative Link with orderby=). The recorded 401s and "
             "the Azure SDK's OAuth2 POST token exchanges are left out: they are the SDK's flow, not ours; the "
-            "pages are requested with a bearer token given up front (the recorder's 'REDACTED').", out)
+            "pages are requested with a bearer token given up front (the recorder's 'REDACTED')."), out)
 
 
 CASSETTES = {
@@ -327,6 +332,11 @@ CASSETTES = {
         "vcr_portus_registry_get_missing_image_manifest_2015.yml", https=True),
     "acr_catalog_pages_2021.yaml": cassette_acr_pages,
 }
+
+
+def destination(name: str) -> Path:
+    """Where cassette ``name`` is written: the package's recordings for :data:`TEACHING`, else here."""
+    return (PACKAGED if name in TEACHING else HERE) / name
 
 
 def render(name: str) -> str:
@@ -359,7 +369,7 @@ def main(argv: list[str]) -> int:
     stale = []
     for name in CASSETTES:
         out = render(name)
-        path = HERE / name
+        path = destination(name)
         if check:
             if not path.exists() or path.read_text() != out:
                 stale.append(name)
