@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
           f"CPU {res['in_process_cpu_median_ms']:.1f} ms (medians)")
     print("heaviest imports under regexplore (self ms): "
           + ", ".join(f"{n} {ms:.1f}" for n, ms in res["heaviest_self_ms_last_run"]))
-    print(f"target < {TARGET_MS:.0f} ms: {'MET' if res['target_met'] else 'MISSED'}  (load average {res['loadavg'][0]:.1f})")
+    verdict = "MET" if res["target_met"] else "MISSED"
+    print(f"target < {TARGET_MS:.0f} ms: {verdict}  (load average {res['loadavg'][0]:.1f})")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"import-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(res, indent=2) + "\n")

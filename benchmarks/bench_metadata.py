@@ -29,10 +29,10 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
-from typing import Any, Callable
-
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import regexplore as rx
 from regexplore.model.oci import MANIFEST_ACCEPT
@@ -206,7 +206,8 @@ def _tags_runs(args: Any, kw: dict, direct_url: str, proxy: LatencyProxy, expect
             rx_counts = proxy.counts()
             rx_direct.append(run_regexplore(direct_url, expected, **kw))
             floor_s.append(run_floor(proxy.url, expected))
-            print(f"  regexplore rep {i + 1}: {rx_s[-1]:.3f} s, cpu {rx_cpu[-1]:.2f} s  (no proxy: {rx_direct[-1]:.3f} s)  {rx_counts}",
+            print(f"  regexplore rep {i + 1}: {rx_s[-1]:.3f} s, cpu {rx_cpu[-1]:.2f} s  "
+                  f"(no proxy: {rx_direct[-1]:.3f} s)  {rx_counts}",
                   flush=True)
         if i < args.dxf_reps:
             proxy.reset_counts()
@@ -296,7 +297,8 @@ def _print(r: dict[str, Any]) -> None:
           f"{t['urllib3_floor_median_s']:>10.3f}")
     print(f"client CPU s (median): regexplore {_median(t['regexplore_cpu_s']):.2f}, "
           f"python-dxf {_median(t['python_dxf_cpu_s']):.2f}; registry during regexplore "
-          f"{_median(t['registry_cpu_s_during_regexplore']):.2f}, proxy {_median(t['proxy_cpu_s_during_regexplore']):.2f}; load average {r['loadavg_start'][0]:.1f} -> "
+          f"{_median(t['registry_cpu_s_during_regexplore']):.2f}, "
+          f"proxy {_median(t['proxy_cpu_s_during_regexplore']):.2f}; load average {r['loadavg_start'][0]:.1f} -> "
           f"{r['loadavg_end'][0]:.1f}")
     print(f"targets: >= 15x python-dxf: {'MET' if t['target_speedup_met'] else 'MISSED'} "
           f"({t['speedup_vs_python_dxf']:.1f}x); under 2 s: {'MET' if t['target_under_2s_met'] else 'MISSED'}")
@@ -304,7 +306,8 @@ def _print(r: dict[str, Any]) -> None:
     print(f"regexplore: {c['regexplore_round_trips']} round trips for {c['pages_needed']} pages "
           f"({'OK' if c['round_trips_le_pages'] else 'MORE THAN PAGES'}), median {c['regexplore_median_s']:.3f} s; "
           f"requests: {c['regexplore_requests']}")
-    print(f"python-dxf list_repos(): {c['python_dxf_round_trips']} round trips, median {c['python_dxf_median_s']:.3f} s")
+    print(f"python-dxf list_repos(): {c['python_dxf_round_trips']} round trips, "
+          f"median {c['python_dxf_median_s']:.3f} s")
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ class LatencyProxy:
             return {"connections": self.connections, "requests": self.requests,
                     "bytes_up": self.bytes_up, "bytes_down": self.bytes_down}
 
-    def start(self) -> "LatencyProxy":
+    def start(self) -> LatencyProxy:
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -193,7 +193,7 @@ class LatencyProxy:
             self._thread.join(10)
         self._loop = self._thread = None
 
-    def __enter__(self) -> "LatencyProxy":
+    def __enter__(self) -> LatencyProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -326,7 +326,7 @@ class LatencyProxyProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    def start(self) -> "LatencyProxyProcess":
+    def start(self) -> LatencyProxyProcess:
         import os
         import subprocess
         import sys
@@ -376,7 +376,7 @@ class LatencyProxyProcess:
                 proc.wait(10)
             proc.stdout.close()
 
-    def __enter__(self) -> "LatencyProxyProcess":
+    def __enter__(self) -> LatencyProxyProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

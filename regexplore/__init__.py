@@ -9,7 +9,6 @@ The public surface is pinned in ``__all__``; modules with a leading role (``tran
 """
 
 from ._version import __version__  # noqa: E402
-
 from .errors import (  # noqa: E402
     AlreadyExists,
     DeadlineExceeded,

@@ -42,7 +42,8 @@ VARIABLES: list[Variable] = [
     _v("REGEXPLORE_PROGRESS", "`0` (or `off`, `no`, `false`) turns progress bars off"),
     _v("REGEXPLORE_REGISTRY_BIN", "the registry binary the sandbox runs (default `docker-registry`, else "
                                   "`registry` on PATH)"),
-    _v("REGEXPLORE_NOTEBOOKS", "where `regexplore demo` finds the notebooks (default: the ones shipped in the package)"),
+    _v("REGEXPLORE_NOTEBOOKS", "where `regexplore demo` finds the notebooks (default: the ones shipped in the "
+                               "package)"),
     _v("DOCKER_CONFIG", "the Docker config folder for credentials (default `~/.docker`)"),
     _v("REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE, SSL_CERT_FILE, SSL_CERT_DIR",
        "a CA bundle or folder to trust (the first set wins)"),

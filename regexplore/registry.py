@@ -533,7 +533,7 @@ class Registry:
 
     # ----------------------------------------------------------------- blobs: downloads, save, push
     @_timed(transfer=True)
-    def download(self, ref_or_digest: "RefLike", dest: str = ".", *, platform: str | None = None,
+    def download(self, ref_or_digest: RefLike, dest: str = ".", *, platform: str | None = None,
                  progress: Any = True, parallel: int = 4, layers: Any = None, cache: Any = None) -> list:
         """Download an image's config and layers (or one blob by digest) into ``dest``, verified,
         atomic and resumable; returns the paths. See :func:`regexplore.content.blobs.download`."""

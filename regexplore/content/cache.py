@@ -133,9 +133,10 @@ class Entry:
 
 
 def cached(cdir: Path | None, digest: str, size: int | None) -> Entry | None:
-    """The cache entry for ``digest`` (or a v1 key, :func:`cache_path`) when it is a read-only regular file of ours (``lstat``: never
-    a symlink) with the expected size. Anything else under its name is removed (the blob will be
-    fetched again): a cache never serves what it does not own, nor an entry someone made writable."""
+    """The cache entry for ``digest`` (or a v1 key, :func:`cache_path`) when it is a read-only regular
+    file of ours (``lstat``: never a symlink) with the expected size. Anything else under its name is
+    removed (the blob will be fetched again): a cache never serves what it does not own, nor an entry
+    someone made writable."""
     if cdir is None:
         return None
     p = cache_path(cdir, digest)

@@ -19,8 +19,9 @@ This module imports neither tqdm nor ipywidgets at import time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .. import _env
 
@@ -144,7 +145,7 @@ class _TqdmReporter(_Adapter):
 
 
 def resolve_progress(progress: Any, *, total: int | None = None, count: int = 1,
-                     desc: str | None = None) -> "_Adapter | None":
+                     desc: str | None = None) -> _Adapter | None:
     """Turn a ``progress=`` argument into a reporter (a callable taking a :class:`ProgressEvent`,
     with a ``close()``), or None for no progress.
 

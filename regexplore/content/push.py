@@ -40,7 +40,8 @@ def _upload_retrying(reg: Any, repo: str, digest: str, size: int, opener: Callab
     """:meth:`~regexplore.protocol.v2.V2Client.upload_stream` (the one upload), started again from a
     new upload session when the registry answers 429 / 5xx or the connection breaks, as Docker's
     pusher retries a layer: a streamed body cannot be replayed inside one request, and a half-done
-    session's state is the server's, so the whole upload is repeated (within the transport's :class:`~regexplore.http.retry.RetryPolicy`)."""
+    session's state is the server's, so the whole upload is repeated (within the transport's
+    :class:`~regexplore.http.retry.RetryPolicy`)."""
     tries = Attempts(reg.transport.retry)
     while True:
         try:

@@ -27,7 +27,7 @@ def __getattr__(name: str) -> Any:  # ipywidgets only when a widget is asked for
     raise AttributeError(f"module 'regexplore.jupyter' has no attribute {name!r}")
 
 
-def browse(registry: Any, **kw: Any) -> "RegistryBrowser":
+def browse(registry: Any, **kw: Any) -> RegistryBrowser:
     """One widget to explore ``registry`` (a :class:`regexplore.Registry` or a host / URL string).
 
     Keyword arguments go to :class:`RegistryBrowser` (``dest`` for downloads, ``executor`` for the

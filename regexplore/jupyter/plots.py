@@ -14,7 +14,8 @@ optional ``ax``; each returns the matplotlib ``Axes`` it drew on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,7 +29,7 @@ __all__ = ["layer_sizes", "tags_over_time", "layer_matrix", "shared_layers"]
 _MIB = 1024 * 1024
 
 
-def _axes(ax: "Axes | None", size: tuple[float, float]) -> "Axes":
+def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     import matplotlib.pyplot as plt
 
     if ax is not None:
@@ -44,7 +45,7 @@ def _short(text: Any, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def layer_sizes(layers: pd.DataFrame, ax: "Axes | None" = None, *, title: str | None = None) -> "Axes":
+def layer_sizes(layers: pd.DataFrame, ax: Axes | None = None, *, title: str | None = None) -> Axes:
     """Horizontal bars: the compressed size (MiB) of each layer of ``reg.layers(ref)``, top layer last.
 
     Labels are the Dockerfile step that made the layer (``created_by``) when known, else the digest.
@@ -67,7 +68,7 @@ def layer_sizes(layers: pd.DataFrame, ax: "Axes | None" = None, *, title: str | 
     return ax
 
 
-def tags_over_time(tags: pd.DataFrame, ax: "Axes | None" = None, *, annotate: int = 12) -> "Axes":
+def tags_over_time(tags: pd.DataFrame, ax: Axes | None = None, *, annotate: int = 12) -> Axes:
     """Scatter: each tag of ``reg.tags(repo, details=True)`` at its ``created`` time and size (MiB).
 
     Tags sharing a digest are one point labelled with all their names; the ``annotate`` newest points
@@ -95,7 +96,7 @@ def tags_over_time(tags: pd.DataFrame, ax: "Axes | None" = None, *, annotate: in
     return ax
 
 
-def layer_matrix(registry: "Registry", repository: str, tags: Iterable[str] | None = None, *,
+def layer_matrix(registry: Registry, repository: str, tags: Iterable[str] | None = None, *,
                  platform: str | None = None) -> pd.DataFrame:
     """Which layer each tag uses: a boolean DataFrame, index = tag, columns = layer digest (in order of
     first appearance), ``attrs["sizes"]`` = digest → compressed size.
@@ -121,7 +122,7 @@ def layer_matrix(registry: "Registry", repository: str, tags: Iterable[str] | No
     return matrix
 
 
-def shared_layers(matrix: pd.DataFrame, ax: "Axes | None" = None) -> "Axes":
+def shared_layers(matrix: pd.DataFrame, ax: Axes | None = None) -> Axes:
     """Draw :func:`layer_matrix`: a filled cell where a tag uses a layer; the column labels give the
     layer's short digest, size and how many tags share it."""
     import numpy as np

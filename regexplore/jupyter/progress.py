@@ -10,7 +10,8 @@ download's worker thread, which stops the transfer (the browser then removes the
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import ipywidgets as widgets
 

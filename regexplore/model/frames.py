@@ -8,7 +8,8 @@ never a wrong 0 or a float.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -83,7 +84,7 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def _to_time(values: list[Any]) -> "pd.Series":
+def _to_time(values: list[Any]) -> pd.Series:
     import pandas as pd
 
     s = pd.Series(values, dtype=OBJ)
@@ -99,7 +100,7 @@ def _to_time(values: list[Any]) -> "pd.Series":
 
 
 def make_frame(kind: str, rows: Iterable[Mapping[str, Any]] = (), *, columns: Mapping[str, Sequence[Any]] | None = None,
-               attrs: Mapping[str, Any] | None = None) -> "pd.DataFrame":
+               attrs: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """A DataFrame of table ``kind`` from row dicts: exactly the declared columns, in order, with
     the declared dtypes (missing keys become <NA>). ``attrs`` go into ``df.attrs``.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import DigestMismatch, RegistryError, UnsupportedMediaType, load_json
@@ -100,7 +100,7 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, raw: bytes, content_type: str | None = None, *, expected: str | None = None,
-                   url: str | None = None, what: str = "manifest") -> "Manifest":
+                   url: str | None = None, what: str = "manifest") -> Manifest:
         """Parse and check manifest bytes (``what`` names them in errors, e.g. ``"manifest
         demo/x:1"``). Raises :class:`DigestMismatch`, :class:`UnsupportedMediaType` (unknown type,
         not JSON, nested too deeply, ``mediaType`` contradicting the ``Content-Type``)."""
@@ -205,8 +205,8 @@ def parse_time(value: Any) -> datetime | None:
     try:
         dt = datetime.fromisoformat(s)
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        dt = dt.astimezone(timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
+        dt = dt.astimezone(UTC)
     except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the calendar by its offset
         return None
     if dt.year <= 1:  # Go's zero time
@@ -278,7 +278,8 @@ def choose_platform(index: dict, platform: str | None = None) -> dict:
         os_, arch, variant = _parse_platform(platform)
         for e in entries:
             p = e.get("platform") or {}
-            if p.get("os") == os_ and p.get("architecture") == arch and (variant is None or p.get("variant") == variant):
+            same_variant = variant is None or p.get("variant") == variant
+            if p.get("os") == os_ and p.get("architecture") == arch and same_variant:
                 return e
         have = ", ".join(_platform_str(e.get("platform") or {}) for e in entries)
         raise NotFound(f"no {platform} in this index (it has {have})")

@@ -15,8 +15,9 @@ This module never imports pandas.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..errors import RegistryError, load_json
 from ..http.transport import MiB, RetryPolicy, Transport

@@ -32,8 +32,9 @@ import time
 import urllib.error
 import urllib.request
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from .. import _env
 
@@ -152,7 +153,7 @@ def _write_tls_files(folder: Path) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     later = now + datetime.timedelta(days=7)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -235,7 +236,8 @@ class LocalRegistry:
     ----------
     seed:
         ``False`` (empty), ``True`` / ``"demo"`` (:func:`regexplore.sandbox.seed.demo_content`), ``"test-scale"``
-        (:func:`regexplore.sandbox.seed.scale_content`) or a :class:`regexplore.sandbox.seed.Content`; pushed after start.
+        (:func:`regexplore.sandbox.seed.scale_content`) or a :class:`regexplore.sandbox.seed.Content`; pushed after
+        start.
     auth:
         ``("user", "password")`` turns on the registry's htpasswd (HTTP Basic) auth.
     tls:
@@ -334,7 +336,7 @@ class LocalRegistry:
         return f"<LocalRegistry {where} auth={auth} tls={self.tls} {state}>"
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def start(self) -> "LocalRegistry":
+    def start(self) -> LocalRegistry:
         """Start the registry, wait until ``/v2/`` answers, then seed it if asked. Returns ``self``.
 
         Raises ``RuntimeError`` if it is already running or does not come up within 20 s.
@@ -380,7 +382,7 @@ class LocalRegistry:
             self._finalizer = None
         _shutdown(proc, log, tmp)
 
-    def __enter__(self) -> "LocalRegistry":
+    def __enter__(self) -> LocalRegistry:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

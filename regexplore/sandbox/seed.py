@@ -31,12 +31,13 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from ..content.layout import layout_entry, write_blob, write_index
 
@@ -92,7 +93,7 @@ def _created(seconds: float) -> str:
     nanos = int(round((seconds - whole) * 1e9))
     import datetime
 
-    stamp = datetime.datetime.fromtimestamp(EPOCH + whole, datetime.timezone.utc)
+    stamp = datetime.datetime.fromtimestamp(EPOCH + whole, datetime.UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S") + (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z"
 
 
@@ -137,7 +138,7 @@ class Content:
         """The manifest digest of ``repo:reference``; raises ``KeyError``."""
         return self.manifest(repo, reference).digest
 
-    def only(self, *repos: str) -> "Content":
+    def only(self, *repos: str) -> Content:
         """The part of this content that belongs to ``repos`` (manifests and the blobs they reach)."""
         manifests = tuple(m for m in self.manifests if m.repo in repos)
         needed = {d for m in manifests for d in self.referenced_blobs(m)}
@@ -450,7 +451,8 @@ def _add_webapp(b: _Builder) -> None:
         ("f", "var/cache/apt/.wh.pkgcache.bin", b"", 0o644),
     ]))
     workdir = _docker(_layer([("d", "app", 0o755)]))
-    reqs = _docker(_layer([("d", "app", 0o755), ("f", "app/requirements.txt", b"flask==3.0.0\ngunicorn==21.2.0\n", 0o644)]))
+    requirements = b"flask==3.0.0\ngunicorn==21.2.0\n"
+    reqs = _docker(_layer([("d", "app", 0o755), ("f", "app/requirements.txt", requirements, 0o644)]))
     pip = _docker(_layer([
         ("d", "usr/local", 0o755), ("d", "usr/local/lib", 0o755),
         ("d", "usr/local/lib/python3.12", 0o755), ("d", "usr/local/lib/python3.12/site-packages", 0o755),

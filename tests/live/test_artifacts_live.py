@@ -14,14 +14,15 @@ import hashlib
 import io
 import json
 import tarfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
 
 import regexplore as rx
-from regexplore.sandbox.examples import pick_examples
 from regexplore.sandbox import LocalRegistry
+from regexplore.sandbox.examples import pick_examples
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -17,18 +17,19 @@ import json
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from servers import serve, stop
 
 import regexplore as rx
 from regexplore.errors import Denied, RegistryError, TooManyRequests, Unauthorized
-from regexplore.sandbox import LocalRegistry, RegistryBinaryMissing
 from regexplore.http.transport import RetryPolicy
-from servers import serve, stop
+from regexplore.sandbox import LocalRegistry, RegistryBinaryMissing
 
 PASSWORD = "pw-Indep3ndent-S3cret"
 TOKEN = "stub-token-" + uuid.uuid4().hex
@@ -219,7 +220,7 @@ def _signer(tmp: Path) -> tuple[Path, Callable[[dict, str, str], str]]:
     from cryptography.x509.oid import NameOID
 
     def cert(key: Any, signer: Any, cn: str, issuer: str, ca: bool) -> Any:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         return (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
                 .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))

@@ -7,16 +7,16 @@ import json
 import ssl
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
-from regexplore.http.auth import Credentials, RegistryAuth, resolve_credentials
-from regexplore.errors import Denied, InsecureCredentials, RegistryError, Unauthorized
-from regexplore.sandbox import LocalRegistry
-from regexplore.http.transport import RetryPolicy, Transport
 from servers import FaultProxy, TinyImage, TokenServer, make_client_ca, non_loopback_ip, push_tiny_image
+
+from regexplore.errors import Denied, InsecureCredentials, RegistryError, Unauthorized
+from regexplore.http.auth import Credentials, RegistryAuth, resolve_credentials
+from regexplore.http.transport import RetryPolicy, Transport
+from regexplore.sandbox import LocalRegistry
 
 pytestmark = pytest.mark.live
 PASSWORD = "pw-Zq81!live-secret"

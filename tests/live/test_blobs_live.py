@@ -10,19 +10,19 @@ import ast
 import hashlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from regexplore.content import fetch
-from regexplore.content.cache import cache_path
-from regexplore import DigestMismatch, Registry
-from regexplore.content import blobs
-from regexplore.content.progress import ProgressEvent, resolve_progress
-from regexplore.sandbox import LocalRegistry
-from regexplore.http.transport import RetryPolicy
 from servers import FaultProxy, TinyImage, TokenServer
+
+from regexplore import DigestMismatch, Registry
+from regexplore.content import blobs, fetch
+from regexplore.content.cache import cache_path
+from regexplore.content.progress import ProgressEvent, resolve_progress
+from regexplore.http.transport import RetryPolicy
+from regexplore.sandbox import LocalRegistry
 
 PASSWORD = "pw-Blobs-91f2!secret"
 MiB = 1024 * 1024

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import FaultProxy, push_tiny_image
 
 import regexplore as rx
 from regexplore.sandbox import LocalRegistry
 from regexplore.sandbox.v1server import LocalV1Registry
-from servers import FaultProxy, push_tiny_image
 
 pytestmark = pytest.mark.usefixtures("private_cache")
 

@@ -8,10 +8,10 @@ import os
 import subprocess
 
 import pytest
+from layerkit import build_layer, compress, gzip_bomb, info, raw_tar
 
 import regexplore as rx
 from regexplore.model import oci
-from layerkit import build_layer, compress, gzip_bomb, info, raw_tar
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,8 @@ def test_files_equal_tar_tv_on_the_same_blob(reg, registry_sandbox, skopeo, tmp_
             assert name.rstrip("/").removeprefix("./") == row.path
             assert int(fields[2]) == (row.size if row.type == "file" else int(fields[2]))
             assert fields[1] == f"{row.uid}/{row.gid}"
-            assert fields[0][0] == {"file": "-", "dir": "d", "symlink": "l", "hardlink": "h", "other": fields[0][0]}[row.type]
+            kinds = {"file": "-", "dir": "d", "symlink": "l", "hardlink": "h", "other": fields[0][0]}
+            assert fields[0][0] == kinds[row.type]
 
 
 def test_files_of_one_layer_blob(reg):
@@ -118,7 +119,8 @@ def test_extract_applies_whiteouts_atomically(reg, tmp_path):
 HOSTILE = {
     "dotdot": [(info("../escape.txt", "file", size=4), b"evil")],
     "absolute": [(info("/tmp/regexplore-abs-escape", "file", size=4), b"evil")],
-    "symlink-escape": [info("link", "symlink", linkname="../../.."), (info("link/escape.txt", "file", size=4), b"evil")],
+    "symlink-escape": [info("link", "symlink", linkname="../../.."),
+                       (info("link/escape.txt", "file", size=4), b"evil")],
     "hardlink-escape": [info("hl", "hardlink", linkname="../outside")],
     "device": [info("dev/null", "char")],
     # whiteout names that name no file (containerd: "invalid whiteout name"): ".wh.." would remove "a"'s
@@ -146,7 +148,8 @@ def test_hostile_layers_are_refused_and_nothing_is_written(empty_sandbox, tmp_pa
 def test_gzip_bomb_is_capped(empty_sandbox):
     reg = rx.Registry(empty_sandbox.url)
     bomb = gzip_bomb(64 * 1024 * 1024)
-    ref = push_layers(reg, "hostile/bomb", "v", [(bomb, "sha256:" + "0" * 64, "application/vnd.oci.image.layer.v1.tar+gzip")])
+    gzip_layer = "application/vnd.oci.image.layer.v1.tar+gzip"
+    ref = push_layers(reg, "hostile/bomb", "v", [(bomb, "sha256:" + "0" * 64, gzip_layer)])
     with pytest.raises(rx.UnsafeLayer, match="cap|over"):
         reg.files(ref, max_bytes=8 * 1024 * 1024)
 
@@ -239,8 +242,10 @@ def test_merged_follows_a_symlinked_parent_like_extract(empty_sandbox, tmp_path)
     """Layer 2 writes through "a -> b" from layer 1: the final filesystem has b/new, not a/new, and the
     whiteouts a/.wh.file and a/.wh..wh..opq act on b (tar extraction; containerd resolves parents so)."""
     reg = rx.Registry(empty_sandbox.url)
-    base = raw_tar([info("b/", "dir"), (info("b/file"), b"old"), (info("b/keep"), b"k"), info("a", "symlink", linkname="b")])
-    ref = push_layers(reg, "links/parent", "v", [_gz(base), _gz(raw_tar([(info("a/new"), b"new"), info("a/.wh.file")]))])
+    base = raw_tar([info("b/", "dir"), (info("b/file"), b"old"), (info("b/keep"), b"k"),
+                    info("a", "symlink", linkname="b")])
+    top = raw_tar([(info("a/new"), b"new"), info("a/.wh.file")])
+    ref = push_layers(reg, "links/parent", "v", [_gz(base), _gz(top)])
     merged = reg.files(ref, merged=True)
     assert list(merged["path"]) == ["a", "b", "b/keep", "b/new"]
     reg.extract(ref, str(tmp_path / "r1"))

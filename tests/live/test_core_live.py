@@ -70,8 +70,8 @@ def test_tag_details_equal_skopeo_inspect(reg, registry_sandbox, skopeo, repo):
         image = oci.Manifest.from_bytes(raw)
         if image.is_index:
             entry = oci.choose_platform(image.json)
-            image = oci.Manifest.from_bytes(skopeo("inspect", "--raw", docker_ref(registry_sandbox, repo, entry["digest"]),
-                                                   raw=True))
+            child = docker_ref(registry_sandbox, repo, entry["digest"])
+            image = oci.Manifest.from_bytes(skopeo("inspect", "--raw", child, raw=True))
             assert len(row.platforms) >= 2 and "linux/amd64" in row.platforms
         sizes = [image.config_descriptor["size"]] + [layer["size"] for layer in image.layer_descriptors]
         assert row.size == sum(sizes)

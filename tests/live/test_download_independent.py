@@ -12,14 +12,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from servers import serve, stop
 
 from regexplore import Registry
-from servers import serve, stop
 
 BLOB = os.urandom(300_000 + 17)
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()

@@ -14,22 +14,22 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
-from regexplore.content.v1layers import download_layer
-from regexplore.content import fetch
-from regexplore import Registry
-from regexplore.content import blobs
-from regexplore.errors import Denied, DigestMismatch, RegistryError, UnsupportedMediaType
-from regexplore.sandbox import LocalRegistry
-from regexplore.http.transport import RetryPolicy
-from regexplore.protocol.v1.client import V1Client
 from servers import FaultProxy, TinyImage
 from v1server import V1Image, V1Server
+
+from regexplore import Registry
+from regexplore.content import blobs, fetch
+from regexplore.content.v1layers import download_layer
+from regexplore.errors import Denied, DigestMismatch, RegistryError, UnsupportedMediaType
+from regexplore.http.transport import RetryPolicy
+from regexplore.protocol.v1.client import V1Client
+from regexplore.sandbox import LocalRegistry
 
 FAST = RetryPolicy(attempts=2, backoff=0.01, max_sleep=0.02, budget=1.0)
 
@@ -193,7 +193,7 @@ def test_v1_416_at_the_end_means_the_layer_is_complete(tmp_path: Path) -> None:
         proxy.add_headers({"X-Docker-Size": None}, path=r"/json$", replace=True)
         target = tmp_path / "layer.tar"
         Path(f"{target}.partial").write_bytes(chain[2].layer)
-        got = download_layer(V1Client.connect(srv.index_url, auth=False), 
+        got = download_layer(V1Client.connect(srv.index_url, auth=False),
             "alice/app", chain[2].id, target, endpoints=[proxy.url])
         assert target.read_bytes() == chain[2].layer and got.verified and got.size == len(chain[2].layer)
         assert layer_requests(srv) == [(f"bytes={len(chain[2].layer)}-", 416)]
@@ -209,7 +209,7 @@ def test_v1_bytes_that_cannot_be_placed_are_refused(tmp_path: Path) -> None:
         proxy.add_headers({"Content-Range": f"bytes 600-{size - 1}/{size}"}, path=r"/layer$", replace=True)
         target = tmp_path / "layer.tar"
         with pytest.raises(RegistryError, match="asked for bytes 700-"):
-            download_layer(V1Client.connect(srv.index_url, auth=False), 
+            download_layer(V1Client.connect(srv.index_url, auth=False),
                 "alice/app", chain[1].id, target, endpoints=[proxy.url])
         assert not target.exists() and Path(f"{target}.partial").read_bytes() == chain[1].layer[:700]
 
@@ -223,7 +223,7 @@ def test_v1_layer_from_an_expired_storage_url_is_resumed(tmp_path: Path) -> None
         store = proxy.redirect_blobs(path=r"/v1/images/[0-9a-f]+/layer$", status=302)
         store.drop(700)
         store.expire(after=1, times=1)
-        got = download_layer(V1Client.connect(srv.index_url, auth=False), 
+        got = download_layer(V1Client.connect(srv.index_url, auth=False),
             "alice/app", chain[1].id, tmp_path, endpoints=[proxy.url])
         assert got.path.read_bytes() == chain[1].layer and got.verified and got.resumes == 1
         assert store_gets(store) == [(200, None), (403, "bytes=700-"), (206, "bytes=700-")]
@@ -237,7 +237,7 @@ def test_v1_empty_layer_416_gives_an_empty_verified_file(tmp_path: Path) -> None
     with V1Server(standalone=True) as srv, FaultProxy(srv.registry_url) as proxy:
         srv.preload("alice/empty", [empty], tags={"latest": empty.id})
         proxy.add_headers({"X-Docker-Size": None}, path=r"/json$", replace=True)
-        got = download_layer(V1Client.connect(srv.index_url, auth=False), 
+        got = download_layer(V1Client.connect(srv.index_url, auth=False),
             "alice/empty", empty.id, tmp_path, endpoints=[proxy.url])
         assert got.size == 0 and got.path.read_bytes() == b"" and got.verified
         assert got.checksum == payload_checksum(empty)
@@ -297,7 +297,7 @@ class Stub:
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def __enter__(self) -> "Stub":
+    def __enter__(self) -> Stub:
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 

@@ -21,21 +21,22 @@ import os
 import stat
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-from regexplore.content.v1layers import download_layer
-from regexplore.content.cache import cache_path
-from regexplore import Registry
-from regexplore.content import blobs
-from regexplore.errors import DigestMismatch, ResponseTooLarge
-from regexplore.sandbox import LocalRegistry
-from regexplore.protocol.v1.client import V1Client
 from servers import TinyImage, serve, stop
 from servers.bounded import run_bounded
+
+from regexplore import Registry
+from regexplore.content import blobs
+from regexplore.content.cache import cache_path
+from regexplore.content.v1layers import download_layer
+from regexplore.errors import DigestMismatch, ResponseTooLarge
+from regexplore.protocol.v1.client import V1Client
+from regexplore.sandbox import LocalRegistry
 
 MiB = 1024 * 1024
 HEAD_SAYS = 2 * MiB  #: what the hostile HEAD (or X-Docker-Size) announces

@@ -12,20 +12,21 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from layerkit import build_layer, zstd_bomb
+from servers import serve, stop
+from servers.bounded import run_bounded
 
 import regexplore as rx
 from regexplore.errors import ResponseTooLarge
 from regexplore.sandbox import LocalRegistry
-from layerkit import build_layer, zstd_bomb
-from servers import serve, stop
-from servers.bounded import run_bounded
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

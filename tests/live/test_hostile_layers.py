@@ -12,12 +12,12 @@ import zlib
 from collections.abc import Iterator, Sequence
 
 import pytest
-
-import regexplore as rx
-from regexplore.model import oci
 from layerkit import compress, info, raw_tar
 from servers import FaultProxy
 from servers.bounded import run_bounded
+
+import regexplore as rx
+from regexplore.model import oci
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR = "application/vnd.oci.image.layer.v1.tar"

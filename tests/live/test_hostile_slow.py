@@ -21,12 +21,12 @@ import socketserver
 import tarfile
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from servers import serve, stop
 from servers.bounded import Bounded, run_bounded
 

@@ -7,8 +7,9 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -165,10 +166,11 @@ def test_push_starts_a_blob_upload_again_after_a_503_or_a_dropped_connection(
         tmp_path: Path, skopeo: Any, chunk_size: int | None) -> None:
     """A streamed upload cannot be replayed inside one request: the whole upload session starts
     again (POST, then PUT or PATCHes), as Docker's pusher does; a 4xx is not retried."""
+    from servers import FaultProxy
+
     import regexplore as rx
     from regexplore.errors import RegistryError
     from regexplore.http.transport import RetryPolicy
-    from servers import FaultProxy
 
     data = tmp_path / "payload.bin"
     data.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: several PATCHes when chunked
@@ -199,8 +201,9 @@ TOKEN_PW = "pw-Push-4f2a!secret"
 def token_push_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalRegistry, Path]]:
     """A token-auth registry holding ``secret/base:v`` (pushed by ``seed``, who may do anything) and
     that image as a layout on disk; ``bob`` may pull and push ``ok/*``, only pull ``ro/*``."""
-    import regexplore as rx
     from servers import TokenServer
+
+    import regexplore as rx
 
     users = {"seed": (TOKEN_PW, {"repository:*": "pull,push"}),
              "bob": (TOKEN_PW, {"repository:ok/*": "pull,push", "repository:ro/*": "pull"})}

@@ -18,11 +18,11 @@ import random
 import tarfile
 
 import pytest
+from layerkit import compress, info, raw_tar, sha256_digest
 
 import regexplore as rx
 from regexplore.model import oci
 from regexplore.sandbox import LocalRegistry
-from layerkit import compress, info, raw_tar, sha256_digest
 
 MEDIA = {"gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
          "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",

@@ -375,7 +375,7 @@ def test_cli_demo_prints_tables_and_stops_on_ctrl_c() -> None:
                 break
         text = "".join(lines)
         assert "Press Ctrl-C" in text, text
-        url = next(l.split()[-1] for l in lines if l.startswith("Registry running at"))
+        url = next(line.split()[-1] for line in lines if line.startswith("Registry running at"))
         for repo in demo_content().repositories():
             assert repo in text
         assert "buildkit.dockerfile.v0" in text  # the history table

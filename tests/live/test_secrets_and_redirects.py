@@ -16,20 +16,21 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from http.cookies import SimpleCookie
-from typing import Any, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
-from regexplore.http.auth import Credentials, RegistryAuth, _Token
-from regexplore.errors import Denied, InsecureCredentials, NotFound, RegistryError, Unauthorized
-from regexplore.http.redact import Secret, redact_url, secret_headers
-from regexplore.sandbox import LocalRegistry
-from regexplore.http.transport import RetryPolicy, Transport
 from servers import FaultProxy, TinyImage, TokenServer, non_loopback_ip, push_tiny_image
+
+from regexplore.errors import Denied, InsecureCredentials, NotFound, RegistryError, Unauthorized
+from regexplore.http.auth import Credentials, RegistryAuth, _Token
+from regexplore.http.redact import Secret, redact_url, secret_headers
+from regexplore.http.transport import RetryPolicy, Transport
+from regexplore.sandbox import LocalRegistry
 
 pytestmark = pytest.mark.live
 PASSWORD = "pw-Relay-91x!secret"
@@ -54,7 +55,7 @@ class Relay:
     def __init__(self, upstream: str | None = None, *, bind: str = "127.0.0.1") -> None:
         self.upstream = upstream
         self.redirects: dict[str, tuple[int, str]] = {}
-        self.answers: dict[str, Callable[["Relay", str], tuple[int, dict[str, str], bytes]]] = {}
+        self.answers: dict[str, Callable[[Relay, str], tuple[int, dict[str, str], bytes]]] = {}
         self.set_cookie: str | None = None
         self.date_offset = 0.0
         self.requests: list[dict[str, Any]] = []
@@ -83,7 +84,7 @@ class Relay:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> "Relay":
+    def __enter__(self) -> Relay:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -409,7 +410,7 @@ def _token_answer(issued_ago: float | None, expires_in: int | None) -> Callable[
             doc["expires_in"] = expires_in
         if issued_ago is not None:  # by the server's clock, which may be off from ours
             server_now = time.time() + relay.date_offset
-            doc["issued_at"] = datetime.datetime.fromtimestamp(server_now - issued_ago, datetime.timezone.utc
+            doc["issued_at"] = datetime.datetime.fromtimestamp(server_now - issued_ago, datetime.UTC
                                                                ).isoformat().replace("+00:00", "Z")
         return 200, {"Content-Type": "application/json"}, json.dumps(doc).encode()
     return answer

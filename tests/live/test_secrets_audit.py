@@ -12,20 +12,21 @@ import base64
 import json
 import secrets
 import traceback
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-
-from regexplore import Registry
-from regexplore.http.auth import resolve_credentials
-from regexplore.errors import RegistryError
-from regexplore.http.transport import RetryPolicy, Transport
-from regexplore.sandbox.v1server import SEED_REPOSITORY, LocalV1Registry
 from servers import non_loopback_ip, serve, stop
 from test_secrets_and_redirects import _raised
 from test_secrets_and_redirects import _shown_with_locals as _traceback_with_locals
+
+from regexplore import Registry
+from regexplore.errors import RegistryError
+from regexplore.http.auth import resolve_credentials
+from regexplore.http.transport import RetryPolicy, Transport
+from regexplore.sandbox.v1server import SEED_REPOSITORY, LocalV1Registry
 
 FAST = RetryPolicy(attempts=1, backoff=0.01, max_sleep=0.01, budget=0.1)
 

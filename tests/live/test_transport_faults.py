@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
-
-from regexplore.http.auth import Credentials, RegistryAuth
-from regexplore.errors import RegistryError, TooManyRequests, Unauthorized
-from regexplore.sandbox import LocalRegistry
-from regexplore.http.transport import RetryPolicy, Transport
 from servers import FaultProxy, TinyImage, TokenServer, push_tiny_image
 from servers.faultproxy import S3_ONE_AUTH_MESSAGE
+
+from regexplore.errors import RegistryError, TooManyRequests, Unauthorized
+from regexplore.http.auth import Credentials, RegistryAuth
+from regexplore.http.transport import RetryPolicy, Transport
+from regexplore.sandbox import LocalRegistry
 
 pytestmark = pytest.mark.live
 PASSWORD = "pw-Faults-7c1e!secret"

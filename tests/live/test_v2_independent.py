@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import requests
+from servers import FaultProxy
 
 import regexplore as rx
 from regexplore.errors import RegistryError
 from regexplore.sandbox import LocalRegistry
-from servers import FaultProxy
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

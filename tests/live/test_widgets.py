@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import socket
 import sys
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,8 @@ def test_import_regexplore_does_not_import_widgets() -> None:
 
     code = ("import sys, regexplore, regexplore.jupyter.plots; "
             "bad = [m for m in ('ipywidgets', 'tqdm', 'matplotlib') if m in sys.modules]; "
-            "assert not bad, bad; regexplore.browse; regexplore.jupyter.RegistryBrowser; assert 'ipywidgets' in sys.modules")
+            "assert not bad, bad; regexplore.browse; regexplore.jupyter.RegistryBrowser; "
+            "assert 'ipywidgets' in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

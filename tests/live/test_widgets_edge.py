@@ -5,19 +5,19 @@ No browser: set values, click buttons, wait for the background threads (as tests
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
-import regexplore as rx
-from regexplore.sandbox import seed
-from regexplore.jupyter import RegistryBrowser
-from regexplore.jupyter import progress as widget_progress
-from regexplore.sandbox import LocalRegistry
-from regexplore.sandbox.v1server import LocalV1Registry
 from test_widgets import ManualExecutor  # queues background work until the test runs it
 from test_widgets import choose as widgets_choose
+
+import regexplore as rx
+from regexplore.jupyter import RegistryBrowser
+from regexplore.jupyter import progress as widget_progress
+from regexplore.sandbox import LocalRegistry, seed
+from regexplore.sandbox.v1server import LocalV1Registry
 
 PASSWORD = "edge-PW-7731-secret"
 

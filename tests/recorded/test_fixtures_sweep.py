@@ -11,17 +11,17 @@ import base64
 import hashlib
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 import yaml
 
 import regexplore as rx
-from regexplore.model import oci
 from regexplore.http.auth import RegistryAuth, parse_challenges
-from regexplore.http.responses import error_from_response
 from regexplore.http.redact import redact_url
+from regexplore.http.responses import error_from_response
+from regexplore.model import oci
 from regexplore.protocol.v1.client import history_row
 
 
@@ -171,7 +171,7 @@ def test_dockerhub_token_issued_at_with_nanoseconds_against_a_date_header(shared
     body = _real(shared_dir, "dockerhub_auth_token_anonymous_library_ubuntu_pull_2024.json").read_bytes()
     doc = json.loads(body)
     claims = json.loads(base64.urlsafe_b64decode(doc["token"].split(".")[1] + "=="))
-    issued = datetime.strptime(doc["issued_at"][:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+    issued = datetime.strptime(doc["issued_at"][:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
     assert int(issued.timestamp()) == claims["iat"]  # README: the JWT's iat matches issued_at
     date = issued.replace(microsecond=0) + timedelta(seconds=21)
     age = (date - issued).total_seconds()
@@ -192,7 +192,7 @@ def test_httpd_image_summary_size_is_config_plus_layers(shared_dir):
     s = oci.image_summary(m, cfg)
     assert s["size"] == len(cfg_raw) + sum(layer["size"] for layer in man_doc["layers"])
     assert (s["os"], s["architecture"]) == (cfg["os"], cfg["architecture"]) == ("linux", "amd64")
-    assert s["created"] == datetime(2016, 9, 23, 23, 20, 45, 789764, tzinfo=timezone.utc)  # "…45.78976459Z"
+    assert s["created"] == datetime(2016, 9, 23, 23, 20, 45, 789764, tzinfo=UTC)  # "…45.78976459Z"
     rows = oci.history_rows(m, cfg)
     assert [r["created_by"] for r in rows] == [h.get("created_by", "") for h in cfg["history"]]
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from regexplore.model import frames, oci
 from regexplore.errors import DigestMismatch, NotFound, UnsupportedMediaType
+from regexplore.model import frames, oci
 
 
 def load(shared_dir, name, mode="rb"):

@@ -65,7 +65,7 @@ class PagingProxy:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> "PagingProxy":
+    def __enter__(self) -> PagingProxy:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

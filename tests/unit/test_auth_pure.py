@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from regexplore.errors import InsecureCredentials, RegistryError
 from regexplore.http.auth import (
     Credentials,
     RegistryAuth,
@@ -19,7 +20,6 @@ from regexplore.http.auth import (
     resolve_credentials,
     scope_for,
 )
-from regexplore.errors import InsecureCredentials, RegistryError
 from regexplore.http.transport import Transport
 
 FIXTURES = Path(os.environ.get("REGEXPLORE_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "fixtures/real"

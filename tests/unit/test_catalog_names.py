@@ -27,7 +27,8 @@ def test_such_a_name_on_docker_hub_is_a_hub_path() -> None:
 
 
 @pytest.mark.parametrize("name, host", [
-    ("a.b-c/d", "a.b-c"), ("localhost/x", "localhost"), ("Foo/bar", "Foo"), ("xn--n3h.com:18080/foo", "xn--n3h.com:18080"),
+    ("a.b-c/d", "a.b-c"), ("localhost/x", "localhost"), ("Foo/bar", "Foo"),
+    ("xn--n3h.com:18080/foo", "xn--n3h.com:18080"),
     ("example.com/x_y", "example.com"),
 ])
 def test_a_first_component_that_can_be_a_host_stays_the_host(name: str, host: str) -> None:

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 import regexplore as rx
-from regexplore.model import frames
-from regexplore.http.responses import error_from_response, parse_error_body
 from regexplore.http.redact import redact_url
+from regexplore.http.responses import error_from_response, parse_error_body
+from regexplore.model import frames
 
 
 class FakeResponse:

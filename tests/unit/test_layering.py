@@ -135,6 +135,6 @@ def test_core_module_imports_nothing_heavy(module: str) -> None:
 
 
 def test_import_regexplore_is_light() -> None:
-    code = "import sys, regexplore; print(sorted(m for m in %r if m in sys.modules))" % (sorted(HEAVY),)
+    code = f"import sys, regexplore; print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -18,8 +18,8 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from layerkit import build_layer, chunked, info, raw_tar
+
 from regexplore.content import layers as L
 from regexplore.errors import RegistryError, UnsafeLayer
 

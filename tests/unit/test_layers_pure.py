@@ -9,14 +9,21 @@ import re
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
 from layerkit import (
-    build_layer, chunked, compress, gzip_bomb, info, raw_tar, sha256_digest, zstd_bomb,
+    build_layer,
+    chunked,
+    compress,
+    gzip_bomb,
+    info,
+    raw_tar,
+    sha256_digest,
+    zstd_bomb,
 )
+
 from regexplore.content import layers as L
 from regexplore.errors import RegistryError, UnsafeLayer, UnsupportedMediaType
 
@@ -36,7 +43,7 @@ _KIND = {"-": "file", "d": "dir", "l": "symlink", "h": "hardlink", "c": "other",
 
 def _perm_bits(perm: str) -> int:
     bits = 0
-    for i, (ch, bit) in enumerate(zip(perm[1:], (0o400, 0o200, 0o100, 0o40, 0o20, 0o10, 4, 2, 1))):
+    for ch, bit in zip(perm[1:], (0o400, 0o200, 0o100, 0o40, 0o20, 0o10, 4, 2, 1)):
         if ch in "rwxst":
             bits |= bit
     special = {3: 0o4000, 6: 0o2000, 9: 0o1000}
@@ -62,7 +69,7 @@ def tar_tv(path: Path) -> list[tuple]:
             rest, link = rest.split(" -> ", 1)
         elif kind == "hardlink":
             rest, link = rest.split(" link to ", 1)
-        when = datetime.fromisoformat(m["date"]).replace(tzinfo=timezone.utc).timestamp()
+        when = datetime.fromisoformat(m["date"]).replace(tzinfo=UTC).timestamp()
         size = 0 if kind == "other" else int(m["size"])
         rows.append((L._tar_path(rest), kind, size, _perm_bits(m["perm"]), int(m["uid"]), int(m["gid"]),
                      int(when), link))

@@ -1,5 +1,7 @@
 """Image reference grammar and Docker's normalisation (distribution/reference)."""
 
+import dataclasses
+
 import pytest
 
 import regexplore as rx
@@ -79,7 +81,7 @@ def test_too_long_name():
 
 def test_imageref_is_frozen():
     r = rx.parse_reference("python")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         r.tag = "x"  # type: ignore[misc]
 
 

@@ -53,7 +53,7 @@ def make_client_ca(folder: Path, client_cn: str = "regexplore-test-client") -> d
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     later = now + datetime.timedelta(days=2)
 
     def name(cn: str) -> x509.Name:

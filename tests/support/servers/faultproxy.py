@@ -138,7 +138,7 @@ class S3LikeStore:
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
-    def start(self) -> "S3LikeStore":
+    def start(self) -> S3LikeStore:
         store = self
 
         class Handler(_StoreHandler):
@@ -155,7 +155,7 @@ class S3LikeStore:
             self._httpd.server_close()
             self._httpd = None
 
-    def __enter__(self) -> "S3LikeStore":
+    def __enter__(self) -> S3LikeStore:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -293,7 +293,7 @@ class FaultProxy:
         return f"<FaultProxy {self.url if self._httpd else 'stopped'} -> {self.upstream}>"
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FaultProxy":
+    def start(self) -> FaultProxy:
         proxy = self
 
         class Handler(_ProxyHandler):
@@ -312,7 +312,7 @@ class FaultProxy:
         if self.store is not None:
             self.store.stop()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

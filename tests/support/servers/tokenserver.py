@@ -108,7 +108,7 @@ class TokenServer:
     @staticmethod
     def _self_signed(key: rsa.RSAPrivateKey) -> x509.Certificate:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "regexplore test token signer")])
-        now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
         return (
             x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -117,7 +117,7 @@ class TokenServer:
             .sign(key, hashes.SHA256())
         )
 
-    def start(self) -> "TokenServer":
+    def start(self) -> TokenServer:
         """Listen on a free loopback port in a daemon thread; returns self."""
         server = self
 
@@ -138,7 +138,7 @@ class TokenServer:
             self._httpd = None
         self._tmp.cleanup()
 
-    def __enter__(self) -> "TokenServer":
+    def __enter__(self) -> TokenServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -255,7 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
             doc["access_token"] = token
         if ts.expires_in is not None:
             doc["expires_in"] = ts.expires_in
-        doc["issued_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        doc["issued_at"] = datetime.datetime.now(datetime.UTC).isoformat()
         if (query.get("offline_token") or [""])[0] == "true" and user:
             rt = secrets.token_urlsafe(16)
             ts._refresh[rt] = _Refresh(user, service)
@@ -308,7 +308,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                  for a in access if a["actions"])}
         if ts.expires_in is not None:
             doc["expires_in"] = ts.expires_in
-        doc["issued_at"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        doc["issued_at"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         if refresh:
             doc["refresh_token"] = refresh
         self._record(form=sorted(form), grant=grant, scopes=scopes, user=subject, access=access, status=200)
