@@ -32,7 +32,7 @@ from regexplore.http.auth import Credentials
 from regexplore.errors import InvalidReference, NotFound, RegistryError, Unauthorized, UnsupportedMediaType
 from regexplore.protocol.hub import HubClient
 from regexplore.http.transport import RetryPolicy
-from regexplore.protocol.v1.client import normalize_repository
+from regexplore.protocol.v1.parse import normalize_repository
 from servers import serve, stop
 from test_secrets_and_redirects import _raised, _shown_with_locals
 

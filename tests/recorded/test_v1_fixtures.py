@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from regexplore.protocol.hub import parse_v1_search
-from regexplore.protocol.v1.client import V1Client, history_row, parse_repository_images, parse_tags
+from regexplore.protocol.v1.client import V1Client
+from regexplore.protocol.v1.parse import history_row, parse_repository_images, parse_tags
 from v1server import V1Image, V1Server
 
 E0 = "e0acc43660ac918e0cd7f21f1020ee3078fec7b2c14006603bbc21499799e7d5"
