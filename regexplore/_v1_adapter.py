@@ -17,7 +17,8 @@ from .errors import NotFound, RegistryError
 from .http.transport import MiB, Transport
 from .model.frames import make_frame
 from .protocol.hub import HubResult
-from .protocol.v1.client import V1Client, normalize_repository
+from .protocol.v1.client import V1Client
+from .protocol.v1.parse import normalize_repository
 from .reference import ImageRef
 
 if TYPE_CHECKING:

@@ -23,14 +23,9 @@ from typing import Any
 
 from ..errors import RegistryError
 from ..protocol.v1.checksum import LayerChecks, check_layer, wants_tarsum
-from ..protocol.v1.client import (
-    ImageJSON,
-    LayerDownload,
-    V1Client,
-    check_image_id,
-    normalize_repository,
-    parse_content_range,
-)
+from ..protocol.v1.client import V1Client
+from ..protocol.v1.parse import check_image_id, normalize_repository, parse_content_range
+from ..protocol.v1.results import ImageJSON, LayerDownload
 from .cache import DIGEST, V1_KEY, cache_dir
 from .fetch import Fetched, Job, Opened, run_jobs
 from .partials import blob_cap_from_env

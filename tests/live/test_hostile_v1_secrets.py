@@ -19,22 +19,23 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
 import pytest
 import requests
-
-from regexplore import Registry
-from regexplore.http.auth import Credentials
-from regexplore.errors import InvalidReference, NotFound, RegistryError, Unauthorized, UnsupportedMediaType
-from regexplore.protocol.hub import HubClient
-from regexplore.http.transport import RetryPolicy
-from regexplore.protocol.v1.client import normalize_repository
 from servers import serve, stop
 from test_secrets_and_redirects import _raised, _shown_with_locals
+
+from regexplore import Registry
+from regexplore.errors import InvalidReference, NotFound, RegistryError, Unauthorized, UnsupportedMediaType
+from regexplore.http.auth import Credentials
+from regexplore.http.transport import RetryPolicy
+from regexplore.protocol.hub import HubClient
+from regexplore.protocol.v1.parse import normalize_repository
 
 FAST = RetryPolicy(attempts=1, backoff=0.01, max_sleep=0.01, budget=0.1)
 

@@ -10,27 +10,28 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
+from v1server import V1Image, V1Server
 
+import regexplore.protocol.v1.auth as v1auth
 import regexplore.protocol.v1.client as v1mod
 from regexplore.content.v1layers import download_layer, pull
 from regexplore.errors import AlreadyExists, DigestMismatch, NotFound, RegistryError, Unauthorized
-from regexplore.model.frames import make_frame
-from regexplore.protocol.v1.tarsum import tarsum
 from regexplore.http.transport import RetryPolicy
-from regexplore.protocol.v1.client import (
-    V1Client,
+from regexplore.model.frames import make_frame
+from regexplore.protocol.v1.client import V1Client
+from regexplore.protocol.v1.parse import (
     normalize_repository,
     parse_content_range,
     parse_endpoints,
     parse_standalone,
     parse_tags,
 )
-from v1server import V1Image, V1Server
+from regexplore.protocol.v1.tarsum import tarsum
 
 USERS = {"alice": "s3cret-pw-9f"}
 AUTH = ("alice", USERS["alice"])
@@ -349,7 +350,7 @@ def test_401_from_a_plain_http_registry_explains_why(chain: list[V1Image],
         client = _client(srv.index_url)
         # pretend the registry is not on loopback: tokens must then not travel over plain http
         monkeypatch.setattr(v1mod, "is_loopback", lambda host: False)
-        monkeypatch.setattr(v1mod, "secure_for_credentials", lambda url: False)  # V1Auth's rule (http.urls)
+        monkeypatch.setattr(v1auth, "secure_for_credentials", lambda url: False)  # V1Auth's rule (http.urls)
         with pytest.raises(Unauthorized) as err:
             client.push("alice/plain", chain[:1], tags=["latest"])
         assert "not sent over plain HTTP" in str(err.value) and err.value.status == 401

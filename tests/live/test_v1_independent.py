@@ -14,16 +14,17 @@ import json
 import re
 import secrets
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
+from servers import serve, stop
 
 from regexplore.content.v1layers import download_layer, pull
 from regexplore.errors import DigestMismatch
 from regexplore.protocol.v1.client import V1Client
-from servers import serve, stop
 
 USER, PASSWORD = "alice", "pw-independent"
 REPO = "alice/app"

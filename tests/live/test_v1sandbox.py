@@ -1,5 +1,6 @@
-"""``regexplore.sandbox.v1server``: the packaged v1 Index + Registry (``LocalV1Registry``), its seed, its request log,
-the ``tests/support/v1server.py`` re-export, and the v1 section of notebook 03 (run on its own, without the v2 sandbox)."""
+"""``regexplore.sandbox.v1server``: the packaged v1 Index + Registry (``LocalV1Registry``), its seed, its request
+log, the ``tests/support/v1server.py`` re-export, and the v1 section of notebook 03 (run on its own, without the v2
+sandbox)."""
 
 from __future__ import annotations
 
@@ -137,7 +138,8 @@ def test_client_is_the_v1_facade() -> None:
             assert "CMD" in hist["created_by"].iloc[-1]
         finally:
             reg.close()
-        assert all(x["headers"].get("Authorization") == "Basic <redacted>" for x in srv.requests if x["role"] == "index")
+        index_requests = [x for x in srv.requests if x["role"] == "index"]
+        assert all(x["headers"].get("Authorization") == "Basic <redacted>" for x in index_requests)
 
 
 def _v1_section() -> list[nbformat.NotebookNode]:

@@ -6,14 +6,14 @@ import gzip
 import hashlib
 import http.client
 import json
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from v1server import V1Image, V1Server
 
 from regexplore.protocol.v1.tarsum import tarsum
-from v1server import V1Image, V1Server
 
 USERS = {"alice": "s3cret-pw"}
 

@@ -22,7 +22,7 @@ from regexplore.http.auth import RegistryAuth, parse_challenges
 from regexplore.http.redact import redact_url
 from regexplore.http.responses import error_from_response
 from regexplore.model import oci
-from regexplore.protocol.v1.client import history_row
+from regexplore.protocol.v1.parse import history_row
 
 
 def _real(shared_dir, name):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from v1server import V1Image, V1Server
 
 from regexplore.protocol.hub import parse_v1_search
-from regexplore.protocol.v1.client import V1Client, history_row, parse_repository_images, parse_tags
-from v1server import V1Image, V1Server
+from regexplore.protocol.v1.client import V1Client
+from regexplore.protocol.v1.parse import history_row, parse_repository_images, parse_tags
 
 E0 = "e0acc43660ac918e0cd7f21f1020ee3078fec7b2c14006603bbc21499799e7d5"
 OE = "0e03f25112cd513ade7c194109217b9381835ac2298bd0ffb61d28fbe47081a8"
@@ -42,9 +43,9 @@ def test_dynport_redis_chain_history_oldest_first(real: Path) -> None:
     assert rows[1]["created_by"].startswith("/bin/sh -c sed 's/main$/main universe/' -i /etc/apt/sources.list")
     assert rows[2]["created_by"] == "/bin/sh -c apt-get install -y redis-server"
     # "2013-04-11T14:13:15.57812-07:00": an offset, 5 fractional digits
-    assert rows[0]["created"] == datetime(2013, 4, 11, 21, 13, 15, 578120, tzinfo=timezone.utc)
+    assert rows[0]["created"] == datetime(2013, 4, 11, 21, 13, 15, 578120, tzinfo=UTC)
     # "2013-07-14T10:15:02.993095073Z": 9 fractional digits (nanoseconds) cut to microseconds
-    assert rows[2]["created"] == datetime(2013, 7, 14, 10, 15, 2, 993095, tzinfo=timezone.utc)
+    assert rows[2]["created"] == datetime(2013, 7, 14, 10, 15, 2, 993095, tzinfo=UTC)
 
 
 def test_dynport_redis_chain_through_the_protocol(real: Path) -> None:
@@ -122,7 +123,7 @@ def test_scratch_and_older_image_json(real: Path) -> None:
     scratch = json.loads((real / "v1_image_json_511136ea_scratch.json").read_text())
     row = history_row(0, scratch)
     assert row["parent"] is None and row["created_by"] == "" and row["size"] == 0
-    assert row["created"] == datetime(2013, 6, 13, 21, 3, 50, 821769, tzinfo=timezone.utc)
+    assert row["created"] == datetime(2013, 6, 13, 21, 3, 50, 821769, tzinfo=UTC)
     doc = json.loads((real / "v1_image_json_46af0962.json").read_text())
     row = history_row(5, doc, size_header=-1)  # X-Docker-Size -1 means unknown: the JSON's Size counts
     assert row["size"] == 3425 and row["step"] == 5

@@ -15,7 +15,7 @@ from ...http.redact import shown
 from .tarsum import PayloadChecksum, TarSum, TarSumError
 
 if TYPE_CHECKING:
-    from .client import ImageJSON
+    from .results import ImageJSON
 
 __all__ = ["LayerChecks", "check_layer", "wants_tarsum"]
 

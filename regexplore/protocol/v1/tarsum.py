@@ -49,7 +49,8 @@ import bz2
 import hashlib
 import lzma
 import zlib
-from typing import BinaryIO, Iterable, Protocol
+from collections.abc import Iterable
+from typing import BinaryIO, Protocol
 
 __all__ = [
     "VERSION0",
@@ -339,7 +340,7 @@ class TarSum:
         self._state = "header"  # header | data | pad | meta | zero | end
         self._remaining = 0  # data or padding bytes still to come
         self._entry: _Entry | None = None
-        self._entry_hash: "hashlib._Hash | None" = None
+        self._entry_hash: hashlib._Hash | None = None
         self._meta_kind = b""
         self._meta = bytearray()
         self._pad_after = 0
