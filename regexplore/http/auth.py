@@ -45,6 +45,7 @@ from urllib.parse import urljoin, urlsplit
 from ..errors import RegistryError, Unauthorized, load_json
 from .challenges import Challenge, parse_challenges
 from .credentials import Credentials, docker_config_path, resolve_credentials
+from .logs import show_query_in_logs
 from .redact import Scrubber, Secret, ServerText
 from .responses import error_from_response, parse_retry_after
 from .retry import Attempts
@@ -337,8 +338,6 @@ class RegistryAuth:
         redirect of it is returned to the caller. Raises ``InsecureCredentials`` before a hop to
         plain http on a non-loopback host, ``RegistryError`` when unreachable or past 5 hops.
         """
-        from .transport import show_query_in_logs
-
         show_query_in_logs(realm)  # the realm's service/scope/account are no secret; its hops' may be
         url = realm
         headers = dict(headers or {})

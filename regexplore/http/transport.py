@@ -40,58 +40,16 @@ from .. import _env
 from .._version import __version__
 from ..errors import RegistryError, ResponseTooLarge, TooManyRequests
 from . import deadline as _deadline
+from . import logs
 from .deadline import Exchange, WatchedAdapter, limits_from_env
+from .logs import show_query_in_logs
 from .redact import Secret, ServerText, redact_url, scrub, secret_headers, url_origin
 from .responses import error_from_response, parse_retry_after
 from .retry import Attempts, RetryPolicy
 from .urls import REDIRECT_STATUSES, is_loopback, may_send_credentials, refuse_plain_http, without_userinfo
 
 log = logging.getLogger("regexplore")
-
-
-# Origins of the registries our transports talk to and of their token servers: the log filter
-# below redacts every query value of a request line for any other origin (object storage, CDNs).
-_KNOWN_ORIGINS: set[tuple[str, str, int | None]] = set()
-
-
-def show_query_in_logs(url: str) -> None:
-    """Let urllib3's DEBUG lines for ``url``'s origin keep their non-secret query values (a
-    registry, its token realm); other origins' lines have every query value redacted."""
-    _KNOWN_ORIGINS.add(url_origin(url))
-
-
-def _logged_origin(args: tuple[Any, ...]) -> tuple[str, str, int | None] | None:
-    """The origin of urllib3's request line ``'%s://%s:%s "%s %s %s" %s %s'`` (scheme, host, port,
-    method, url, ...); the url is absolute when sent through a proxy. None for other shapes."""
-    if len(args) < 5 or args[0] not in ("http", "https") or not isinstance(args[4], str):
-        return None
-    if "://" in args[4]:
-        return url_origin(args[4])
-    host = str(args[1])
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return url_origin(f"{args[0]}://{host}:{args[2]}/")
-
-
-class _RedactUrlsFilter(logging.Filter):
-    """urllib3 logs every request line at DEBUG, query string included: a presigned blob URL's
-    signature would land in the user's logs. Redact such arguments (``redact_url``): every query
-    value unless the line is for a registry's own origin. Then, for these lines and regexplore's
-    own, cut out every secret a client holds (:func:`~regexplore.http.redact.scrub`: a server may have
-    put one in a redirect's URL, a challenge's scope or a realm)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
-            everything = _logged_origin(record.args) not in _KNOWN_ORIGINS
-            record.args = tuple(redact_url(a, all_values=everything) if isinstance(a, str) and "?" in a else a
-                                for a in record.args)
-        if isinstance(record.args, tuple):
-            record.args = tuple(scrub(a) for a in record.args)
-        record.msg = scrub(record.msg)
-        return True
-
-
-for _name in ("urllib3.connectionpool", "regexplore", "regexplore.http.auth", "regexplore.http.credentials"):
-    logging.getLogger(_name).addFilter(_RedactUrlsFilter())
+logs.install()  # every urllib3 / requests / regexplore log record is cleaned of secrets
 
 __all__ = ["MiB", "RetryPolicy", "Transport", "base_url_for", "is_loopback"]
 
@@ -229,6 +187,7 @@ class Transport:
         self.host = parts.netloc
         self.origin = url_origin(self.base_url)
         show_query_in_logs(self.base_url)
+        logs.install()
         self.auth = auth
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
