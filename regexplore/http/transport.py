@@ -154,6 +154,15 @@ class _Flight:
         self.can_retry = self.method in _IDEMPOTENT or self.retry_body or self.data is None
 
 
+class _Session(requests.Session):
+    """A session that never looks at a redirect: :class:`Transport` follows them by hand, and
+    ``requests`` (even with ``allow_redirects=False``, to prepare ``Response.next``) would first read
+    a redirect's whole body, uncapped (a hostile server's endless body would fill the memory)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 class Transport:
     """HTTP to one registry. Thread-safe: a pooled ``requests.Session`` shared by worker threads.
 
@@ -192,7 +201,7 @@ class Transport:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.limits = limits_from_env()
-        self.session = requests.Session()
+        self.session = _Session()
         if verify is True:  # requests' own variables (its trust_env reads them per request), then OpenSSL's
             verify = next((_env.text(v) for v in _CA_VARIABLES if _env.text(v)), True)
         self.session.verify = verify
@@ -525,7 +534,7 @@ class Transport:
         :class:`ResponseTooLarge`, :class:`DeadlineExceeded` or the :class:`RegistryError` of the
         break once no try is left."""
         try:
-            body = self._read_capped(resp, max_bytes, f.url)
+            body = self.read_capped(resp, max_bytes, f.url)
         except ResponseTooLarge:
             raise
         except RegistryError as exc:  # the connection broke mid-body: retry like a dropped connection
@@ -560,7 +569,7 @@ class Transport:
         1 MiB; one that is too large, cut or too slow counts as empty (the status still tells).
         Raises :class:`DeadlineExceeded` when the deadline passed meanwhile."""
         try:
-            return self._read_capped(resp, MiB, url)
+            return self.read_capped(resp, MiB, url)
         except RegistryError:
             if exchange.late():
                 raise exchange.error(self.redact(url)) from None
@@ -568,16 +577,17 @@ class Transport:
             resp._content_consumed = True
             return b""
 
-    def _read_capped(self, resp: requests.Response, cap: int | None, url: str) -> bytes:
-        """The body of ``resp``, refusing more than ``cap`` bytes (:class:`ResponseTooLarge`).
-        Raises :class:`RegistryError` when the connection breaks, :class:`DeadlineExceeded` when
-        the watchdog cut it (a body without a length would otherwise just end early)."""
+    def read_capped(self, resp: requests.Response, cap: int | None, url: str, what: str = "response") -> bytes:
+        """The body of ``resp`` (sent with ``stream=True``), kept in it as ``resp.content``; ``what``
+        names it in errors. Raises :class:`ResponseTooLarge` past ``cap`` bytes,
+        :class:`RegistryError` when the connection breaks, :class:`DeadlineExceeded` when the
+        watchdog cut it (a body without a length would otherwise just end early)."""
         if resp.request.method == "HEAD":
             return resp.content  # empty; reading it hands the connection back to the pool
         cl = resp.headers.get("Content-Length")
         if cap is not None and cl and cl.isdigit() and int(cl) > cap:
             resp.close()
-            raise ResponseTooLarge(f"response of {int(cl)} bytes is over the {cap}-byte cap",
+            raise ResponseTooLarge(f"{what} of {int(cl)} bytes is over the {cap}-byte cap",
                                    url=self.redact(url))
         chunks: list[bytes] = []
         total = 0
@@ -586,7 +596,7 @@ class Transport:
                 total += len(chunk)
                 if cap is not None and total > cap:
                     resp.close()
-                    raise ResponseTooLarge(f"response is over the {cap}-byte cap", url=self.redact(url))
+                    raise ResponseTooLarge(f"{what} is over the {cap}-byte cap", url=self.redact(url))
                 chunks.append(chunk)
         except requests.RequestException as exc:
             raise RegistryError(f"connection broke while reading: {type(exc).__name__}",
