@@ -45,6 +45,7 @@ from urllib.parse import urljoin, urlsplit
 from ..errors import RegistryError, Unauthorized, load_json
 from .challenges import Challenge, parse_challenges
 from .credentials import Credentials, docker_config_path, resolve_credentials
+from .logs import show_query_in_logs
 from .redact import Scrubber, Secret, ServerText
 from .responses import error_from_response, parse_retry_after
 from .retry import Attempts
@@ -66,6 +67,7 @@ log = logging.getLogger("regexplore.http.auth")
 DEFAULT_TOKEN_LIFETIME = 60.0  # the token spec's default when expires_in is absent
 _CLIENT_ID = "regexplore"
 MAX_TOKEN_REDIRECTS = 5
+MAX_TOKEN_ANSWER = 1024 * 1024  #: bytes read of any token server answer (a token, a redirect, an error)
 
 
 _REPO_PATH = re.compile(r"^/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
@@ -337,8 +339,6 @@ class RegistryAuth:
         redirect of it is returned to the caller. Raises ``InsecureCredentials`` before a hop to
         plain http on a non-loopback host, ``RegistryError`` when unreachable or past 5 hops.
         """
-        from .transport import show_query_in_logs
-
         show_query_in_logs(realm)  # the realm's service/scope/account are no secret; its hops' may be
         url = realm
         headers = dict(headers or {})
@@ -365,15 +365,17 @@ class RegistryAuth:
     def _send_retrying(transport: Any, method: str, url: str, realm: str, **kw: Any) -> tuple[Any, float]:
         """One hop of a token request: ``transport.send_once``, sent again under the transport's
         :class:`~regexplore.http.retry.RetryPolicy` (GET only: a POST carries the credentials form) on
-        the answers it retries or a dropped connection. Returns the response and when its attempt
-        started; raises ``RegistryError`` when unreachable."""
+        the answers it retries or a dropped connection. Every answer's body is read, at most
+        :data:`MAX_TOKEN_ANSWER` bytes, under the call's deadline. Returns the response and when its
+        attempt started; raises ``RegistryError`` when unreachable or the body breaks,
+        ``ResponseTooLarge`` past the cap, ``DeadlineExceeded``."""
         import requests
 
         tries = Attempts(transport.retry)
         while True:
             started = time.perf_counter()
             try:
-                resp = transport.send_once(method, url, **kw)
+                resp = transport.send_once(method, url, stream=True, **kw)
             except Exception as exc:  # noqa: BLE001 - requests' messages may carry the URL: keep only the type
                 transport._record(method, url, "error", None, started, "token", origin=realm)
                 error = RegistryError(f"token server unreachable: {type(exc).__name__}", url=realm)
@@ -382,6 +384,7 @@ class RegistryAuth:
                     raise error from None
                 retry_after = None
             else:
+                transport.read_capped(resp, MAX_TOKEN_ANSWER, url, f"the answer of token server {urlsplit(realm).netloc}")
                 if resp.status_code not in tries.policy.statuses:
                     return resp, started
                 error, retry_after = None, parse_retry_after(resp.headers.get("Retry-After"))

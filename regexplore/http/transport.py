@@ -40,58 +40,16 @@ from .. import _env
 from .._version import __version__
 from ..errors import RegistryError, ResponseTooLarge, TooManyRequests
 from . import deadline as _deadline
+from . import logs
 from .deadline import Exchange, WatchedAdapter, limits_from_env
+from .logs import show_query_in_logs
 from .redact import Secret, ServerText, redact_url, scrub, secret_headers, url_origin
 from .responses import error_from_response, parse_retry_after
 from .retry import Attempts, RetryPolicy
 from .urls import REDIRECT_STATUSES, is_loopback, may_send_credentials, refuse_plain_http, without_userinfo
 
 log = logging.getLogger("regexplore")
-
-
-# Origins of the registries our transports talk to and of their token servers: the log filter
-# below redacts every query value of a request line for any other origin (object storage, CDNs).
-_KNOWN_ORIGINS: set[tuple[str, str, int | None]] = set()
-
-
-def show_query_in_logs(url: str) -> None:
-    """Let urllib3's DEBUG lines for ``url``'s origin keep their non-secret query values (a
-    registry, its token realm); other origins' lines have every query value redacted."""
-    _KNOWN_ORIGINS.add(url_origin(url))
-
-
-def _logged_origin(args: tuple[Any, ...]) -> tuple[str, str, int | None] | None:
-    """The origin of urllib3's request line ``'%s://%s:%s "%s %s %s" %s %s'`` (scheme, host, port,
-    method, url, ...); the url is absolute when sent through a proxy. None for other shapes."""
-    if len(args) < 5 or args[0] not in ("http", "https") or not isinstance(args[4], str):
-        return None
-    if "://" in args[4]:
-        return url_origin(args[4])
-    host = str(args[1])
-    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    return url_origin(f"{args[0]}://{host}:{args[2]}/")
-
-
-class _RedactUrlsFilter(logging.Filter):
-    """urllib3 logs every request line at DEBUG, query string included: a presigned blob URL's
-    signature would land in the user's logs. Redact such arguments (``redact_url``): every query
-    value unless the line is for a registry's own origin. Then, for these lines and regexplore's
-    own, cut out every secret a client holds (:func:`~regexplore.http.redact.scrub`: a server may have
-    put one in a redirect's URL, a challenge's scope or a realm)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and "?" in a for a in record.args):
-            everything = _logged_origin(record.args) not in _KNOWN_ORIGINS
-            record.args = tuple(redact_url(a, all_values=everything) if isinstance(a, str) and "?" in a else a
-                                for a in record.args)
-        if isinstance(record.args, tuple):
-            record.args = tuple(scrub(a) for a in record.args)
-        record.msg = scrub(record.msg)
-        return True
-
-
-for _name in ("urllib3.connectionpool", "regexplore", "regexplore.http.auth", "regexplore.http.credentials"):
-    logging.getLogger(_name).addFilter(_RedactUrlsFilter())
+logs.install()  # every urllib3 / requests / regexplore log record is cleaned of secrets
 
 __all__ = ["MiB", "RetryPolicy", "Transport", "base_url_for", "is_loopback"]
 
@@ -196,6 +154,15 @@ class _Flight:
         self.can_retry = self.method in _IDEMPOTENT or self.retry_body or self.data is None
 
 
+class _Session(requests.Session):
+    """A session that never looks at a redirect: :class:`Transport` follows them by hand, and
+    ``requests`` (even with ``allow_redirects=False``, to prepare ``Response.next``) would first read
+    a redirect's whole body, uncapped (a hostile server's endless body would fill the memory)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
 class Transport:
     """HTTP to one registry. Thread-safe: a pooled ``requests.Session`` shared by worker threads.
 
@@ -229,11 +196,12 @@ class Transport:
         self.host = parts.netloc
         self.origin = url_origin(self.base_url)
         show_query_in_logs(self.base_url)
+        logs.install()
         self.auth = auth
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.limits = limits_from_env()
-        self.session = requests.Session()
+        self.session = _Session()
         if verify is True:  # requests' own variables (its trust_env reads them per request), then OpenSSL's
             verify = next((_env.text(v) for v in _CA_VARIABLES if _env.text(v)), True)
         self.session.verify = verify
@@ -566,7 +534,7 @@ class Transport:
         :class:`ResponseTooLarge`, :class:`DeadlineExceeded` or the :class:`RegistryError` of the
         break once no try is left."""
         try:
-            body = self._read_capped(resp, max_bytes, f.url)
+            body = self.read_capped(resp, max_bytes, f.url)
         except ResponseTooLarge:
             raise
         except RegistryError as exc:  # the connection broke mid-body: retry like a dropped connection
@@ -601,7 +569,7 @@ class Transport:
         1 MiB; one that is too large, cut or too slow counts as empty (the status still tells).
         Raises :class:`DeadlineExceeded` when the deadline passed meanwhile."""
         try:
-            return self._read_capped(resp, MiB, url)
+            return self.read_capped(resp, MiB, url)
         except RegistryError:
             if exchange.late():
                 raise exchange.error(self.redact(url)) from None
@@ -609,16 +577,17 @@ class Transport:
             resp._content_consumed = True
             return b""
 
-    def _read_capped(self, resp: requests.Response, cap: int | None, url: str) -> bytes:
-        """The body of ``resp``, refusing more than ``cap`` bytes (:class:`ResponseTooLarge`).
-        Raises :class:`RegistryError` when the connection breaks, :class:`DeadlineExceeded` when
-        the watchdog cut it (a body without a length would otherwise just end early)."""
+    def read_capped(self, resp: requests.Response, cap: int | None, url: str, what: str = "response") -> bytes:
+        """The body of ``resp`` (sent with ``stream=True``), kept in it as ``resp.content``; ``what``
+        names it in errors. Raises :class:`ResponseTooLarge` past ``cap`` bytes,
+        :class:`RegistryError` when the connection breaks, :class:`DeadlineExceeded` when the
+        watchdog cut it (a body without a length would otherwise just end early)."""
         if resp.request.method == "HEAD":
             return resp.content  # empty; reading it hands the connection back to the pool
         cl = resp.headers.get("Content-Length")
         if cap is not None and cl and cl.isdigit() and int(cl) > cap:
             resp.close()
-            raise ResponseTooLarge(f"response of {int(cl)} bytes is over the {cap}-byte cap",
+            raise ResponseTooLarge(f"{what} of {int(cl)} bytes is over the {cap}-byte cap",
                                    url=self.redact(url))
         chunks: list[bytes] = []
         total = 0
@@ -627,7 +596,7 @@ class Transport:
                 total += len(chunk)
                 if cap is not None and total > cap:
                     resp.close()
-                    raise ResponseTooLarge(f"response is over the {cap}-byte cap", url=self.redact(url))
+                    raise ResponseTooLarge(f"{what} is over the {cap}-byte cap", url=self.redact(url))
                 chunks.append(chunk)
         except requests.RequestException as exc:
             raise RegistryError(f"connection broke while reading: {type(exc).__name__}",
