@@ -384,7 +384,8 @@ class RegistryAuth:
                     raise error from None
                 retry_after = None
             else:
-                transport.read_capped(resp, MAX_TOKEN_ANSWER, url, f"the answer of token server {urlsplit(realm).netloc}")
+                what = f"the answer of token server {urlsplit(realm).netloc}"
+                transport.read_capped(resp, MAX_TOKEN_ANSWER, url, what)
                 if resp.status_code not in tries.policy.statuses:
                     return resp, started
                 error, retry_after = None, parse_retry_after(resp.headers.get("Retry-After"))

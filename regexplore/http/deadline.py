@@ -42,8 +42,9 @@ import socket
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import urllib3
 from requests.adapters import HTTPAdapter

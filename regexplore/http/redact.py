@@ -47,7 +47,7 @@ class Secret(str):
     def __repr__(self) -> str:
         return "'<redacted>'"
 
-    def __getitem__(self, key: Any) -> "Secret":
+    def __getitem__(self, key: Any) -> Secret:
         return Secret(str.__getitem__(self, key))
 
 
@@ -98,7 +98,7 @@ def _form_pattern(form: str) -> str:
 
 
 _NOTHING = re.compile(r"(?!)")
-_SCRUBBERS: "weakref.WeakSet[Scrubber]" = weakref.WeakSet()
+_SCRUBBERS: weakref.WeakSet[Scrubber] = weakref.WeakSet()
 _SCRUBBERS_LOCK = threading.Lock()
 
 

@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC
 from typing import Any
 
-from ..errors import (Denied, NotFound, RegistryError, TooManyRequests, Unauthorized, Unsupported,
-                      UnsupportedMediaType, load_json)
+from ..errors import (
+    Denied,
+    NotFound,
+    RegistryError,
+    TooManyRequests,
+    Unauthorized,
+    Unsupported,
+    UnsupportedMediaType,
+    load_json,
+)
 from .challenges import parse_challenges
 from .redact import scrub
 
@@ -143,13 +152,13 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
+    from datetime import datetime
     from email.utils import parsedate_to_datetime
-    from datetime import datetime, timezone
 
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

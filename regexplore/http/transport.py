@@ -543,7 +543,10 @@ class Transport:
                 raise exchange.error(self.redact(f.url)) from None
             if f.can_retry and f.tries.again():
                 return False
-            raise exchange.error(self.redact(f.url)) or exc
+            cut = exchange.error(self.redact(f.url))
+            if cut is None:
+                raise
+            raise cut from exc
         self._record(f.method, f.url, resp.status_code, len(body), started)
         return True
 
