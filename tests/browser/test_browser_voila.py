@@ -5,7 +5,6 @@ A screenshot goes to test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import socket
@@ -20,6 +19,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from digests import sha256_digest
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -130,5 +130,5 @@ def test_browse_search_pick_download_in_chromium(voila: tuple[str, Path], regist
     for digest in layers["digest"]:
         path = downloads / ("sha256-" + digest[7:])
         assert path.is_file(), f"{path.name} was not downloaded"
-        assert "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        assert sha256_digest(path.read_bytes()) == digest
     reg.close()

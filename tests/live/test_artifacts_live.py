@@ -10,15 +10,14 @@ layouts, and Docker's foreign-layer type.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import tarfile
 from collections.abc import Iterator
 from typing import Any
 
+import pushing
 import pytest
-import requests
 
 import regexplore as rx
 from regexplore.sandbox import LocalRegistry
@@ -33,10 +32,6 @@ FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 pytestmark = pytest.mark.live
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _layer(name: str, data: bytes) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -46,24 +41,8 @@ def _layer(name: str, data: bytes) -> bytes:
     return gzip.compress(out.getvalue(), mtime=0)
 
 
-class Pusher:
-    """Blob uploads (POST + PUT) and manifest PUTs with plain requests."""
-
-    def __init__(self, base: str) -> None:
-        self.base, self.s = base, requests.Session()
-
-    def blob(self, repo: str, data: bytes, media_type: str, **extra: Any) -> dict:
-        r = self.s.post(f"{self.base}/v2/{repo}/blobs/uploads/")
-        r.raise_for_status()
-        loc = requests.compat.urljoin(self.base, r.headers["Location"])
-        self.s.put(loc, params={"digest": _digest(data)}, data=data).raise_for_status()
-        return {"mediaType": media_type, "digest": _digest(data), "size": len(data), **extra}
-
-    def manifest(self, repo: str, ref: str, doc: dict) -> dict:
-        raw = json.dumps(doc).encode()
-        self.s.put(f"{self.base}/v2/{repo}/manifests/{ref}", data=raw,
-                   headers={"Content-Type": doc["mediaType"]}).raise_for_status()
-        return {"mediaType": doc["mediaType"], "digest": _digest(raw), "size": len(raw)}
+class Pusher(pushing.Pusher):
+    """The support pusher (plain requests), plus one-call images with a default one-file layer."""
 
     def image(self, repo: str, tag: str, config: dict | bytes, layers: list[dict] | None = None, *,
               config_type: str = OCI_CONFIG, **extra: Any) -> dict:

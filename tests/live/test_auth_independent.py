@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from digests import sha256_digest
 from servers import serve, stop
 
 import regexplore as rx
@@ -35,7 +36,7 @@ PASSWORD = "pw-Indep3ndent-S3cret"
 TOKEN = "stub-token-" + uuid.uuid4().hex
 SIGNATURE = "deadbeef" + uuid.uuid4().hex
 BLOB = b"independent blob bytes"
-DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+DIGEST = sha256_digest(BLOB)
 
 
 # ----------------------------------------------------------------------------- tiny HTTP stubs

@@ -7,7 +7,6 @@ ignored Range, refused tokens, redirects to an S3-like store that rejects Author
 from __future__ import annotations
 
 import ast
-import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import sha256_digest
 from servers import FaultProxy, TinyImage, TokenServer
 
 from regexplore import DigestMismatch, Registry
@@ -26,10 +26,6 @@ from regexplore.sandbox import LocalRegistry
 
 PASSWORD = "pw-Blobs-91f2!secret"
 MiB = 1024 * 1024
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 pytestmark = pytest.mark.usefixtures("private_cache")  # conftest: a cache folder of its own per test
@@ -219,9 +215,9 @@ def test_one_bad_layer_lets_the_layers_in_flight_finish(tmp_path: Path) -> None:
         assert info.value.expected == base
         assert not list(tmp_path.glob("*.partial"))
         assert not (tmp_path / blobs.blob_filename(base)).exists()
-        assert sha((tmp_path / blobs.blob_filename(big)).read_bytes()) == big      # finished and verified
+        assert sha256_digest((tmp_path / blobs.blob_filename(big)).read_bytes()) == big      # finished and verified
         assert big_events[-1].done and len(big_events) > 2
-        assert sha((tmp_path / blobs.blob_filename(config)).read_bytes()) == config
+        assert sha256_digest((tmp_path / blobs.blob_filename(config)).read_bytes()) == config
         reg.close()
 
 
@@ -247,7 +243,7 @@ def test_redirect_to_storage_without_authorization(tmp_path: Path) -> None:
         store = proxy.redirect_blobs()
         paths = blobs.download(reg, "demo/redirected:v1", tmp_path / "out", progress=False)
         assert paths[1].name == blobs.blob_filename(layer["digest"])
-        assert sha(paths[1].read_bytes()) == layer["digest"]
+        assert sha256_digest(paths[1].read_bytes()) == layer["digest"]
         assert len(store.requests) == 2 and not any(r["authorization"] for r in store.requests)
         redirected = [r for r in proxy.requests if r["fault"] == "redirect"]
         assert len(redirected) == 2 and all(r["authorization"] and r["status"] == 307 for r in redirected)
@@ -294,7 +290,7 @@ def test_big_blob_comes_in_parallel_ranged_parts(big: tuple, tmp_path: Path, mon
     reg = lr.client()
     events: list[ProgressEvent] = []
     [p] = blobs.download(reg, f"demo/big@{digest}", tmp_path, progress=events.append, parallel=4)
-    assert sha(p.read_bytes()) == digest
+    assert sha256_digest(p.read_bytes()) == digest
     gets = blob_gets(reg)
     assert len(gets) == 5 and all(g["status"] == 206 for g in gets)  # 70 MiB = 4 x 16 MiB + 6 MiB
     # the first answer covers the whole blob (its first 16 MiB are read, then the link speed decides)
@@ -312,7 +308,7 @@ def test_big_blob_on_a_fast_link_streams_the_rest_on_one_connection(big: tuple, 
     lr, digest, data = big
     reg = lr.client()
     [p] = blobs.download(reg, f"demo/big@{digest}", tmp_path, progress=False, cache=False, parallel=4)
-    assert sha(p.read_bytes()) == digest
+    assert sha256_digest(p.read_bytes()) == digest
     gets = blob_gets(reg)
     assert [g["status"] for g in gets] == [206]  # one ranged answer holding the whole blob, read to its end
     assert [g["bytes"] for g in gets] == [len(data)]
@@ -326,11 +322,11 @@ def test_big_blob_part_cut_and_server_ignoring_range(big: tuple, tmp_path: Path,
         reg = Registry(proxy.url)
         proxy.drop(after_bytes=3 * MiB, path="/blobs/", method="GET")
         [p] = blobs.download(reg, f"demo/big@{digest}", tmp_path / "cut", progress=False, cache=False)
-        assert sha(p.read_bytes()) == digest
+        assert sha256_digest(p.read_bytes()) == digest
         assert any(r["fault"] == "drop" for r in proxy.requests)
         proxy.ignore_range(path="/blobs/", times=None)
         [q] = blobs.download(reg, f"demo/big@{digest}", tmp_path / "norange", progress=False, cache=False)
-        assert sha(q.read_bytes()) == digest
+        assert sha256_digest(q.read_bytes()) == digest
         assert [r["status"] for r in proxy.requests if r["fault"] == "ignore_range"] == [200]
 
 

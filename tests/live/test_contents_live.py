@@ -3,15 +3,15 @@ merged filesystems, diff, read_file, and safe extraction of hostile layers pushe
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 
 import pytest
+from digests import sha256_digest
 from layerkit import build_layer, compress, gzip_bomb, info, raw_tar
+from pushing import push_image
 
 import regexplore as rx
-from regexplore.model import oci
 
 
 @pytest.fixture(scope="module")
@@ -21,18 +21,10 @@ def reg(registry_sandbox):
 
 
 def push_layers(reg, repo, tag, layers):
-    """Push an image made of ``layers`` [(compressed bytes, diff_id, media type)] with regexplore's v2 code."""
-    descs = []
-    for data, _diff, mt in layers:
-        descs.append({"mediaType": mt, "digest": reg.v2.upload_blob(repo, data), "size": len(data)})
-    cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                      "rootfs": {"type": "layers", "diff_ids": [d for _, d, _ in layers]},
-                      "history": [{"created_by": f"step {i}"} for i in range(len(layers))]}).encode()
-    man = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
-                      "config": {"mediaType": oci.OCI_CONFIG, "digest": reg.v2.upload_blob(repo, cfg),
-                                 "size": len(cfg)}, "layers": descs}).encode()
-    reg.v2.put_manifest(repo, tag, man, oci.OCI_MANIFEST)
-    return f"{repo}:{tag}"
+    """Push an image made of ``layers`` [(compressed bytes, diff_id, media type)] with plain requests;
+    returns ``repo:tag``."""
+    return push_image(reg.base_url, repo, tag, [(data, mt) for data, _, mt in layers],
+                      diff_ids=[d for _, d, _ in layers]).ref
 
 
 def tar_tv(path, compression):
@@ -135,7 +127,7 @@ HOSTILE = {
 def test_hostile_layers_are_refused_and_nothing_is_written(empty_sandbox, tmp_path, name):
     reg = rx.Registry(empty_sandbox.url)
     tar = raw_tar(HOSTILE[name])
-    ref = push_layers(reg, "hostile/x", name, [(compress(tar, "gzip"), oci.sha256_digest(tar),
+    ref = push_layers(reg, "hostile/x", name, [(compress(tar, "gzip"), sha256_digest(tar),
                                                   "application/vnd.oci.image.layer.v1.tar+gzip")])
     before = set(os.listdir(tmp_path))
     with pytest.raises(rx.UnsafeLayer) as info_:
@@ -170,7 +162,7 @@ def test_corrupted_layer_in_registry_is_a_digest_mismatch(empty_sandbox):
 
 
 def _push_tar(reg, repo, tag, tar):
-    return push_layers(reg, repo, tag, [(compress(tar, "gzip"), oci.sha256_digest(tar),
+    return push_layers(reg, repo, tag, [(compress(tar, "gzip"), sha256_digest(tar),
                                          "application/vnd.oci.image.layer.v1.tar+gzip")])
 
 
@@ -226,7 +218,7 @@ def test_keep_absolute_links_never_touches_a_folder_outside(empty_sandbox, tmp_p
     reg = rx.Registry(empty_sandbox.url)
     l1 = raw_tar([info("d/", "dir"), info("d/sub/", "dir", mode=0o700, mtime=12345)])
     l2 = raw_tar([info("d", "symlink", linkname=str(host))])
-    ref = push_layers(reg, "keep/links", "v", [(compress(t, "gzip"), oci.sha256_digest(t),
+    ref = push_layers(reg, "keep/links", "v", [(compress(t, "gzip"), sha256_digest(t),
                                                 "application/vnd.oci.image.layer.v1.tar+gzip") for t in (l1, l2)])
     reg.extract(ref, str(tmp_path / "root"), absolute_links="keep")
     assert os.readlink(tmp_path / "root" / "d") == str(host)
@@ -235,7 +227,7 @@ def test_keep_absolute_links_never_touches_a_folder_outside(empty_sandbox, tmp_p
 
 
 def _gz(tar):
-    return (compress(tar, "gzip"), oci.sha256_digest(tar), "application/vnd.oci.image.layer.v1.tar+gzip")
+    return (compress(tar, "gzip"), sha256_digest(tar), "application/vnd.oci.image.layer.v1.tar+gzip")
 
 
 def test_merged_follows_a_symlinked_parent_like_extract(empty_sandbox, tmp_path):

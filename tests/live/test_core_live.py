@@ -4,11 +4,11 @@ that was pushed (by skopeo for ``registry_sandbox``, by regexplore's own v2 uplo
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pandas as pd
 import pytest
+from digests import sha256_digest
 
 import regexplore as rx
 from regexplore.model import oci
@@ -59,7 +59,7 @@ def test_tag_details_equal_skopeo_inspect(reg, registry_sandbox, skopeo, repo):
     assert len(df) == len(demo_content().tags(repo))
     for row in df.itertuples():
         raw = skopeo("inspect", "--raw", docker_ref(registry_sandbox, repo, row.tag), raw=True)
-        assert row.digest == "sha256:" + hashlib.sha256(raw).hexdigest()
+        assert row.digest == sha256_digest(raw)
         assert row.media_type == oci.detect_media_type(raw, None)
         info = skopeo("inspect", docker_ref(registry_sandbox, repo, row.tag))  # default platform: linux/amd64
         assert row.os == info["Os"] and row.architecture == info["Architecture"]

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import sha256_digest
 from servers import serve, stop
 
 from regexplore import Registry
 
 BLOB = os.urandom(300_000 + 17)
-DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+DIGEST = sha256_digest(BLOB)
 NAME = "sha256-" + DIGEST[7:]
 
 
@@ -126,7 +127,7 @@ def test_real_registry_complete_partial(tmp_path: Path, monkeypatch: pytest.Monk
     import json
 
     def put(data: bytes) -> dict:
-        d = "sha256:" + hashlib.sha256(data).hexdigest()
+        d = sha256_digest(data)
         (folder / "blobs" / "sha256" / d[7:]).write_bytes(data)
         return {"digest": d, "size": len(data)}
 

@@ -14,7 +14,6 @@ The hostile servers are small stdlib HTTP servers in this file; the real registr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import sha256_digest
 from servers import TinyImage, serve, stop
 from servers.bounded import run_bounded
 
@@ -43,10 +43,10 @@ HEAD_SAYS = 2 * MiB  #: what the hostile HEAD (or X-Docker-Size) announces
 SENDS_UP_TO = 48 * MiB  #: where the hostile body stops at the latest (the test must not fill the disk)
 SLACK = MiB
 BLOB = os.urandom(HEAD_SAYS)  #: the blob the digest names (never sent by the hostile GET)
-DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+DIGEST = sha256_digest(BLOB)
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux",
                      "rootfs": {"type": "layers", "diff_ids": [DIGEST]}}).encode()
-CONFIG_DIGEST = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
+CONFIG_DIGEST = sha256_digest(CONFIG)
 MANIFEST = json.dumps({
     "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
     "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": CONFIG_DIGEST,

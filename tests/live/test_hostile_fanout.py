@@ -8,7 +8,6 @@ indexes are pushed to the real registry; the endless listings come from a small 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -19,8 +18,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import requests
+from digests import sha256_digest
 from layerkit import build_layer, zstd_bomb
+from pushing import Pusher
 from servers import serve, stop
 from servers.bounded import run_bounded
 
@@ -36,26 +36,15 @@ MiB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("private_cache")  # conftest: a cache folder of its own, no progress bars
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _put_blob(base: str, repo: str, data: bytes) -> dict[str, Any]:
-    r = requests.post(f"{base}/v2/{repo}/blobs/uploads/")
-    r.raise_for_status()
-    r = requests.put(requests.compat.urljoin(base, r.headers["Location"]), params={"digest": _digest(data)},
-                     data=data, headers={"Content-Type": "application/octet-stream"})
-    r.raise_for_status()
-    return {"digest": _digest(data), "size": len(data)}
+    with Pusher(base) as p:
+        return p.blob(repo, data)
 
 
 def _put_manifest(base: str, repo: str, ref: str | None, doc: dict) -> dict[str, Any]:
     """PUT ``doc`` by ``ref`` (a tag), or by its own digest; returns its descriptor."""
-    raw = json.dumps(doc).encode()
-    r = requests.put(f"{base}/v2/{repo}/manifests/{ref or _digest(raw)}", data=raw,
-                     headers={"Content-Type": doc["mediaType"]})
-    r.raise_for_status()
-    return {"mediaType": doc["mediaType"], "digest": _digest(raw), "size": len(raw)}
+    with Pusher(base) as p:
+        return p.manifest(repo, ref, doc)
 
 
 def _image(base: str, repo: str, layers: list[tuple[bytes, str]], arch: str = "amd64",
@@ -187,7 +176,7 @@ def _padded_index_server(count: int, pad: int) -> Any:
              "platform": {"os": "linux", "architecture": "amd64"}}
     docs = [json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image],
                         "annotations": {"pad": f"{i}" + "x" * pad}}).encode() for i in range(count)]
-    by_digest = {_digest(d): d for d in docs}
+    by_digest = {sha256_digest(d): d for d in docs}
     top = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_INDEX, "digest": d, "size": len(b)} for d, b in by_digest.items()]}).encode()
 
@@ -324,7 +313,7 @@ def bombs() -> Iterator[dict[str, Any]]:
         b, _ = build_layer({"etc/b.txt": b"from B\n"}, whiteouts=["etc/a.txt"])
         gz = "application/vnd.oci.image.layer.v1.tar+gzip"
         _image(sb.url, "rep/app", [(a, gz), (b, gz), (a, gz)], tag="aba")
-        yield {"url": sb.url, "bomb": _digest(bomb), "a": _digest(a), "b": _digest(b)}
+        yield {"url": sb.url, "bomb": sha256_digest(bomb), "a": sha256_digest(a), "b": sha256_digest(b)}
 
 
 BOMB_CALLS = {

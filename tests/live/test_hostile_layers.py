@@ -5,19 +5,19 @@ link that leads outside, and file names that are not UTF-8 never break a table (
 
 from __future__ import annotations
 
-import json
 import os
 import tarfile
 import zlib
 from collections.abc import Iterator, Sequence
 
+import pushing
 import pytest
+from digests import sha256_digest
 from layerkit import compress, info, raw_tar
 from servers import FaultProxy
 from servers.bounded import run_bounded
 
 import regexplore as rx
-from regexplore.model import oci
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -31,16 +31,8 @@ def _no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def push_image(reg: rx.Registry, repo: str, tag: str, layers: Sequence[tuple[bytes, str]]) -> str:
-    """Push an image of ``layers`` [(blob, media type)] with regexplore's v2 client; returns ``repo:tag``."""
-    descs = [{"mediaType": mt, "digest": reg.v2.upload_blob(repo, blob), "size": len(blob)} for blob, mt in layers]
-    cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                      "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descs]},
-                      "history": [{"created_by": f"step {i}"} for i in range(len(descs))]}).encode()
-    man = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
-                      "config": {"mediaType": oci.OCI_CONFIG, "digest": reg.v2.upload_blob(repo, cfg),
-                                 "size": len(cfg)}, "layers": descs}).encode()
-    reg.v2.put_manifest(repo, tag, man, oci.OCI_MANIFEST)
-    return f"{repo}:{tag}"
+    """Push an image of ``layers`` [(blob, media type)] with plain requests; returns ``repo:tag``."""
+    return pushing.push_image(reg.base_url, repo, tag, layers).ref
 
 
 def push_tars(reg: rx.Registry, repo: str, tag: str, *tars: bytes) -> str:
@@ -499,17 +491,10 @@ def test_the_demo_output_escapes_control_characters(empty_sandbox, capsys) -> No
 
     from regexplore.__main__ import _show
 
-    reg = rx.Registry(empty_sandbox.url)
     blob = compress(raw_tar([(info("a"), b"a")]), "gzip")
-    digest = reg.v2.upload_blob("evil/term", blob)
-    cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                      "rootfs": {"type": "layers", "diff_ids": [digest]},
-                      "history": [{"created_by": "RUN \x1b]0;pwned\x07\x1b[2J echo \u202eexe.txt"}]}).encode()
-    man = json.dumps({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST,
-                      "config": {"mediaType": oci.OCI_CONFIG, "digest": reg.v2.upload_blob("evil/term", cfg),
-                                 "size": len(cfg)},
-                      "layers": [{"mediaType": GZIP, "digest": digest, "size": len(blob)}]}).encode()
-    reg.v2.put_manifest("evil/term", "v1", man, oci.OCI_MANIFEST)
+    pushing.push_image(empty_sandbox.url, "evil/term", "v1", [(blob, GZIP)], config={
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha256_digest(blob)]},
+        "history": [{"created_by": "RUN \x1b]0;pwned\x07\x1b[2J echo \u202eexe.txt"}]})
     _show(empty_sandbox, argparse.Namespace(content="demo", repo="evil/term", history="evil/term:v1"))
     out = capsys.readouterr().out
     assert "evil/term" in out and "pwned" in out

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import sha256_digest
 from servers import serve, stop
 from servers.bounded import Bounded, run_bounded
 
@@ -344,7 +345,7 @@ def test_a_caller_that_reads_slowly_is_not_cut(hostile: Any, tmp_path: Path) -> 
     body, steady = os.urandom(24 * MiB), os.urandom(320 * 1024)
     fast = hostile("fast", body=body, size=len(body))
     slow = hostile("steady", body=steady, size=len(steady))
-    digests = [f"sha256:{hashlib.sha256(b).hexdigest()}" for b in (body, steady)]
+    digests = [sha256_digest(b) for b in (body, steady)]
     res = attack("""
         import os, threading, time, hashlib, regexplore as rx
         from regexplore.content import blobs

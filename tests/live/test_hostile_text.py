@@ -3,42 +3,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import pyarrow  # noqa: F401  (pandas backs its string columns with pyarrow when it is installed)
-import requests
+from digests import sha256_digest
+from pushing import push_image
 
 import regexplore as rx
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _push(base: str, repo: str, tag: str, config: bytes) -> None:
-    s = requests.Session()
-    layer = b"\0" * 1024  # an empty tar: two zero blocks
-    for blob in (layer, config):
-        r = s.post(f"{base}/v2/{repo}/blobs/uploads/")
-        r.raise_for_status()
-        r = s.put(requests.compat.urljoin(base, r.headers["Location"]), params={"digest": _digest(blob)}, data=blob)
-        r.raise_for_status()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "size": len(config),
-                   "digest": _digest(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "size": len(layer),
-                    "digest": _digest(layer)}],
-    }).encode()
-    s.put(f"{base}/v2/{repo}/manifests/{tag}", data=manifest,
-          headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).raise_for_status()
+    """Push a one-layer OCI image (an empty tar) whose config is ``config`` as given."""
+    push_image(base, repo, tag, [(b"\0" * 1024, "application/vnd.oci.image.layer.v1.tar")], config=config)
 
 
 def test_lone_surrogates_in_a_config_are_escaped_in_every_frame(empty_sandbox) -> None:
     # written by hand: json.dumps would refuse nothing, but a real config could carry any escape
     config = (b'{"architecture":"amd64","os":"linux\\udc80","created":"2024-01-01T00:00:00Z",'
-              b'"rootfs":{"type":"layers","diff_ids":["' + _digest(b"\0" * 1024).encode() + b'"]},'
+              b'"rootfs":{"type":"layers","diff_ids":["' + sha256_digest(b"\0" * 1024).encode() + b'"]},'
               b'"history":[{"created_by":"RUN echo caf\\udce9 \\ud800","comment":"x\\udfff"}]}')
     _push(empty_sandbox.url, "odd/text", "v1", config)
     reg = rx.Registry(empty_sandbox.url)

@@ -4,7 +4,6 @@ registry binary and skopeo."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import sha256_digest
 
 from regexplore.content import blobs, layout
 from regexplore.sandbox import LocalRegistry
@@ -36,7 +36,7 @@ def test_upload_blob_and_push_chunk_through_the_one_upload(empty_sandbox: LocalR
     sent: list[int] = []
     reg.clear_trace()
     digest = reg.v2.upload_blob("one/up", data, chunk_size=16_384, progress=sent.append)
-    assert digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert digest == sha256_digest(data)
     assert len(patches(reg)) == math.ceil(len(data) / 16_384) == len(sent)
     assert sum(sent) == len(data)
     assert reg.v2.get_blob("one/up", digest) == data
@@ -114,7 +114,7 @@ def test_seed_layout_and_save_are_written_by_the_same_writer(registry_sandbox: L
     for folder in (seeded, saved):
         for tag in oci_tags:
             raw = skopeo("inspect", "--raw", f"oci:{folder}:{tag}", raw=True)
-            assert "sha256:" + hashlib.sha256(raw).hexdigest() == content.digest_of(repo, tag)
+            assert sha256_digest(raw) == content.digest_of(repo, tag)
 
 
 def test_write_index_replaces_a_tag_and_keeps_the_others(tmp_path: Path) -> None:

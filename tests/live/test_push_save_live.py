@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import tarfile
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import sha256_digest
 
 from regexplore.content import blobs
 from regexplore.sandbox import LocalRegistry
@@ -26,7 +26,7 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def remote_digest(skopeo: Any, ref: str) -> str:
     raw = skopeo("inspect", "--raw", f"docker://{ref}", raw=True)
-    return "sha256:" + hashlib.sha256(raw).hexdigest()
+    return sha256_digest(raw)
 
 
 def requests_of(reg: Any, method: str, part: str) -> list[dict]:
@@ -140,7 +140,7 @@ def test_push_files_as_a_one_layer_image_chunked(empty_sandbox: LocalRegistry, s
     assert "notes.txt" in cfg["history"][0]["created_by"] and cfg["os"] == "linux"
     [config_path, layer_path] = blobs.download(reg, "files/bundle:v1", tmp_path / "back", progress=False)
     tar_bytes = gzip.decompress(layer_path.read_bytes())
-    assert "sha256:" + hashlib.sha256(tar_bytes).hexdigest() == cfg["rootfs"]["diff_ids"][0]
+    assert sha256_digest(tar_bytes) == cfg["rootfs"]["diff_ids"][0]
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tf:
         assert sorted(tf.getnames()) == ["data", "data/numbers.bin", "notes.txt"]
         assert tf.extractfile("notes.txt").read() == b"hello registry\n"  # type: ignore[union-attr]
@@ -262,7 +262,7 @@ def test_a_layer_listed_twice_is_checked_and_uploaded_once(empty_sandbox: LocalR
     sha.mkdir(parents=True)
 
     def blob(data: bytes) -> dict:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = sha256_digest(data)
         (sha / digest[7:]).write_bytes(data)
         return {"digest": digest, "size": len(data)}
 
@@ -273,7 +273,7 @@ def test_a_layer_listed_twice_is_checked_and_uploaded_once(empty_sandbox: LocalR
         tf.addfile(info, io.BytesIO(b"same\n"))
     layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
              **blob(gzip.compress(tar.getvalue(), mtime=0))}
-    diff_id = "sha256:" + hashlib.sha256(tar.getvalue()).hexdigest()
+    diff_id = sha256_digest(tar.getvalue())
     rootfs = {"type": "layers", "diff_ids": [diff_id] * 2}
     config = {"mediaType": "application/vnd.oci.image.config.v1+json",
               **blob(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": rootfs}).encode())}

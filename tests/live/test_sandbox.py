@@ -17,6 +17,7 @@ import bcrypt
 import pytest
 import requests
 import zstandard
+from digests import sha256_digest
 
 from regexplore.sandbox import seed
 from regexplore.sandbox.local import LocalRegistry, RegistryBinaryMissing, _write_tls_files, to_yaml
@@ -39,10 +40,6 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 # -- lifecycle -------------------------------------------------------------------------------------------
@@ -78,7 +75,7 @@ def test_context_manager_keeps_given_storage(tmp_path: Path, skopeo) -> None:
     assert (tmp_path / "data" / "docker" / "registry" / "v2" / "repositories" / "demo" / "minimal").is_dir()
     with LocalRegistry(storage=tmp_path / "data") as again:  # the same data served again
         raw = skopeo("inspect", "--raw", f"docker://{again.host}/demo/minimal:latest", raw=True)
-    assert _sha(raw) == minimal.digest_of("demo/minimal", "latest")
+    assert sha256_digest(raw) == minimal.digest_of("demo/minimal", "latest")
 
 
 @pytest.mark.live
@@ -194,12 +191,12 @@ def test_seeded_content_visible_via_skopeo(registry_sandbox: LocalRegistry, skop
             else:
                 raw = requests.get(f"{registry_sandbox.url}/v2/{repo}/manifests/{tag}",
                                    headers={"Accept": accept}, timeout=5).content
-            assert _sha(raw) == content.digest_of(repo, tag), f"{repo}:{tag}"
+            assert sha256_digest(raw) == content.digest_of(repo, tag), f"{repo}:{tag}"
     index_ref = f"docker://{registry_sandbox.host}/demo/multiarch"
     index = skopeo("inspect", "--raw", f"{index_ref}:latest")
     for child in index["manifests"]:
         raw = skopeo("inspect", "--raw", f"{index_ref}@{child['digest']}", raw=True)
-        assert _sha(raw) == child["digest"]
+        assert sha256_digest(raw) == child["digest"]
     config = skopeo("inspect", "--config", f"docker://{registry_sandbox.host}/library/webapp:latest")
     assert config["config"]["WorkingDir"] == "/app" and len(config["history"]) == 12
 
@@ -217,7 +214,7 @@ def test_regexplore_push_gives_the_same_digests_as_skopeo(
         for tag in content.tags(repo):
             ours = skopeo("inspect", "--raw", f"docker://{empty_sandbox.host}/{repo}:{tag}", raw=True)
             theirs = skopeo("inspect", "--raw", f"docker://{registry_sandbox.host}/{repo}:{tag}", raw=True)
-            assert ours == theirs and _sha(ours) == content.digest_of(repo, tag)
+            assert ours == theirs and sha256_digest(ours) == content.digest_of(repo, tag)
     big = json.loads(content.manifest("demo/big", "latest").raw)["layers"][-1]
     head = requests.head(f"{empty_sandbox.url}/v2/demo/big/blobs/{big['digest']}", timeout=5)
     assert int(head.headers["Content-Length"]) == big["size"] >= 4 * 1024 * 1024
@@ -276,7 +273,7 @@ def test_layers_are_deterministic_tars() -> None:
     assert zlayer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"
     tar_bytes = zstandard.ZstdDecompressor().decompress(content.blobs[zlayer["digest"]])
     config = json.loads(content.blobs[zstd_manifest["config"]["digest"]])
-    assert config["rootfs"]["diff_ids"][-1] == _sha(tar_bytes)
+    assert config["rootfs"]["diff_ids"][-1] == sha256_digest(tar_bytes)
 
 
 def test_demo_content_shape() -> None:
@@ -306,7 +303,7 @@ def test_demo_content_shape() -> None:
             continue
         doc = json.loads(entry.raw)
         for desc in [doc["config"], *doc["layers"]]:
-            assert _sha(content.blobs[desc["digest"]]) == desc["digest"]
+            assert sha256_digest(content.blobs[desc["digest"]]) == desc["digest"]
             assert len(content.blobs[desc["digest"]]) == desc["size"]
         config = json.loads(content.blobs[doc["config"]["digest"]])
         assert len(config["rootfs"]["diff_ids"]) == len(doc["layers"])
@@ -335,7 +332,7 @@ def test_oci_layout_is_readable_by_skopeo(tmp_path: Path, skopeo) -> None:
             assert hashlib.sha256(blob.read_bytes()).hexdigest() == blob.name
     for repo, tag in (("demo/multiarch", "latest"), ("demo/zstd", "latest")):
         raw = skopeo("inspect", "--raw", f"oci:{layouts[repo]}:{tag}", raw=True)
-        assert _sha(raw) == content.digest_of(repo, tag)
+        assert sha256_digest(raw) == content.digest_of(repo, tag)
 
 
 @pytest.mark.live

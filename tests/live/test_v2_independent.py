@@ -5,7 +5,6 @@ listings that are not JSON and Link headers that point back to a page already re
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -13,6 +12,8 @@ from typing import Any
 
 import pytest
 import requests
+from digests import sha256_digest
+from pushing import Pusher
 from servers import FaultProxy
 
 import regexplore as rx
@@ -23,25 +24,15 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def _put_blob(base: str, repo: str, data: bytes) -> dict[str, Any]:
-    r = requests.post(f"{base}/v2/{repo}/blobs/uploads/")
-    r.raise_for_status()
-    r = requests.put(requests.compat.urljoin(base, r.headers["Location"]), params={"digest": _digest(data)},
-                     data=data, headers={"Content-Type": "application/octet-stream"})
-    r.raise_for_status()
-    return {"digest": _digest(data), "size": len(data)}
+    with Pusher(base) as p:
+        return p.blob(repo, data)
 
 
 def _put_manifest(base: str, repo: str, ref: str | None, doc: dict) -> dict[str, Any]:
-    raw = json.dumps(doc).encode()
-    r = requests.put(f"{base}/v2/{repo}/manifests/{ref or _digest(raw)}", data=raw,
-                     headers={"Content-Type": doc["mediaType"]})
-    r.raise_for_status()
-    return {"mediaType": doc["mediaType"], "digest": _digest(raw), "size": len(raw)}
+    """PUT ``doc`` by ``ref`` (a tag), or by its own digest; returns its descriptor."""
+    with Pusher(base) as p:
+        return p.manifest(repo, ref, doc)
 
 
 def _image(base: str, repo: str, config: dict, tag: str | None = None) -> dict[str, Any]:
@@ -95,7 +86,7 @@ def test_download_and_save_follow_a_nested_index(sandbox: LocalRegistry, tmp_pat
     paths = reg.download("nest/app:nested", tmp_path / "dl", platform="linux/arm64/v8", progress=False)
     want = [arm.json["config"]["digest"], *(d["digest"] for d in arm.json["layers"])]
     assert [p.name for p in paths] == [d.replace(":", "-") for d in want]
-    assert [_digest(p.read_bytes()) for p in paths] == want
+    assert [sha256_digest(p.read_bytes()) for p in paths] == want
     out = reg.save("nest/app:nested", str(tmp_path / "layout"), platform="linux/arm64/v8")
     [entry] = json.loads((tmp_path / "layout" / "index.json").read_text())["manifests"]
     assert entry["digest"] == arm.digest and out

@@ -3,7 +3,6 @@ the widget's state and at the HTTP exchanges it made (``reg.trace``)."""
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import sys
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from digests import sha256_digest
 
 import regexplore as rx
 from regexplore.jupyter import RegistryBrowser
@@ -228,7 +228,7 @@ def test_download_with_progress_per_layer_and_total(browser: RegistryBrowser, re
     assert len(paths) == 1 + len(layers)            # config + layers
     for path, digest in zip(paths[1:], layers["digest"]):
         assert path.parent == tmp_path / "out"
-        assert "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        assert sha256_digest(path.read_bytes()) == digest
     total = browser.bars["total"]
     assert total.total == int(layers["size"].sum()) + browser._config_blob[1]
     assert total.n == total.total

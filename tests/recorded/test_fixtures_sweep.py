@@ -8,7 +8,6 @@ from what regexplore returns. Pure tier: no network, no cassette playback.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
 import yaml
+from digests import sha256_digest
 
 import regexplore as rx
 from regexplore.http.auth import RegistryAuth, parse_challenges
@@ -27,10 +27,6 @@ from regexplore.protocol.v1.parse import history_row
 
 def _real(shared_dir, name):
     return shared_dir / "fixtures" / "real" / name
-
-
-def _sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class _Headers(dict):
@@ -188,7 +184,7 @@ def test_httpd_image_summary_size_is_config_plus_layers(shared_dir):
     cfg_raw = _real(shared_dir, "image_config_httpd_2.4.23_digest_9ca4bda0.json").read_bytes()
     man_doc, cfg = json.loads(man_raw), json.loads(cfg_raw)
     m = oci.Manifest.from_bytes(man_raw, man_doc["mediaType"])
-    assert m.digest == _sha(man_raw)
+    assert m.digest == sha256_digest(man_raw)
     s = oci.image_summary(m, cfg)
     assert s["size"] == len(cfg_raw) + sum(layer["size"] for layer in man_doc["layers"])
     assert (s["os"], s["architecture"]) == (cfg["os"], cfg["architecture"]) == ("linux", "amd64")
@@ -216,8 +212,9 @@ def test_schema1_digest_with_a_consistent_signature_header(shared_dir):
     fixed_raw = raw.replace(old, enc.encode())
     assert fixed_raw[:cut] == raw[:cut]  # the payload bytes are untouched
     m = oci.Manifest.from_bytes(fixed_raw, oci.SCHEMA1_SIGNED)
-    assert m.digest == _sha(payload)
-    assert oci.Manifest.from_bytes(fixed_raw, oci.SCHEMA1_SIGNED, expected=_sha(payload)).digest == _sha(payload)
+    assert m.digest == sha256_digest(payload)
+    want = sha256_digest(payload)
+    assert oci.Manifest.from_bytes(fixed_raw, oci.SCHEMA1_SIGNED, expected=want).digest == want
     # schema1's own fields, oldest first
     rows = oci.history_rows(m, None)
     assert len(rows) == len(doc["history"]) == len(doc["fsLayers"]) == 15
@@ -241,7 +238,7 @@ def test_ubuntu_1710_list_rows_match_the_body(shared_dir):
         assert oci.choose_platform(lst.json, spec) == e
     child = _real(shared_dir, "manifest_schema2_library_ubuntu_17.10_amd64_dependabot.json").read_bytes()
     amd64 = oci.choose_platform(lst.json, "linux/amd64")
-    assert _sha(child) == amd64["digest"] and len(child) == amd64["size"]
+    assert sha256_digest(child) == amd64["digest"] and len(child) == amd64["size"]
 
 
 def test_ubuntu_arm64_config_created_and_created_by(shared_dir):

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 import vcr
+from digests import sha256_digest
 from vcr.errors import CannotOverwriteExistingCassetteException
 
 import regexplore as rx
@@ -109,7 +110,7 @@ def test_dockerhub_index_digest_is_computed_from_the_served_bytes():
         m = rx.Registry("docker.io", auth=False).manifest("ubuntu:latest")
         assert cass.all_played
     assert m.is_index
-    assert m.digest == "sha256:" + hashlib.sha256(body.read_bytes()).hexdigest()
+    assert m.digest == sha256_digest(body.read_bytes())
     assert len(m.json["manifests"]) == 6
 
 
@@ -152,7 +153,7 @@ def test_dockerhub_blob_redirect_to_cdn_without_authorization_and_verified():
     assert "verify" in dict(sent[3].query)
 
     # the bytes verify: sha256 = the digest asked for, MD5 = the CDN's ETag, length = its Content-Length
-    assert "sha256:" + hashlib.sha256(data).hexdigest() == UBUNTU_1710_AMD64
+    assert sha256_digest(data) == UBUNTU_1710_AMD64
     assert '"' + hashlib.md5(data).hexdigest() + '"' == cdn["etag"]
     assert len(data) == int(cdn["content_length"]) == 1357
     assert json.loads(data)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"

@@ -14,7 +14,6 @@ decompress to a lot of zeros without ever holding them in memory.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import tarfile
 import zlib
@@ -22,14 +21,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal
 
 import zstandard
+from digests import sha256_digest  # noqa: F401  (re-exported: layerkit.sha256_digest)
 
 Compression = Literal["gzip", "zstd", "none"]
 MTIME = 1_700_000_000  # 2023-11-14T22:13:20Z
-
-
-def sha256_digest(data: bytes) -> str:
-    """Return ``"sha256:<hex>"`` of ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def compress(tar: bytes, compression: Compression) -> bytes:

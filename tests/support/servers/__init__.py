@@ -7,17 +7,16 @@ See :mod:`tests.servers.tokenserver` and :mod:`tests.servers.faultproxy` for the
 from __future__ import annotations
 
 import datetime
-import hashlib
 import io
 import ipaddress
-import json
 import tarfile
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import requests
+from digests import sha256_digest
+from pushing import DOCKER_MANIFEST, PushedImage, push_image
 
 from .faultproxy import FaultProxy, S3LikeStore
 from .tokenserver import TokenServer
@@ -95,24 +94,15 @@ def make_client_ca(folder: Path, client_cn: str = "regexplore-test-client") -> d
     return out
 
 
-class TinyImage:
-    """What :func:`push_tiny_image` pushed: ``repo``, ``tag``, ``manifest`` bytes and ``digest``,
-    ``layer`` bytes and ``layer_digest``, ``config`` bytes and ``config_digest``."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+TinyImage = PushedImage  # what push_tiny_image returns
 
 
 def push_tiny_image(base_url: str, repo: str = "demo/tiny", tag: str = "v1", *, payload: bytes = b"hello\n" * 200,
-                    verify: bool | str = True, auth: Any = None) -> TinyImage:
-    """Push a one-layer image with plain ``requests`` (monolithic uploads), independent of regexplore.
+                    verify: bool | str = True, auth: Any = None) -> PushedImage:
+    """Push a one-layer Docker schema 2 image (``hello.txt`` holding ``payload``) with plain ``requests``.
 
     ``auth`` is anything ``requests`` accepts (e.g. ``("user", "pw")`` for an htpasswd registry).
-    Raises ``requests.HTTPError`` if the registry refuses.
+    Returns the :class:`pushing.PushedImage`; raises ``requests.HTTPError`` if the registry refuses.
     """
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -120,31 +110,10 @@ def push_tiny_image(base_url: str, repo: str = "demo/tiny", tag: str = "v1", *, 
         info.size, info.mtime, info.mode = len(payload), 1_600_000_000, 0o644
         tar.addfile(info, io.BytesIO(payload))
     layer = buf.getvalue()
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [_digest(layer)]},
-                         "history": [{"created_by": "regexplore test"}]}, sort_keys=True).encode()
-    s = requests.Session()
-    s.verify, s.auth = verify, auth
-    for blob in (layer, config):
-        r = s.post(f"{base_url}/v2/{repo}/blobs/uploads/")
-        r.raise_for_status()
-        loc = requests.compat.urljoin(base_url, r.headers["Location"])
-        r = s.put(loc, params={"digest": _digest(blob)}, data=blob,
-                  headers={"Content-Type": "application/octet-stream"})
-        r.raise_for_status()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
-                   "digest": _digest(config)},
-        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar", "size": len(layer),
-                    "digest": _digest(layer)}],
-    }, indent=3).encode()
-    r = s.put(f"{base_url}/v2/{repo}/manifests/{tag}", data=manifest,
-              headers={"Content-Type": "application/vnd.docker.distribution.manifest.v2+json"})
-    r.raise_for_status()
-    s.close()
-    return TinyImage(repo=repo, tag=tag, manifest=manifest, digest=_digest(manifest), layer=layer,
-                     layer_digest=_digest(layer), config=config, config_digest=_digest(config))
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]},
+              "history": [{"created_by": "regexplore test"}]}
+    return push_image(base_url, repo, tag, [(layer, "application/vnd.docker.image.rootfs.diff.tar")], config=config,
+                      manifest_media_type=DOCKER_MANIFEST, indent=3, auth=auth, verify=verify)
 
 
 def non_loopback_ip() -> str | None:
