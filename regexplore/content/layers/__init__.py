@@ -58,6 +58,9 @@ from .stream import (
     GZIP_BACKEND as GZIP_BACKEND,
 )
 from .tarinfo import (
+    MAX_METADATA_CHAIN as MAX_METADATA_CHAIN,
+)
+from .tarinfo import (
     MAX_METADATA_MEMBER as MAX_METADATA_MEMBER,
 )
 from .tarinfo import (

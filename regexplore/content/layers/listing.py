@@ -12,15 +12,15 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from ...errors import UnsafeLayer, UnsupportedMediaType
+from ...errors import UnsupportedMediaType
 from .rows import Entry
 from .stream import LayerStream, open_layer_stream
 from .tarinfo import (
-    MAX_METADATA_MEMBER,
     _content_digest,
     _entry_of,
     _GuardedTarInfo,
     _members,
+    _MetadataBudget,
     _RawMember,
     _tar_errors,
     _to_entry,
@@ -205,8 +205,8 @@ class _TarBytes:
 
 
 class _TarShim:
-    """What TarInfo.fromtarfile() uses of a TarFile: the file, the next header's offset, the encoding
-    and the global pax headers."""
+    """What TarInfo.fromtarfile() uses of a TarFile: the file, the next header's offset, the encoding,
+    the global pax headers, and what :class:`_GuardedTarInfo` uses: the layer's metadata budget."""
 
     def __init__(self, fileobj: _TarBytes) -> None:
         self.fileobj = fileobj
@@ -214,6 +214,7 @@ class _TarShim:
         self.encoding = tarfile.ENCODING
         self.errors = "surrogateescape"
         self.pax_headers: dict[str, str] = {}
+        self.metadata = _MetadataBudget()
 
 
 def _tarfile_member(shim: _TarShim, chained: bool = False) -> _RawMember | None:
@@ -244,7 +245,7 @@ def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
     """The members of a tar, in order, as tarfile stream mode reads them (see the section comment).
 
     Raises ``tarfile.ReadError`` / ``tarfile.StreamError`` where ``TarFile.next()`` does, and
-    :class:`UnsafeLayer` for an oversized pax / long-name member.
+    :class:`UnsafeLayer` for tar metadata over the layer's budget (:class:`_MetadataBudget`).
     """
     shim = _TarShim(data)
     unpack = _HEADER.unpack_from
@@ -282,9 +283,7 @@ def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
                 if n_chksum == total - sum(chksum) + 256 and n_size >= 0:
                     data.pos = p + _BLOCK
                     if kind in _GNU_LONG:  # TarInfo._proc_gnulong: the outermost long name/link wins
-                        if n_size > MAX_METADATA_MEMBER:
-                            raise UnsafeLayer(f"tar metadata member of {n_size} bytes (over {MAX_METADATA_MEMBER})",
-                                              entry=name.partition(b"\0")[0].decode(encoding, errors))
+                        shim.metadata.header(kind, n_size, name.partition(b"\0")[0].decode(encoding, errors))
                         text = data.read(-(-n_size // _BLOCK) * _BLOCK).partition(b"\0")[0].decode(encoding, errors)
                         if kind == tarfile.GNUTYPE_LONGNAME:
                             long_name = text if long_name is None else long_name
@@ -310,6 +309,7 @@ def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
                     if chained:
                         member = _with_long_names(member, long_name, long_link)
                         chained, long_name, long_link = False, None, None
+                        shim.metadata.member()
                     yield member
                     continue
         member = _tarfile_member(shim, chained)

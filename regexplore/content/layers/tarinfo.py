@@ -1,5 +1,6 @@
-"""Reading members with ``tarfile`` (stream mode), guarded: capped pax / GNU long-name members and sparse
-maps, a corrupt header after the first member is an error. Used where member data is read (extract,
+"""Reading members with ``tarfile`` (stream mode), guarded: tar metadata held at once is capped (pax / GNU
+long-name members, global pax headers, chains of extended headers), so are sparse maps, and a corrupt
+header after the first member is an error. Used where member data is read (extract,
 read_file, ``hash_files``); the listing has its own fast header scanner (:mod:`.listing`)."""
 
 from __future__ import annotations
@@ -15,17 +16,79 @@ from .names import _tar_path, _whiteout_kind
 from .rows import Entry, EntryType
 from .stream import _CHUNK, LayerStream
 
-__all__ = ["MAX_METADATA_MEMBER", "MAX_SPARSE_ENTRIES"]
+__all__ = ["MAX_METADATA_CHAIN", "MAX_METADATA_MEMBER", "MAX_SPARSE_ENTRIES"]
 
-#: Largest pax / GNU long-name metadata member we agree to read into memory; also the most bytes of
-#: old-GNU sparse extension blocks read for one member.
+#: Most tar metadata bytes a layer's reader holds at once (see :class:`_MetadataBudget`): one pax /
+#: GNU long-name member, or all global pax headers plus the extended headers before one member.
 MAX_METADATA_MEMBER = 16 * 1024**2
+#: Most extended headers (pax x/g, GNU long name/link) in a row before a member: tarfile reads each one
+#: a recursion level deeper. Honest archives have a few (a global header, a pax header, two long names).
+MAX_METADATA_CHAIN = 16
 #: Most data extents one sparse file's map may list (each costs about 100 bytes of memory).
 MAX_SPARSE_ENTRIES = 65536
 
+_EXTENDED = frozenset([tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                       tarfile.SOLARIS_XHDTYPE])
+
+
+class _MetadataBudget:
+    """The tar metadata one layer's reader holds in memory, counted before it is read.
+
+    Global pax headers stay for the rest of the layer (tarfile keeps them all in one dict); the chain of
+    extended headers before a member (pax, GNU long names, old-GNU sparse extension blocks) stays until
+    that member is read. Together they may hold :data:`MAX_METADATA_MEMBER` bytes, and a chain may have
+    :data:`MAX_METADATA_CHAIN` headers. Both tar readers (tarfile's and the fast lister) count here.
+    """
+
+    def __init__(self) -> None:
+        self.kept = 0  # bytes of all global pax headers so far
+        self.chain = 0  # bytes of the extended headers before the next member
+        self.links = 0  # extended headers before the next member
+
+    def header(self, kind: bytes, size: int, name: str) -> None:
+        """Count extended header ``name`` of tar type ``kind`` holding ``size`` bytes.
+
+        Raises :class:`UnsafeLayer` (naming it) when it alone is over :data:`MAX_METADATA_MEMBER`, when
+        it makes the chain longer than :data:`MAX_METADATA_CHAIN` or the held bytes more than the cap.
+        """
+        if size > MAX_METADATA_MEMBER:
+            raise UnsafeLayer(f"tar metadata member of {size} bytes (over {MAX_METADATA_MEMBER})", entry=name)
+        self.links += 1
+        if self.links > MAX_METADATA_CHAIN:
+            raise UnsafeLayer(f"more than {MAX_METADATA_CHAIN} tar extended headers in a row (a chain that "
+                              "tarfile would follow one recursion level each)", entry=name)
+        if kind == tarfile.XGLTYPE:
+            self.kept += size
+        else:
+            self.chain += size
+        self._check("tar metadata", name)
+
+    def sparse_block(self, name: str) -> None:
+        """Count one old-GNU sparse extension block of member ``name``; raises like :meth:`header`."""
+        self.chain += tarfile.BLOCKSIZE
+        self._check(f"sparse file {name!r}: extension headers", name)
+
+    def member(self) -> None:
+        """The chain ended in a member: its headers are no longer held."""
+        self.chain = self.links = 0
+
+    def _check(self, what: str, name: str) -> None:
+        if self.kept + self.chain > MAX_METADATA_MEMBER:
+            raise UnsafeLayer(f"{what} over {MAX_METADATA_MEMBER} bytes (global pax headers and the extended "
+                              "headers before one member count together)", entry=name)
+
+
+def _budget_of(reader: Any) -> _MetadataBudget:
+    """The :class:`_MetadataBudget` of ``reader`` (a TarFile, or the lister's shim), as its ``metadata``
+    attribute, made on first use (so one per layer)."""
+    budget = getattr(reader, "metadata", None)
+    if budget is None:
+        budget = reader.metadata = _MetadataBudget()
+    return budget
+
 
 class _GuardedTarInfo(tarfile.TarInfo):
-    """Refuses pax / GNU long-name members big enough to exhaust memory before tarfile reads them, and
+    """Refuses tar metadata over the reader's :class:`_MetadataBudget` before tarfile reads it, and
     a corrupt header after the first member (TarFile.next() would take it for the end of the archive and
     list the layer short; GNU tar and Go's archive/tar, which Docker and containerd use, report an error)."""
 
@@ -38,16 +101,14 @@ class _GuardedTarInfo(tarfile.TarInfo):
                 raise tarfile.SubsequentHeaderError(f"bad tar header at offset {tarfile_.offset}: {exc}") from None
             raise
 
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
-        if (
-            self.type in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-            or self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
-        ) and self.size > MAX_METADATA_MEMBER:
-            raise UnsafeLayer(
-                f"tar metadata member of {self.size} bytes (over {MAX_METADATA_MEMBER})", entry=self.name
-            )
+    def _proc_member(self, tarfile_: Any) -> tarfile.TarInfo:  # type: ignore[override]
+        """Count an extended header in the reader's :class:`_MetadataBudget` before tarfile reads it and
+        the rest of its chain; a member ends the chain."""
+        budget = _budget_of(tarfile_)
+        if self.type in _EXTENDED:
+            budget.header(self.type, self.size, self.name)
         try:
-            return super()._proc_member(tarfile_)  # type: ignore[misc]
+            ti = super()._proc_member(tarfile_)  # type: ignore[misc]
         except tarfile.SubsequentHeaderError as exc:
             # A pax global header (type g) describes the members after it and may be followed by the
             # end-of-archive marker (an empty pax archive, `git archive` of an empty tree): that is the
@@ -55,6 +116,9 @@ class _GuardedTarInfo(tarfile.TarInfo):
             if self.type == tarfile.XGLTYPE and isinstance(exc.__context__, tarfile.EOFHeaderError):
                 raise exc.__context__ from None
             raise
+        if self.type not in _EXTENDED:
+            budget.member()
+        return ti
 
     # GNU sparse maps, in tarfile's four encodings, capped before they are built (tarfile reads any number
     # of extension blocks or map lines into a list of tuples: gigabytes from a small gzip'd layer).
@@ -62,12 +126,8 @@ class _GuardedTarInfo(tarfile.TarInfo):
         """Old GNU format (type ``S``): up to 4 extents in the header, 21 per extension block."""
         structs, isextended, origsize = self._sparse_structs  # type: ignore[attr-defined]
         del self._sparse_structs  # type: ignore[attr-defined]
-        blocks = 0
         while isextended:
-            blocks += 1
-            if blocks * tarfile.BLOCKSIZE > MAX_METADATA_MEMBER:
-                raise UnsafeLayer(f"sparse file {self.name!r}: extension headers over {MAX_METADATA_MEMBER} "
-                                  "bytes", entry=self.name)
+            _budget_of(tarfile_).sparse_block(self.name)
             buf = tarfile_.fileobj.read(tarfile.BLOCKSIZE)
             if len(buf) < tarfile.BLOCKSIZE:
                 raise tarfile.ReadError("unexpected end of data in a sparse header")
