@@ -99,7 +99,8 @@ class _Prefetch:
             filled, error = 0, None
             with memoryview(chunk) as view:
                 try:
-                    while filled < _PREFETCH_CHUNK and (n := self._stream.readinto(view[filled:filled + _PREFETCH_READ])):
+                    read = self._stream.readinto
+                    while filled < _PREFETCH_CHUNK and (n := read(view[filled:filled + _PREFETCH_READ])):
                         filled += n
                 except BaseException as exc:  # noqa: BLE001
                     error = exc

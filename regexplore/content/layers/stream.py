@@ -220,7 +220,7 @@ class LayerStream(io.RawIOBase):
             n = self._inner.readinto(view)
         except (EOFError, OSError, *_GZIP_ERRORS, zstandard.ZstdError) as exc:
             if self._source.error is not None:  # the input failed (network...): not a corrupt layer
-                raise self._source.error
+                raise self._source.error from None
             raise RegistryError(f"corrupt or truncated {self.compression} layer stream: {exc}") from exc
         self.charge(n or 0)
         return n or 0

@@ -173,7 +173,8 @@ def diff(
 
     A path only in ``rows_b`` is ``added``, only in ``rows_a`` ``removed``; present in both, it is
     ``modified`` when any attribute in ``compare`` differs (default: type, size, mode, uid, gid, linkname,
-    mtime), or when both sides carry a content digest (``hash_files=True``) and they differ; pass ``compare=DIFF_FIELDS[:-1]`` to ignore mtimes of rebuilt images). Paths are matched by
+    mtime), or when both sides carry a content digest (``hash_files=True``) and they differ (pass
+    ``compare=DIFF_FIELDS[:-1]`` to ignore mtimes of rebuilt images). Paths are matched by
     :func:`canonical_path`; if a side lists a path twice, its last row counts. Returns rows sorted by path.
     Raises ``ValueError`` for an unknown attribute name in ``compare``.
     """
