@@ -67,7 +67,7 @@ class HubResult:
 
 
 # --------------------------------------------------------------------------- pure parsers
-def _int_or_none(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
     """``int(value)`` for ints and digit strings (``"1"``), None for anything else."""
     if isinstance(value, bool):
         return None
@@ -87,10 +87,10 @@ def _search_row(name: Any, description: Any, stars: Any, official: Any, automate
     return {
         "name": name if isinstance(name, str) else None,
         "description": description if isinstance(description, str) else None,
-        "stars": _int_or_none(stars),
+        "stars": int_or_none(stars),
         "official": _bool_or_none(official),
         "automated": _bool_or_none(automated),
-        "pulls": _int_or_none(pulls),
+        "pulls": int_or_none(pulls),
     }
 
 
@@ -114,10 +114,10 @@ def parse_v1_search(doc: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         rows.append(_search_row(r.get("name"), r.get("description"), r.get("star_count"),
                                 r.get("is_official"), automated, r.get("pull_count")))
     meta = {
-        "total": _int_or_none(doc.get("num_results")),
-        "page": _int_or_none(doc.get("page")),
-        "num_pages": _int_or_none(doc.get("num_pages")),
-        "page_size": _int_or_none(doc.get("page_size")),
+        "total": int_or_none(doc.get("num_results")),
+        "page": int_or_none(doc.get("page")),
+        "num_pages": int_or_none(doc.get("num_pages")),
+        "page_size": int_or_none(doc.get("page_size")),
     }
     return rows, meta
 
@@ -138,7 +138,7 @@ def parse_v2_search(doc: Any) -> tuple[list[dict[str, Any]], int | None, str | N
         for r in doc["results"] if isinstance(r, dict)
     ]
     nxt = doc.get("next")
-    return rows, _int_or_none(doc.get("count")), nxt if isinstance(nxt, str) and nxt else None
+    return rows, int_or_none(doc.get("count")), nxt if isinstance(nxt, str) and nxt else None
 
 
 def _platform_of(image: Mapping[str, Any]) -> str | None:
@@ -182,7 +182,7 @@ def parse_hub_tags(doc: Any, repository: str) -> tuple[list[dict[str, Any]], int
                 "architecture": im.get("architecture"),
                 "variant": im.get("variant") or None,
                 "os_version": im.get("os_version") or None,
-                "size": _int_or_none(im.get("size")),
+                "size": int_or_none(im.get("size")),
                 "status": im.get("status"),
                 "last_pushed": im.get("last_pushed"),
                 "last_pulled": im.get("last_pulled"),
@@ -195,7 +195,7 @@ def parse_hub_tags(doc: Any, repository: str) -> tuple[list[dict[str, Any]], int
             "tag": t.get("name"),
             "digest": t.get("digest") or None,
             "media_type": t.get("media_type") or None,
-            "size": _int_or_none(t.get("full_size")),
+            "size": int_or_none(t.get("full_size")),
             "created": t.get("last_updated") or None,
             "os": default["os"] if default else None,
             "architecture": default["architecture"] if default else None,
@@ -207,7 +207,7 @@ def parse_hub_tags(doc: Any, repository: str) -> tuple[list[dict[str, Any]], int
             "tag_last_pushed": t.get("tag_last_pushed"),
         })
     nxt = doc.get("next")
-    return rows, _int_or_none(doc.get("count")), nxt if isinstance(nxt, str) and nxt else None
+    return rows, int_or_none(doc.get("count")), nxt if isinstance(nxt, str) and nxt else None
 
 
 def parse_web_rate_limit(headers: Mapping[str, str]) -> dict[str, int | None] | None:
@@ -219,7 +219,7 @@ def parse_web_rate_limit(headers: Mapping[str, str]) -> dict[str, int | None] | 
     found = {k: headers.get(h) for k, h in names.items()}
     if all(v is None for v in found.values()):
         return None
-    return {k: _int_or_none(v) for k, v in found.items()}
+    return {k: int_or_none(v) for k, v in found.items()}
 
 
 def hub_repository(repo: str) -> str:

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from digests import sha256_digest
 from layerkit import build_layer, zstd_bomb
-from pushing import Pusher
+from pushing import put_blob, put_manifest
 from servers import serve, stop
 from servers.bounded import run_bounded
 
@@ -36,31 +36,22 @@ MiB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("private_cache")  # conftest: a cache folder of its own, no progress bars
 
 
-def _put_blob(base: str, repo: str, data: bytes) -> dict[str, Any]:
-    with Pusher(base) as p:
-        return p.blob(repo, data)
-
-
-def _put_manifest(base: str, repo: str, ref: str | None, doc: dict) -> dict[str, Any]:
-    """PUT ``doc`` by ``ref`` (a tag), or by its own digest; returns its descriptor."""
-    with Pusher(base) as p:
-        return p.manifest(repo, ref, doc)
 
 
 def _image(base: str, repo: str, layers: list[tuple[bytes, str]], arch: str = "amd64",
            tag: str | None = None) -> dict[str, Any]:
     """An OCI image whose manifest lists ``layers`` ((blob, media type), repeats allowed) in order."""
-    descs = {blob: {"mediaType": mt, **_put_blob(base, repo, blob)} for blob, mt in layers}
+    descs = {blob: {"mediaType": mt, **put_blob(base, repo, blob)} for blob, mt in layers}
     config = json.dumps({"architecture": arch, "os": "linux",
                          "rootfs": {"type": "layers", "diff_ids": [descs[b]["digest"] for b, _ in layers]}}).encode()
-    return _put_manifest(base, repo, tag, {
+    return put_manifest(base, repo, tag, {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, **_put_blob(base, repo, config)},
+        "config": {"mediaType": OCI_CONFIG, **put_blob(base, repo, config)},
         "layers": [descs[b] for b, _ in layers]})
 
 
 def _index(base: str, repo: str, entries: list[dict], tag: str | None = None) -> dict[str, Any]:
-    return _put_manifest(base, repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    return put_manifest(base, repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
 
 
 def _tar_layer(files: dict[str, bytes]) -> bytes:

@@ -248,7 +248,7 @@ def test_an_endless_token_answer_is_too_large_fast(flooding_token_server: Any, s
         memory_mb=700)
     assert res.error == "ResponseTooLarge", res.output
     assert "token server 127.0.0.1:" in res.message and PASSWORD not in res.message
-    assert res.elapsed < 40, res.elapsed  # the flood is stopped at 1 MiB: seconds (interpreter start included), not minutes
+    assert res.elapsed < 40, res.elapsed  # stopped at 1 MiB: seconds (interpreter start included), not minutes
     assert res.peak_rss_mb < 300, res.peak_rss_mb
 
 

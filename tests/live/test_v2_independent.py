@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 from digests import sha256_digest
-from pushing import Pusher
+from pushing import put_blob, put_manifest
 from servers import FaultProxy
 
 import regexplore as rx
@@ -24,15 +24,6 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-def _put_blob(base: str, repo: str, data: bytes) -> dict[str, Any]:
-    with Pusher(base) as p:
-        return p.blob(repo, data)
-
-
-def _put_manifest(base: str, repo: str, ref: str | None, doc: dict) -> dict[str, Any]:
-    """PUT ``doc`` by ``ref`` (a tag), or by its own digest; returns its descriptor."""
-    with Pusher(base) as p:
-        return p.manifest(repo, ref, doc)
 
 
 def _image(base: str, repo: str, config: dict, tag: str | None = None) -> dict[str, Any]:
@@ -43,9 +34,9 @@ def _image(base: str, repo: str, config: dict, tag: str | None = None) -> dict[s
         info = tarfile.TarInfo("config-copy.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
-    layer = _put_blob(base, repo, buf.getvalue())
-    cfg = _put_blob(base, repo, json.dumps(config).encode())
-    return _put_manifest(base, repo, tag, {
+    layer = put_blob(base, repo, buf.getvalue())
+    cfg = put_blob(base, repo, json.dumps(config).encode())
+    return put_manifest(base, repo, tag, {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **layer}]})
@@ -62,10 +53,10 @@ def test_nested_index_is_searched_for_platforms(sandbox: LocalRegistry) -> None:
     base = sandbox.url
     amd = _image(base, "nest/app", {"architecture": "amd64", "os": "linux", "created": "2022-01-01T00:00:00Z"})
     arm = _image(base, "nest/app", {"architecture": "arm64", "variant": "v8", "os": "linux"})
-    inner = _put_manifest(base, "nest/app", None, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+    inner = put_manifest(base, "nest/app", None, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {**amd, "platform": {"os": "linux", "architecture": "amd64"}},
         {**arm, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}]})
-    _put_manifest(base, "nest/app", "nested", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [inner]})
+    put_manifest(base, "nest/app", "nested", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [inner]})
 
     reg = rx.Registry(base)
     assert reg.platforms("nest/app:nested")["platform"].tolist() == ["linux/amd64", "linux/arm64/v8"]

@@ -131,3 +131,15 @@ def push_image(base_url: str, repo: str, tag: str | None, layers: Sequence[tuple
         p.manifest(repo, tag, manifest, manifest_media_type)
     return PushedImage(repo=repo, tag=tag, manifest=manifest, digest=sha256_digest(manifest), config=raw_config,
                        config_digest=sha256_digest(raw_config), layers=[b for b, _ in layers], layer_digests=digests)
+
+
+def put_blob(base_url: str, repo: str, data: bytes) -> dict[str, Any]:
+    """Upload one blob (monolithic); returns its descriptor."""
+    with Pusher(base_url) as p:
+        return p.blob(repo, data)
+
+
+def put_manifest(base_url: str, repo: str, ref: str | None, doc: dict) -> dict[str, Any]:
+    """PUT ``doc`` by ``ref`` (a tag), or by its own digest; returns its descriptor."""
+    with Pusher(base_url) as p:
+        return p.manifest(repo, ref, doc)

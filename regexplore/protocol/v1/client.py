@@ -8,21 +8,11 @@ Two roles (protocol.md §1.1): the **index** (the URL you give: accounts, tokens
 **registries** it lists in ``X-Docker-Endpoints`` (image JSON, ancestry, layers, tags). A private
 Python ``docker-registry`` in ``standalone`` mode plays both on one port.
 
-Auth (§1.4), handled by :class:`~regexplore.protocol.v1.auth.V1Auth` through the transport's auth hook:
-
-- the index gets HTTP Basic when you have a username + password (Docker sends it whenever it
-  is logged in); ``GET …/images`` / ``PUT …/`` with ``X-Docker-Token: true`` return tokens in
-  every ``X-Docker-Token`` response header;
-- registries get ``Authorization: Token <t1>,<t2>`` (all tokens of the repository, joined by
-  ``,``) unless another Authorization is already set (Basic for a standalone registry, or after
-  a ``Basic`` challenge); a leading ``Token `` in a token value (the Python standalone quirk) is
-  dropped, so the header never reads ``Token Token …``;
-- the registry then answers with a session cookie; the one ``requests.Session`` (shared by the
-  index and every registry endpoint) keeps it in its jar;
-- tokens are never sent over plain http to a non-loopback host (the transport refuses Basic
-  there with :class:`~regexplore.errors.InsecureCredentials`). A 401 from such a registry raises
-  :class:`~regexplore.errors.Unauthorized` saying so, as Docker 1.3 did ("Docker will not send
-  auth headers over HTTP").
+Auth (§1.4) is :class:`~regexplore.protocol.v1.auth.V1Auth`, the transport's auth hook (Basic for the
+index, ``Token`` for registries; its docstring has the rules). Registries answer with a session cookie,
+which the one ``requests.Session`` (shared by the index and every registry endpoint) keeps in its jar. A
+401 from a plain-http, non-loopback registry raises :class:`~regexplore.errors.Unauthorized` saying that
+tokens are never sent there, as Docker 1.3 did ("Docker will not send auth headers over HTTP").
 
 v1 has no content digests. A downloaded layer is verified against the checksums the registry
 sends with the image JSON — ``X-Docker-Payload-Checksum`` (the Python registry; older versions and

@@ -14,6 +14,7 @@ import requests
 from ...errors import InvalidReference, RegistryError, load_json
 from ...http.redact import Secret, shown
 from ...model.oci import parse_time
+from ..hub import int_or_none
 from .results import ImageJSON
 
 __all__ = [
@@ -180,17 +181,6 @@ def _cmd_text(container_config: Any) -> str:
     if isinstance(cmd, list):
         return " ".join(str(c) for c in cmd)
     return str(cmd) if cmd else ""
-
-
-def int_or_none(value: Any) -> int | None:
-    """``value`` as an int when it is one (or a string of digits, signed); None otherwise (bools too)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
 
 
 def history_row(step: int, doc: dict[str, Any], size_header: int | None = None) -> dict[str, Any]:
