@@ -8,7 +8,8 @@ The tests are in tiers, one folder each, and a test's folder gives its marker:
 - ``live/``: the real registry binary, skopeo and loopback servers;
 - ``notebook/``: the notebooks, executed; ``browser/``: widgets in Debian's chromium.
 
-So ``pytest -m "not live and not notebook and not browser"`` needs no registry binary. A test outside
+``live``, ``notebook`` and ``browser`` tests are also marked ``live``, so ``pytest -m "not live"`` (the unit and
+recorded tiers) needs no registry binary. A test outside
 ``live/``, ``notebook/`` or ``browser/`` that asks for a registry or skopeo fixture fails: it is in the wrong
 tier. A missing registry binary or skopeo makes those fixtures FAIL with the install hint (CI installs
 both; a skip would hide it). Helpers shared by the tests (servers, layer builders) are in ``support/``.
@@ -43,6 +44,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if tier not in TIERS:
             raise pytest.UsageError(f"{item.nodeid}: tests live in one of the tier folders {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
+        if tier in _NEEDS_SERVERS:  # notebooks and the browser need the registry too: `-m "not live"` skips them
+            item.add_marker(pytest.mark.live)
         uses = _LIVE_FIXTURES & set(getattr(item, "fixturenames", ()))
         if uses and tier not in _NEEDS_SERVERS:
             raise pytest.UsageError(f"{item.nodeid} uses {sorted(uses)}: it belongs in tests/live/")

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from ..errors import RegistryError, load_json
 from ..http.retry import Attempts
-from ..model.oci import OCI_CONFIG, OCI_MANIFEST
+from ..model.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 from ..reference import ImageRef
 from .layout import REF_NAME, LayoutSource, layout_blob_path, layout_entry, write_blob, write_index
 
@@ -135,7 +135,7 @@ def _files_layout(files: Sequence[str | os.PathLike[str]], folder: Path, platfor
     manifest = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
         "config": {"mediaType": OCI_CONFIG, "digest": cfg_digest, "size": len(cfg_raw)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest,
+        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": layer_digest,
                     "size": layer_size}],
     }
     m_raw = json.dumps(manifest, separators=(",", ":")).encode()

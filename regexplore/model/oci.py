@@ -15,7 +15,8 @@ from ..errors import DigestMismatch, RegistryError, UnsupportedMediaType, load_j
 
 __all__ = [
     "OCI_INDEX", "OCI_MANIFEST", "OCI_CONFIG", "DOCKER_LIST", "DOCKER_V2", "DOCKER_CONFIG",
-    "SCHEMA1_SIGNED", "SCHEMA1", "MANIFEST_ACCEPT", "INDEX_TYPES", "IMAGE_TYPES",
+    "SCHEMA1_SIGNED", "SCHEMA1", "OCI_LAYER", "OCI_LAYER_GZIP", "OCI_LAYER_ZSTD", "DOCKER_LAYER", "IN_TOTO",
+    "MANIFEST_ACCEPT", "INDEX_TYPES", "IMAGE_TYPES",
     "EMPTY_GZIP_LAYER", "Manifest", "sha256_digest", "check_digest", "detect_media_type",
     "platform_rows", "choose_platform", "history_rows", "layer_rows", "parse_time",
     "compression_of", "image_summary", "MAX_INDEX_DEPTH", "v1_compatibility",
@@ -29,6 +30,11 @@ DOCKER_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+IN_TOTO = "application/vnd.in-toto+json"
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_V2})

@@ -40,6 +40,18 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from ..content.layout import layout_entry, write_blob, write_index
+from ..model.oci import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LIST,
+    DOCKER_V2,
+    IN_TOTO,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+)
 
 __all__ = [
     "Content",
@@ -58,16 +70,7 @@ __all__ = [
     "DOCKER_LIST",
 ]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-IN_TOTO = "application/vnd.in-toto+json"
+DOCKER_MANIFEST = DOCKER_V2  # the seed's name for it
 _INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 
 # 2024-01-15T10:00:00Z: every tar mtime and the base of every "created" time.
