@@ -17,17 +17,18 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ._resolve import MAX_INDEX_ENTRIES_ENV, Resolver
 from ._v1_adapter import V1_CAN, V1Adapter, detect_api
-from .errors import InvalidReference, NotFound, RegistryError, ResponseTooLarge, UnsupportedMediaType
+from .content.budget import MAX_IMAGE_BYTES_ENV, ImageBudget, Replay
+from .errors import InvalidReference, NotFound, RegistryError, UnsupportedMediaType
 from .http.auth import RegistryAuth, resolve_credentials
 from .http.deadline import call as deadline_call
 from .http.deadline import carry
 from .http.redact import Secret
-from .http.transport import MiB, Transport, base_url_for
+from .http.transport import Transport, base_url_for
 from .model.frames import make_frame
 from .model.oci import Manifest, history_rows, layer_rows, v1_compatibility
 from .protocol.hub import HubClient, HubResult, filter_catalog_search
 from .protocol.v1.client import V1Client
-from .protocol.v2 import V2Client, cap_from_env
+from .protocol.v2 import V2Client
 from .reference import DOCKER_HUB, ImageRef, parse_reference
 
 if TYPE_CHECKING:  # pandas is imported when the first table is built, not at import time
@@ -68,56 +69,6 @@ def _routed(*, probe: bool = False) -> Callable[[F], F]:
 _V2_CAN = frozenset({"ping", "search", "catalog", "tags", "tag details", "manifest", "platforms", "config",
                      "history", "layers", "files", "diff", "read_file", "extract", "download", "save", "push",
                      "tag", "delete"})
-
-#: Environment variable capping the decompressed bytes of one image's layers in one call.
-MAX_IMAGE_BYTES_ENV = "REGEXPLORE_MAX_IMAGE_BYTES"
-DEFAULT_MAX_IMAGE_BYTES = 32 * 1024**3
-
-
-class _ImageBudget:
-    """The decompressed bytes one call may read for one image's layers: every listed layer counts, whether
-    it is read or its listing reused, up to ``$REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB). Thread-safe."""
-
-    def __init__(self, ref: ImageRef) -> None:
-        self.ref = ref
-        self.cap = cap_from_env(MAX_IMAGE_BYTES_ENV, DEFAULT_MAX_IMAGE_BYTES)
-        self.used = 0
-        self._lock = threading.Lock()
-
-    def charge(self, n: int) -> None:
-        """Count ``n`` more bytes; raises :class:`ResponseTooLarge` once past the cap (and at every charge after)."""
-        with self._lock:
-            self.used += n
-            over = self.used > self.cap
-        if over:
-            raise ResponseTooLarge(f"the layers of {self.ref} decompress to more than {self.cap} bytes in one call "
-                                   f"(a layer listed again counts again); raise {MAX_IMAGE_BYTES_ENV} to read them")
-
-
-class _Replay:
-    """A layer listed more than once in one call: its compressed bytes go to a temporary file as they stream,
-    and once a stream of them was read to its end (so its digest was verified) later readers get the file
-    instead of asking the registry again. Close it when the call is done."""
-
-    def __init__(self) -> None:
-        import tempfile
-
-        self.file = tempfile.TemporaryFile(prefix="regexplore-layer-")  # noqa: SIM115 (closed by the call)
-        self.complete = False
-
-    def chunks(self, fetch: Callable[[], Iterator[bytes]]) -> Iterator[bytes]:
-        """The layer's bytes: from the file when complete, else from ``fetch()``, recorded."""
-        if self.complete:
-            self.file.seek(0)
-            yield from iter(lambda: self.file.read(MiB), b"")
-            return
-        self.file.seek(0)
-        self.file.truncate()
-        for block in fetch():
-            self.file.write(block)
-            yield block
-        self.complete = True
-
 
 class Registry:
     """A container registry: OCI Distribution / Docker Registry v2.
@@ -585,8 +536,8 @@ class Registry:
         image, _ = self._resolver.resolve(r, platform)
         return r, [d for d in image.layer_descriptors if d.get("digest")]
 
-    def _open_layer(self, repo: str, desc: dict, budget: _ImageBudget | None = None, max_bytes: int | None = None,
-                    replay: _Replay | None = None) -> Callable[[], Any]:
+    def _open_layer(self, repo: str, desc: dict, budget: ImageBudget | None = None, max_bytes: int | None = None,
+                    replay: Replay | None = None) -> Callable[[], Any]:
         """A zero-argument callable that opens ``desc``'s layer as a :class:`~regexplore.content.layers.LayerStream`
         (verified as it streams; through ``replay`` when given) whose decompressed bytes count against
         ``budget``; ``max_bytes`` caps the layer (None: ``REGEXPLORE_MAX_LAYER_BYTES``)."""
@@ -604,18 +555,18 @@ class Registry:
 
         return open_stream
 
-    def _openers(self, r: ImageRef, descs: list[dict], budget: _ImageBudget, replays: dict[str, _Replay],
+    def _openers(self, r: ImageRef, descs: list[dict], budget: ImageBudget, replays: dict[str, Replay],
                  max_bytes: int | None = None) -> list[Callable[[], Any]]:
         """One opener per layer of ``descs`` (:meth:`_open_layer`); a digest listed more than once shares a
-        :class:`_Replay` (added to ``replays``, which the caller closes), so it is fetched once."""
+        :class:`Replay` (added to ``replays``, which the caller closes), so it is fetched once."""
         counts = Counter(d["digest"] for d in descs)
         for digest, n in counts.items():
             if n > 1 and digest not in replays:
-                replays[digest] = _Replay()
+                replays[digest] = Replay()
         return [self._open_layer(r.repository, d, budget, max_bytes, replays.get(d["digest"])) for d in descs]
 
     def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False,
-                       budget: _ImageBudget | None = None) -> tuple[list, int]:
+                       budget: ImageBudget | None = None) -> tuple[list, int]:
         """(entries, decompressed bytes) of one layer, read from the registry."""
         from .content.layers import iter_entries
 
@@ -631,8 +582,8 @@ class Registry:
                   memo: dict[str, tuple[list, int]]) -> list[list]:
         """The entries of each layer of ``descs``, in order. Each digest is read once per call (``memo``,
         shared by the images of one call); every listed layer, read or reused, counts its decompressed
-        bytes against one :class:`_ImageBudget` for ``r``."""
-        budget = _ImageBudget(r)
+        bytes against one :class:`ImageBudget` for ``r``."""
+        budget = ImageBudget(r)
         todo = {d["digest"]: d for d in descs if d["digest"] not in memo}
         read = self._map(lambda d: self._layer_entries(r.repository, d, max_bytes, hash_files, budget), todo.values())
         memo.update(zip(todo, read))
@@ -702,9 +653,9 @@ class Registry:
         from .content.layers import read_file
 
         r, descs = self._layer_sources(ref, platform)
-        replays: dict[str, _Replay] = {}
+        replays: dict[str, Replay] = {}
         try:
-            return read_file(self._openers(r, descs, _ImageBudget(r), replays)[::-1], path, max_file_bytes=max_bytes)
+            return read_file(self._openers(r, descs, ImageBudget(r), replays)[::-1], path, max_file_bytes=max_bytes)
         finally:
             for replay in replays.values():
                 replay.file.close()
@@ -733,9 +684,9 @@ class Registry:
         parent = os.path.dirname(target) or "."
         os.makedirs(parent, exist_ok=True)
         work = tempfile.mkdtemp(prefix=".regexplore-extract-", dir=parent)
-        replays: dict[str, _Replay] = {}
+        replays: dict[str, Replay] = {}
         try:
-            openers = self._openers(r, descs, _ImageBudget(r), replays, kw.pop("max_bytes", None))
+            openers = self._openers(r, descs, ImageBudget(r), replays, kw.pop("max_bytes", None))
             summary = extract([(d["digest"], opener) for d, opener in zip(descs, openers)], work, **kw)
             if os.path.isdir(target):
                 os.rmdir(target)

@@ -13,18 +13,17 @@ import datetime
 import http.client
 import json
 import logging
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from servers import FaultProxy, TinyImage, TokenServer, non_loopback_ip, push_tiny_image
+from servers import FaultProxy, TinyImage, TokenServer, non_loopback_ip, push_tiny_image, serve, stop
 
 from regexplore.errors import Denied, InsecureCredentials, NotFound, RegistryError, Unauthorized
 from regexplore.http.auth import Credentials, RegistryAuth, _Token
@@ -75,14 +74,11 @@ class Relay:
 
             do_POST = do_GET
 
-        self._httpd = ThreadingHTTPServer((bind, 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        self.url = f"http://{bind}:{self._httpd.server_address[1]}"
+        self._httpd = serve(Handler, bind)
+        self.url = self._httpd.url
 
     def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        stop(self._httpd)
 
     def __enter__(self) -> Relay:
         return self

@@ -1,7 +1,8 @@
 """Test servers for regexplore: a JWT token server and a fault-injecting proxy (with an S3-like
 store), plus small helpers to make TLS material and to put a tiny image into a registry.
 
-See :mod:`tests.servers.tokenserver` and :mod:`tests.servers.faultproxy` for the APIs.
+See :mod:`servers.tokenserver` and :mod:`servers.faultproxy` for the APIs, and :mod:`servers.loopback` for how
+they all run (one free-port, daemon-thread server).
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import datetime
 import io
 import ipaddress
 import tarfile
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +18,11 @@ from digests import sha256_digest
 from pushing import DOCKER_MANIFEST, PushedImage, push_image
 
 from .faultproxy import FaultProxy, S3LikeStore
+from .loopback import LoopbackServer, serve, stop
 from .tokenserver import TokenServer
 
-__all__ = ["FaultProxy", "S3LikeStore", "TokenServer", "make_client_ca", "push_tiny_image", "TinyImage", "serve",
-           "stop"]
-
-
-def serve(handler: type, bind: str = "127.0.0.1") -> ThreadingHTTPServer:
-    """Serve ``handler`` (a ``BaseHTTPRequestHandler`` class) on a free port of ``bind`` in a daemon
-    thread; the server's ``url`` attribute is ``http://bind:port``. Stop it with :func:`stop`."""
-    httpd = ThreadingHTTPServer((bind, 0), handler)
-    httpd.daemon_threads = True
-    httpd.url = f"http://{bind}:{httpd.server_address[1]}"  # type: ignore[attr-defined]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
-
-
-def stop(httpd: ThreadingHTTPServer) -> None:
-    """Stop a server started by :func:`serve` and close its socket."""
-    httpd.shutdown()
-    httpd.server_close()
+__all__ = ["FaultProxy", "LoopbackServer", "S3LikeStore", "TokenServer", "make_client_ca", "push_tiny_image",
+           "TinyImage", "serve", "stop"]
 
 
 def make_client_ca(folder: Path, client_cn: str = "regexplore-test-client") -> dict[str, str]:

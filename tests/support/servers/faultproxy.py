@@ -48,9 +48,11 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from .loopback import LoopbackServer
 
 __all__ = ["FaultProxy", "S3LikeStore", "Fault", "DOCKER_HUB_429_BODY", "S3_ONE_AUTH_MESSAGE"]
 
@@ -110,7 +112,7 @@ class Fault:
         return not self.path or re.search(self.path, path) is not None
 
 
-class S3LikeStore:
+class S3LikeStore(LoopbackServer):
     """A second server standing in for object storage behind a registry's blob redirect.
 
     ``put(data)`` stores bytes and returns a presigned-looking URL (``X-Amz-Algorithm``,
@@ -136,35 +138,14 @@ class S3LikeStore:
         self.max_range: int | None = None
         self.signature = secrets.token_hex(32)
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
-    def start(self) -> S3LikeStore:
+    def handler(self) -> type:
         store = self
 
         class Handler(_StoreHandler):
             owner = store
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> S3LikeStore:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return Handler
 
     def put(self, data: bytes) -> str:
         key = secrets.token_hex(8)
@@ -270,7 +251,7 @@ class _StoreHandler(BaseHTTPRequestHandler):
         self.connection.shutdown(socket.SHUT_RDWR)
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Reverse proxy on ``127.0.0.1:<free port>`` (or ``bind``) to ``upstream`` with injectable faults.
 
     ``upstream``: the registry's base URL (http or https); ``ca_file``: CA to trust for an https
@@ -287,41 +268,22 @@ class FaultProxy:
         self.requests: list[dict[str, Any]] = []
         self.store: S3LikeStore | None = None
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
     def __repr__(self) -> str:
         return f"<FaultProxy {self.url if self._httpd else 'stopped'} -> {self.upstream}>"
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FaultProxy:
+    def handler(self) -> type:
         proxy = self
 
         class Handler(_ProxyHandler):
             owner = proxy
 
-        self._httpd = ThreadingHTTPServer((self.bind, 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
+        return Handler
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+    def stopped(self) -> None:
         if self.store is not None:
             self.store.stop()
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "not started"
-        return f"http://{self.bind}:{self._httpd.server_address[1]}"
 
     @property
     def host(self) -> str:

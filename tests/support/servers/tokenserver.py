@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlsplit
@@ -47,6 +47,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from .loopback import LoopbackServer
 
 __all__ = ["TokenServer", "Grant"]
 
@@ -64,7 +66,7 @@ class _Refresh:
 
 
 @dataclass
-class TokenServer:
+class TokenServer(LoopbackServer):
     """Token server on ``127.0.0.1:<free port>``.
 
     users: ``{name: (password, grants)}``; grants map ``"repository:<fnmatch glob>"`` or
@@ -92,8 +94,6 @@ class TokenServer:
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._refresh: dict[str, _Refresh] = {}
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._tmp = tempfile.TemporaryDirectory(prefix="regexplore-tokenserver-")
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._cert = self._self_signed(self._key)
@@ -117,37 +117,17 @@ class TokenServer:
             .sign(key, hashes.SHA256())
         )
 
-    def start(self) -> TokenServer:
-        """Listen on a free loopback port in a daemon thread; returns self."""
+    def handler(self) -> type:
         server = self
 
         class Handler(_Handler):
             ts = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
+        return Handler
 
-    def stop(self) -> None:
-        """Stop serving and remove the certificate folder. Idempotent."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+    def stopped(self) -> None:
+        """Remove the certificate folder."""
         self._tmp.cleanup()
-
-    def __enter__(self) -> TokenServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "not started"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     @property
     def realm(self) -> str:
