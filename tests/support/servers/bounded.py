@@ -12,7 +12,8 @@ code under test runs in ``python -c`` with ``RLIMIT_AS`` set (so a runaway alloc
 
 The child prints one last line ``RESULT <json>``: ``{"ok": true, "value": ...}`` when the code's last
 statement stored ``result = ...`` (any JSON-able value), else ``{"ok": false, "error": class name,
-"message": str(exc)}``. ``res.elapsed`` is the wall time; ``res.peak_rss_mb`` the child's peak RSS.
+"message": str(exc)}``. ``res.elapsed`` is the wall time; ``res.peak_rss_mb`` the child's peak RSS (``VmHWM``: on Linux
+``ru_maxrss`` survives ``execve``, so it would report the forking pytest worker's peak).
 """
 
 from __future__ import annotations
@@ -37,7 +38,12 @@ except BaseException as exc:
     out = {{"ok": False, "error": type(exc).__name__, "message": str(exc)[:2000],
            "classes": [c.__name__ for c in type(exc).__mro__]}}
     traceback.print_exc()
-out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM is this address space's peak; ru_maxrss would carry the forking parent's peak across exec
+try:
+    hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
+    out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
+except (OSError, IndexError):
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print("RESULT " + json.dumps(out, default=str), flush=True)
 """
 
