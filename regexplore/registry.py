@@ -10,15 +10,15 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from ._image_layers import ImageLayers, files_columns
 from ._resolve import MAX_INDEX_ENTRIES_ENV, Resolver
 from ._v1_adapter import V1_CAN, V1Adapter, detect_api
 from .content.budget import MAX_IMAGE_BYTES_ENV, ImageBudget, Replay
-from .errors import InvalidReference, NotFound, RegistryError, UnsupportedMediaType
+from .errors import InvalidReference, NotFound, RegistryError
 from .http.auth import RegistryAuth, resolve_credentials
 from .http.deadline import call as deadline_call
 from .http.deadline import carry
@@ -151,6 +151,7 @@ class Registry:
         self._resolver = Resolver(self.v2)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._layers = ImageLayers(self)
 
     # ----------------------------------------------------------------- plumbing
     def __repr__(self) -> str:  # also for a half-built object (a traceback's locals during __init__)
@@ -530,71 +531,6 @@ class Registry:
         return digest
 
     # ----------------------------------------------------------------- layer contents
-    def _layer_sources(self, ref: RefLike, platform: str | None) -> tuple[ImageRef, list[dict]]:
-        """The image's layer descriptors (oldest first) for ``ref``."""
-        r = self.ref(ref)
-        image, _ = self._resolver.resolve(r, platform)
-        return r, [d for d in image.layer_descriptors if d.get("digest")]
-
-    def _open_layer(self, repo: str, desc: dict, budget: ImageBudget | None = None, max_bytes: int | None = None,
-                    replay: Replay | None = None) -> Callable[[], Any]:
-        """A zero-argument callable that opens ``desc``'s layer as a :class:`~regexplore.content.layers.LayerStream`
-        (verified as it streams; through ``replay`` when given) whose decompressed bytes count against
-        ``budget``; ``max_bytes`` caps the layer (None: ``REGEXPLORE_MAX_LAYER_BYTES``)."""
-        from .content.blobs import open_verified_stream
-        from .content.layers import open_layer_stream
-
-        def fetch() -> Iterator[bytes]:
-            return open_verified_stream(self, repo, desc["digest"], desc.get("size"))
-
-        def open_stream() -> Any:
-            stream = open_layer_stream(replay.chunks(fetch) if replay else fetch(), desc.get("mediaType"),
-                                       max_bytes=max_bytes)
-            stream.budget = budget
-            return stream
-
-        return open_stream
-
-    def _openers(self, r: ImageRef, descs: list[dict], budget: ImageBudget, replays: dict[str, Replay],
-                 max_bytes: int | None = None) -> list[Callable[[], Any]]:
-        """One opener per layer of ``descs`` (:meth:`_open_layer`); a digest listed more than once shares a
-        :class:`Replay` (added to ``replays``, which the caller closes), so it is fetched once."""
-        counts = Counter(d["digest"] for d in descs)
-        for digest, n in counts.items():
-            if n > 1 and digest not in replays:
-                replays[digest] = Replay()
-        return [self._open_layer(r.repository, d, budget, max_bytes, replays.get(d["digest"])) for d in descs]
-
-    def _layer_entries(self, repo: str, desc: dict, max_bytes: int | None, hash_files: bool = False,
-                       budget: ImageBudget | None = None) -> tuple[list, int]:
-        """(entries, decompressed bytes) of one layer, read from the registry."""
-        from .content.layers import iter_entries
-
-        try:
-            stream = self._open_layer(repo, desc, budget, max_bytes)()
-            return list(iter_entries(stream, desc["digest"], hash_files=hash_files)), stream.bytes_out
-        except UnsupportedMediaType as exc:  # say which blob (an artifact's JSON, an SBOM…)
-            raise UnsupportedMediaType(f"{desc['digest'][:19]}… ({desc.get('mediaType') or 'no media type'}): "
-                                       f"{exc.message}", status=exc.status, code=exc.code, url=exc.url,
-                                       detail=exc.detail) from exc
-
-    def _listings(self, r: ImageRef, descs: list[dict], max_bytes: int | None, hash_files: bool,
-                  memo: dict[str, tuple[list, int]]) -> list[list]:
-        """The entries of each layer of ``descs``, in order. Each digest is read once per call (``memo``,
-        shared by the images of one call); every listed layer, read or reused, counts its decompressed
-        bytes against one :class:`ImageBudget` for ``r``."""
-        budget = ImageBudget(r)
-        todo = {d["digest"]: d for d in descs if d["digest"] not in memo}
-        read = self._map(lambda d: self._layer_entries(r.repository, d, max_bytes, hash_files, budget), todo.values())
-        memo.update(zip(todo, read))
-        out = []
-        for d in descs:
-            entries, size = memo[d["digest"]]
-            if todo.pop(d["digest"], None) is None:  # a listing reused: counted as if read again
-                budget.charge(size)
-            out.append(entries)
-        return out
-
     @_timed(transfer=True)
     @_routed()
     def files(self, ref_or_layer_digest: RefLike, platform: str | None = None, *, merged: bool = False,
@@ -613,10 +549,10 @@ class Registry:
         if self._resolver.is_blob(r):
             descs = [{"digest": r.digest, "mediaType": None, "size": None}]
         else:
-            r, descs = self._layer_sources(r, platform)
-        per_layer = self._listings(r, descs, max_bytes, False, {})
+            r, descs = self._layers.sources(r, platform)
+        per_layer = self._layers.listings(r, descs, max_bytes, False, {})
         entries = merge(per_layer) if merged else [e for layer in per_layer for e in layer]
-        return make_frame("files", columns=_files_columns(entries), attrs={"reference": str(r), "merged": merged})
+        return make_frame("files", columns=files_columns(entries), attrs={"reference": str(r), "merged": merged})
 
     @_timed(transfer=True)
     @_routed()
@@ -631,8 +567,8 @@ class Registry:
         memo: dict[str, tuple[list, int]] = {}
 
         def final(ref: RefLike) -> list:
-            r, descs = self._layer_sources(ref, platform)
-            return merge(self._listings(r, descs, None, True, memo))
+            r, descs = self._layers.sources(ref, platform)
+            return merge(self._layers.listings(r, descs, None, True, memo))
 
         a, b = final(ref_a), final(ref_b)
         rows = [{"path": shown_name(d.path), "change": d.change, "size_a": d.size_a, "size_b": d.size_b}
@@ -652,10 +588,11 @@ class Registry:
         ``REGEXPLORE_MAX_IMAGE_BYTES`` (default 32 GiB) in all. Raises ``FileNotFoundError``."""
         from .content.layers import read_file
 
-        r, descs = self._layer_sources(ref, platform)
+        r, descs = self._layers.sources(ref, platform)
         replays: dict[str, Replay] = {}
         try:
-            return read_file(self._openers(r, descs, ImageBudget(r), replays)[::-1], path, max_file_bytes=max_bytes)
+            openers = self._layers.openers(r, descs, ImageBudget(r), replays)
+            return read_file(openers[::-1], path, max_file_bytes=max_bytes)
         finally:
             for replay in replays.values():
                 replay.file.close()
@@ -677,7 +614,7 @@ class Registry:
 
         from .content.layers import extract
 
-        r, descs = self._layer_sources(ref, platform)
+        r, descs = self._layers.sources(ref, platform)
         target = os.path.abspath(dest)
         if os.path.exists(target) and (not os.path.isdir(target) or os.listdir(target)):
             raise FileExistsError(f"{dest} exists and is not an empty folder")
@@ -686,7 +623,7 @@ class Registry:
         work = tempfile.mkdtemp(prefix=".regexplore-extract-", dir=parent)
         replays: dict[str, Replay] = {}
         try:
-            openers = self._openers(r, descs, ImageBudget(r), replays, kw.pop("max_bytes", None))
+            openers = self._layers.openers(r, descs, ImageBudget(r), replays, kw.pop("max_bytes", None))
             summary = extract([(d["digest"], opener) for d, opener in zip(descs, openers)], work, **kw)
             if os.path.isdir(target):
                 os.rmdir(target)
@@ -698,31 +635,3 @@ class Registry:
             for replay in replays.values():
                 replay.file.close()
         return summary
-
-
-_FILES_FIELDS = ("layer", "path", "type", "size", "mode", "uid", "gid", "mtime", "linkname", "whiteout")
-
-
-def _files_columns(entries: list) -> dict:
-    """The ``files`` frame's columns from layer entries (column-wise: a few C-level passes instead of a
-    dict per row). ``mtime`` (float seconds) becomes UTC times rounded to the microsecond, like
-    ``datetime.fromtimestamp``; times outside pandas' range become NaT; ``linkname`` "" becomes <NA>;
-    names that are not UTF-8 are escaped (:func:`~regexplore.content.layers.shown_name`)."""
-    from operator import attrgetter
-
-    import numpy as np
-    import pandas as pd
-
-    from .content.layers import shown_name
-    from .model.frames import TIME
-
-    cols = dict(zip(_FILES_FIELDS, zip(*map(attrgetter(*_FILES_FIELDS), entries)))) if entries else {}
-    secs = np.asarray(cols.get("mtime", ()), dtype="float64")
-    ok = np.abs(secs) < 9.2e9  # datetime64[ns] ends in 2262; NaN is not ok either
-    micros = np.round(np.where(ok, secs, 0.0) * 1e6).astype("int64")
-    mtime = pd.Series(pd.to_datetime(micros, unit="us", utc=True)).astype(TIME)
-    mtime[~ok] = pd.NaT
-    cols["mtime"] = mtime
-    cols["path"] = [shown_name(v) for v in cols.get("path", ())]
-    cols["linkname"] = [shown_name(v) if v else None for v in cols.get("linkname", ())]
-    return cols

@@ -33,6 +33,7 @@ PARTS = {
     "regexplore.registry": "facade",
     "regexplore._resolve": "facade",
     "regexplore._v1_adapter": "facade",
+    "regexplore._image_layers": "facade",
     "regexplore.sandbox": "sandbox",
     "regexplore.jupyter": "jupyter",
     "regexplore.__main__": "jupyter",
