@@ -61,6 +61,11 @@ COLUMNS: dict[str, dict[str, str]] = {
     },
     "diff": {"path": STR, "change": STR, "size_a": INT, "size_b": INT},
     "cache": {"digest": STR, "size": INT, "path": STR, "modified": TIME},
+    "packages": {
+        "name": STR, "version": STR, "type": STR, "purl": STR, "arch": STR, "source": STR, "licenses": OBJ,
+        "layer": STR, "path": STR,
+    },
+    "wasted": {"path": STR, "count": INT, "size": INT},
 }
 
 #: what each column means, for the README table
@@ -81,6 +86,11 @@ DESCRIPTIONS: dict[str, str] = {
     "files": "entries of layer tars",
     "diff": "paths that differ between two images",
     "cache": "what the local blob cache holds",
+    "packages": "`packages(ref)`: the final filesystem's packages with syft's type names and purls; `layer` is "
+                "the digest of the layer that introduced each, `path` the file it was read from; "
+                "`attrs['skipped']` lists files that could not be read, with the reason",
+    "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
+              "`count` and total `size` of all copies, biggest first",
 }
 
 
