@@ -54,9 +54,12 @@ class Evidence:
     skipped: tuple[Skipped, ...] = ()
 
 
-#: how much of a wanted file the layer pass keeps: ``"whole"`` (up to the cataloger's cap) or ``"elf"``
-#: (the ELF header, program headers and the 64 KiB where Go's build info lives)
-Want = Literal["whole", "elf"]
+#: how much of a wanted file the layer pass keeps: ``"whole"`` (the file, up to the cataloger's ``cap``) or
+#: ``"region"`` (the pass reads the file's first :data:`HEAD` bytes, asks the cataloger's ``locate(head)``
+#: for an ``(offset, length)`` inside the file, and keeps those bytes: an ELF's Go build info, without the
+#: rest of a 50 MB binary). A file shorter than what is asked is kept as far as it goes.
+Want = Literal["whole", "region"]
+HEAD = 4096
 
 
 @dataclass(frozen=True)
@@ -65,13 +68,17 @@ class Cataloger:
     (``path`` canonical, no leading ``/``; it must be fast: it runs for every file of every layer) and
     ``read(path, data)`` turns the kept bytes into :class:`Evidence`. ``read`` may raise anything on bad
     input: the pass records a :class:`Skipped` with the reason and goes on. ``cap`` is the most bytes kept
-    of one file (a bigger file is skipped with a reason)."""
+    of one file (a bigger file is skipped with a reason). ``sniff``: the pass offers the cataloger only
+    regular files whose content starts with these bytes (e.g. ``b"\\x7fELF"``), checked before ``wants``.
+    ``locate(head)`` (for ``"region"``): the ``(offset, length)`` to keep, or None for nothing."""
 
     name: str
     type: str
     wants: Callable[[str, int, int], Want | None]
     read: Callable[[str, bytes], Evidence]
     cap: int = 16 * 1024 * 1024
+    sniff: bytes | None = None
+    locate: Callable[[bytes], tuple[int, int] | None] | None = None
 
 
 @dataclass
