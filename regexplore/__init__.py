@@ -52,6 +52,7 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "raw_path",
+    "to_cyclonedx",
 ]
 
 
@@ -79,11 +80,13 @@ def raw_path(shown: str) -> bytes:
     return unescape(shown)
 
 
-def __getattr__(name: str):  # lazy: the sandbox and the widgets cost nothing until used
+def __getattr__(name: str):  # lazy: the sandbox, the widgets and the SBOM writer cost nothing until used
     import importlib
 
     if name == "sandbox":
         return importlib.import_module(".sandbox", __name__)
     if name == "browse":
         return importlib.import_module(".jupyter", __name__).browse
+    if name == "to_cyclonedx":
+        return importlib.import_module(".content.inside.cyclonedx", __name__).to_cyclonedx
     raise AttributeError(f"module 'regexplore' has no attribute {name!r}")
