@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import NotFound, RegistryError, ResponseTooLarge, UnsupportedMediaType, load_json
+from ..errors import Denied, NotFound, RegistryError, ResponseTooLarge, Unauthorized, UnsupportedMediaType, load_json
 from ..model.oci import (
     CREATED_ANNOTATION,
     EMPTY_DESCRIPTOR,
@@ -113,13 +113,21 @@ def _descriptors(doc: Any, what: str, url: str | None) -> list[dict]:
     return entries
 
 
-class _Budget:
-    """The descriptors one listing may read (``$REGEXPLORE_MAX_REFERRERS``)."""
+class _Walk:
+    """The state of one listing: what the registry showed so far, and the descriptors it may still send
+    (``$REGEXPLORE_MAX_REFERRERS``).
 
-    def __init__(self, what: str) -> None:
+    ``api`` is None until the referrers API answered, then whether the registry has it (a registry with the API
+    never answers it with 404, so one 404 settles it for the whole listing). ``tags`` is the repository's tags
+    when listed (a recursive walk lists them once, so tags that do not exist are not asked for), else None."""
+
+    def __init__(self, what: str, artifact_type: str | None) -> None:
         self.what = what
-        self.left = cap_from_env(MAX_REFERRERS_ENV, DEFAULT_MAX_REFERRERS)
-        self.cap = self.left
+        self.artifact_type = artifact_type
+        self.cap = cap_from_env(MAX_REFERRERS_ENV, DEFAULT_MAX_REFERRERS)
+        self.left = self.cap
+        self.api: bool | None = None
+        self.tags: set[str] | None = None
 
     def take(self, n: int, url: str | None = None) -> None:
         """Count ``n`` descriptors; raises :class:`ResponseTooLarge` past the cap."""
@@ -127,6 +135,22 @@ class _Budget:
         if self.left < 0:
             raise ResponseTooLarge(f"referrers of {self.what}: more than {self.cap} descriptors; raise "
                                    f"{MAX_REFERRERS_ENV} to list more", url=url)
+
+    def may_exist(self, tag: str) -> bool:
+        """False only for a tag the listed tags lack."""
+        return self.tags is None or tag in self.tags
+
+    def jobs(self, subject: str) -> list[tuple[str, str]]:
+        """The requests ``subject``'s referrers need: the API (or straight the tag schema once the registry
+        showed it has no API), and the cosign tags that may exist."""
+        first = "api" if self.api is not False else "tag-schema"
+        tagged = [k for k in (first, *COSIGN_SUFFIXES) if k == "api" or self.may_exist(_tag_of(subject, k))]
+        return [(subject, k) for k in tagged]
+
+
+def _tag_of(subject: str, kind: str) -> str:
+    """The tag a kind of lookup reads: the referrers tag, or a cosign tag (``kind`` is its suffix)."""
+    return referrers_tag(subject) + ("" if kind == "tag-schema" else kind)
 
 
 class Referrers:
@@ -148,12 +172,12 @@ class Referrers:
         Raises :class:`ResponseTooLarge` past ``$REGEXPLORE_MAX_REFERRERS`` descriptors or the pages cap,
         :class:`RegistryError` for a ``Link`` loop, :class:`UnsupportedMediaType` for a referrers index that
         is not a list of descriptors, and what the registry answers otherwise."""
-        budget = _Budget(f"{repo}@{digest}")
+        walk = _Walk(f"{repo}@{digest}", artifact_type)
         seen = {digest}
         rows: list[dict] = []
         level = [digest]
         for depth in range(1, MAX_DEPTH + 1):
-            found = self._level(repo, level, artifact_type, depth, budget)
+            found = self._level(repo, level, walk, depth, list_tags=recursive and depth == 1)
             fresh = list({r["digest"]: r for r in reversed(found) if r["digest"] not in seen}.values())[::-1]
             seen.update(r["digest"] for r in fresh)  # (the first of twins is kept)
             rows.extend(fresh)
@@ -164,27 +188,36 @@ class Referrers:
                       "not listed", RuntimeWarning, stacklevel=3)
         return rows
 
-    def _level(self, repo: str, subjects: list[str], artifact_type: str | None, depth: int,
-               budget: _Budget) -> list[dict]:
-        """The rows of the referrers of every digest in ``subjects``: the API (else the tag schema) and the
-        three cosign tags of each, all sent together, then one manifest request per descriptor that lacks
-        ``artifactType``, all together (one flat batch each: no pool task waits on another)."""
-        def source(job: tuple[str, str]) -> list[dict]:
+    def _level(self, repo: str, subjects: list[str], walk: _Walk, depth: int, *, list_tags: bool) -> list[dict]:
+        """The rows of the referrers of every digest in ``subjects``: the requests of :meth:`_Walk.jobs` (and with
+        ``list_tags`` the repository's tags) all sent together, then one manifest request per descriptor that
+        lacks ``artifactType``, all together (one flat batch each: no pool task waits on another)."""
+        def run(job: tuple[str, str]) -> list[dict]:
             subject, kind = job
-            if kind != "api":
+            if kind == "tags":
+                walk.tags = self._tags(repo)
+                return []
+            if kind in COSIGN_SUFFIXES:
                 return self._cosign(repo, subject, kind, depth)
-            rows = self._api(repo, subject, artifact_type, depth, budget)
-            return self._tag_schema(repo, subject, depth, budget) if rows is None else rows
+            rows = self._api(repo, subject, walk, depth) if kind == "api" else None
+            return self._tag_schema(repo, subject, depth, walk) if rows is None else rows
 
-        batches = self.map(source, [(s, kind) for s in subjects for kind in ("api", *COSIGN_SUFFIXES)])
+        jobs = [job for s in subjects for job in walk.jobs(s)] + ([("", "tags")] if list_tags else [])
+        batches = self.map(run, jobs)
         rows = self.map(lambda r: self._typed(repo, r), [r for batch in batches for r in batch])
-        return [r for r in rows if artifact_type is None or r["artifact_type"] == artifact_type]
+        return [r for r in rows if walk.artifact_type is None or r["artifact_type"] == walk.artifact_type]
 
-    def _api(self, repo: str, digest: str, artifact_type: str | None, depth: int,
-             budget: _Budget) -> list[dict] | None:
+    def _tags(self, repo: str) -> set[str] | None:
+        """The repository's tags (bounded pages), or None when the registry will not list them."""
+        try:
+            return set(self.v2.tags(repo))
+        except (NotFound, Unauthorized, Denied):
+            return None
+
+    def _api(self, repo: str, digest: str, walk: _Walk, depth: int) -> list[dict] | None:
         """Rows from every page of the referrers API; None when the registry has no such API (404, or an
         answer that is not an image index: the spec's cue to read the tag schema)."""
-        path = f"/v2/{repo}/referrers/{digest}"
+        path, artifact_type = f"/v2/{repo}/referrers/{digest}", walk.artifact_type
         url: str | None = self.v2.t.url(path + (f"?artifactType={quote(artifact_type, safe='')}"
                                                 if artifact_type else ""))
         rows: list[dict] = []
@@ -197,34 +230,37 @@ class Referrers:
             except NotFound:
                 if rows:
                     raise
+                walk.api = False
                 return None
             ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
             if ctype != OCI_INDEX:
                 if rows:
                     raise UnsupportedMediaType(f"referrers of {repo}@{digest}: page {pages.pages + 1} is "
                                                f"{ctype or 'untyped'}, not an image index", url=resp.url)
+                walk.api = False
                 return None
             doc = load_json(resp.content, f"referrers of {repo}@{digest}", url=resp.url, error=UnsupportedMediaType)
             entries = _descriptors(doc, f"referrers of {repo}@{digest}", resp.url)
-            budget.take(len(entries), resp.url)
+            walk.api = True
+            walk.take(len(entries), resp.url)
             pages.page([e["digest"] for e in entries], resp.url)
             rows.extend(_row(digest, e, "api", depth) for e in entries)
             url = _next_page(resp, visited, f"referrers of {repo}@{digest}", pages)
         return rows
 
-    def _tag_schema(self, repo: str, digest: str, depth: int, budget: _Budget) -> list[dict]:
+    def _tag_schema(self, repo: str, digest: str, depth: int, walk: _Walk) -> list[dict]:
         """Rows from the index at the referrers tag of ``digest`` (none when that tag does not exist or does not
         hold an image index, as the spec says)."""
         index, _ = self._fallback_index(repo, digest)
         if index is None:
             return []
         entries = _descriptors(index.json, f"referrers tag {referrers_tag(digest)} of {repo}", None)
-        budget.take(len(entries))
+        walk.take(len(entries))
         return [_row(digest, e, "tag-schema", depth) for e in entries]
 
     def _cosign(self, repo: str, digest: str, suffix: str, depth: int) -> list[dict]:
         """The row of cosign's ``sha256-<hex><suffix>`` manifest, if that tag exists."""
-        tag = referrers_tag(digest) + suffix
+        tag = _tag_of(digest, suffix)
         try:
             m = self.v2.get_manifest(repo, tag)
         except NotFound:

@@ -10,7 +10,7 @@ What it implements, section by section of distribution-spec ``spec.md`` (v1.1):
   empty list when there are none; ``400`` for an invalid digest; pages linked by ``Link: <…>; rel="next"``
   (:attr:`page_size` descriptors a page); ``?artifactType=`` filters, and then ``OCI-Filters-Applied:
   artifactType`` (unless :attr:`filters` is False: a registry that ignores the filter, which the spec allows);
-- the blob and manifest endpoints a client needs around that (end-2, end-3, end-4a, end-6, end-7), with
+- the blob, manifest and tag endpoints a client needs around that (end-2, end-3, end-4a, end-6, end-7, end-8a), with
   ``ETag`` on manifest GETs and ``If-Match`` / ``If-None-Match`` honoured on manifest PUTs (RFC 9110 §13: 412);
 - with :attr:`token_server` set, every ``/v2/`` request needs a Bearer token from it (RFC 6750 challenge with
   ``realm``, ``service``, ``scope``), checked with the token server's certificate.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -109,6 +110,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def setup(self) -> None:
+        super().setup()  # headers and body go out in two writes: without this, Nagle + delayed ACK stall each answer
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def send(self, status: int, body: bytes = b"", ctype: str = "application/json", **headers: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -170,6 +175,10 @@ class _Handler(BaseHTTPRequestHandler):
         name, kind, ref, _, query = found
         if kind == "referrers":
             self.referrers(name, ref, query)
+        elif kind == "tags" and ref == "list":  # end-8a, one page
+            with self.reg.lock:
+                tags = sorted(k.split(":", 1)[1] for k in self.reg.tags if k.split(":", 1)[0] == name)
+            self.send(200, json.dumps({"name": name, "tags": tags}).encode())
         elif kind == "manifests":
             self.get_manifest(name, ref)
         elif kind == "blobs" and ref in self.reg.blobs:
