@@ -45,7 +45,7 @@ from ..model.oci import (
     Manifest,
     parse_time,
 )
-from .v2 import LISTING_CAP, MANIFEST_CAP, PagedListing, V2Client, _next_page, cap_from_env
+from .v2 import LISTING_CAP, MANIFEST_CAP, PagedListing, V2Client, _next_page, cap_from_env, check_header_digest
 
 __all__ = ["COSIGN_SUFFIXES", "MAX_DEPTH", "MAX_REFERRERS_ENV", "Referrers", "referrers_tag"]
 
@@ -97,9 +97,16 @@ def _annotations(doc: dict) -> dict:
 def _row(subject: str, desc: dict, source: str, depth: int) -> dict:
     """One ``referrers`` row from a descriptor (its ``artifactType`` may still be None: :meth:`Referrers._typed`)."""
     ann = _annotations(desc)
-    return {"subject": subject, "digest": desc["digest"], "media_type": desc.get("mediaType"),
-            "artifact_type": desc.get("artifactType") or None, "size": desc.get("size"), "annotations": ann,
-            "created": parse_time(ann.get(CREATED_ANNOTATION)), "source": source, "depth": depth}
+    size = desc.get("size")
+    return {"subject": subject, "digest": desc["digest"], "media_type": _text(desc.get("mediaType")),
+            "artifact_type": _text(desc.get("artifactType")),
+            "size": size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+            "annotations": ann, "created": parse_time(ann.get(CREATED_ANNOTATION)), "source": source, "depth": depth}
+
+
+def _text(value: Any) -> str | None:
+    """A descriptor's string field, or None for anything else (absent, empty, a hostile list)."""
+    return value if isinstance(value, str) and value else None
 
 
 def _descriptors(doc: Any, what: str, url: str | None) -> list[dict]:
@@ -270,9 +277,13 @@ class Referrers:
         return [_row(digest, desc, "cosign-tag", depth)]
 
     def _typed(self, repo: str, row: dict) -> dict:
-        """``row`` with its ``artifact_type`` (read from the manifest when the descriptor lacks it)."""
+        """``row`` with its ``artifact_type`` (read from the manifest when the descriptor lacks it; left <NA> for
+        a listed manifest that no longer exists: a stale tag-schema index after a delete)."""
         if row["artifact_type"] is None:
-            row["artifact_type"] = artifact_type_of(self.manifest_of(repo, row["digest"]))
+            try:
+                row["artifact_type"] = artifact_type_of(self.manifest_of(repo, row["digest"]))
+            except NotFound:
+                pass
         return row
 
     def _fallback_index(self, repo: str, digest: str) -> tuple[Manifest | None, str | None]:
@@ -288,6 +299,8 @@ class Referrers:
                                     what=f"referrers tag {repo}:{tag}")
         except UnsupportedMediaType:
             return None, resp.headers.get("ETag")
+        if resp.headers.get("Docker-Content-Digest"):
+            check_header_digest(resp.headers["Docker-Content-Digest"], m, url=resp.url)
         return (m if m.media_type == OCI_INDEX else None), resp.headers.get("ETag")
 
     # ----------------------------------------------------------------- attach

@@ -176,3 +176,13 @@ def test_a_referrers_answer_of_garbage_descriptors_is_our_error(server: Referrer
                                                    "manifests": [{"digest": "../../etc"}]}).encode()
     with pytest.raises(rx.errors.UnsupportedMediaType, match="not a list of descriptors"):
         rx.Registry(server.url).referrers(f"{REPO}:v1")
+
+
+def test_hostile_descriptor_fields_become_missing_values_not_crashes(server: ReferrersRegistry) -> None:
+    subject = image(server)
+    server.canned[subject["digest"]] = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"digest": "sha256:" + "1" * 64, "mediaType": ["x"], "size": "big", "artifactType": {"a": 1},
+         "annotations": ["not", "a", "dict"]}]}).encode()
+    df = rx.Registry(server.url).referrers(f"{REPO}:v1")
+    assert df["digest"].tolist() == ["sha256:" + "1" * 64]
+    assert df[["media_type", "size"]].isna().all(axis=None) and df["annotations"][0] == {}

@@ -157,10 +157,20 @@ def test_recursive_walks_the_tag_schema_two_levels_concurrently(live) -> None:
     sboms = [reg.attach("demo/tree:v1", [], artifact_type="application/example.sbom", annotations={"n": str(i)})
              for i in range(3)]  # (identical artifacts would be one manifest: the same bytes, the same digest)
     sigs = {reg.attach(f"demo/tree@{s}", [], artifact_type="application/example.sig"): s for s in sboms}
-    df = reg.referrers("demo/tree:v1", recursive=True)
+    payload, config, manifest = cosign_sig(sboms[0], sandbox.host)  # a cosign signature of the first SBOM
+    with Pusher(sandbox.url) as p:
+        p.blob("demo/tree", payload)
+        p.blob("demo/tree", config)
+        cosigned = p.manifest("demo/tree", referrers_tag(sboms[0]) + ".sig", manifest)["digest"]
+    fresh = rx.Registry(sandbox.url)
+    df = fresh.referrers("demo/tree:v1", recursive=True)
     assert df[df["depth"] == 1]["digest"].tolist() == sboms
     deeper = df[df["depth"] == 2]
-    assert dict(zip(deeper["digest"], deeper["subject"], strict=True)) == sigs
+    assert dict(zip(deeper["digest"], deeper["subject"], strict=True)) == {**sigs, cosigned: sboms[0]}
+    assert deeper.set_index("digest").loc[cosigned, "source"] == "cosign-tag"
+    # the first 404 shows there is no API and the tags are listed once: only tags that exist are read after that
+    misses = fresh.trace[fresh.trace["status"] == 404]["url"].tolist()
+    assert len(misses) == 4 and sum("/referrers/" in u for u in misses) == 1, misses
     assert reg.referrers("demo/tree:v1", "application/example.sbom", recursive=True)["digest"].tolist() == sboms
 
 
