@@ -66,6 +66,10 @@ COLUMNS: dict[str, dict[str, str]] = {
         "layer": STR, "path": STR,
     },
     "wasted": {"path": STR, "count": INT, "size": INT},
+    "referrers": {
+        "subject": STR, "digest": STR, "media_type": STR, "artifact_type": STR, "size": INT, "annotations": OBJ,
+        "created": TIME, "source": STR, "depth": INT,
+    },
 }
 
 #: what each column means, for the README table
@@ -91,6 +95,11 @@ DESCRIPTIONS: dict[str, str] = {
                 "`attrs['skipped']` lists files that could not be read, with the reason",
     "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
               "`count` and total `size` of all copies, biggest first",
+    "referrers": "`referrers(ref)`: manifests whose `subject` is `ref` (the `subject` column), from the referrers "
+                 "API (`source` `api`), else the `sha256-<hex>` tag (`tag-schema`), plus cosign's `.sig`/`.att`/"
+                 "`.sbom` tags (`cosign-tag`); `artifact_type` is the manifest's `artifactType`, else its config's "
+                 "media type; `created` from the `org.opencontainers.image.created` annotation; `depth` 1 = direct, "
+                 "deeper with `recursive=True`",
 }
 
 
