@@ -68,6 +68,7 @@ def build_rpmdb(work: Path, rpms: tuple[Rpm, ...] = RPMS) -> Path:
     """Build ``rpms`` and install them into ``work/root``; returns the root (its ``var/lib/rpm/rpmdb.sqlite``
     is checkpointed: no ``-wal`` content left behind)."""
     top, root = work / "rpmbuild", work / "root"
+    work.mkdir(parents=True, exist_ok=True)
     for rpm in rpms:
         spec = work / f"{rpm.name}.spec"
         spec.write_text(_spec(rpm))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 from ..model import Cataloger, Evidence, Package, Skipped, Want
@@ -125,7 +126,7 @@ def _nested(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, depth: int, 
     """A nested archive's packages; its failure is a skipped entry, not the outer archive's."""
     try:
         return _archive(where, budget.take(zf, info, CAP, where), depth + 1, budget)
-    except (Malformed, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
+    except (Malformed, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
         budget.skipped.append(Skipped(where, f"java archive: {exc}"))
         return []
 
