@@ -28,6 +28,7 @@ from tests.support.inside_binary import (
     bdb_packages,
     build_rpmdb,
     debian_jars,
+    edge_jars,
     header_blobs,
     ndb_packages,
     nest_archive,
@@ -69,6 +70,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  b"Implementation-Version: 4.5\r\n .6\r\n\r\n"),  # a continuation line
         **{f"WEB-INF/lib/{n}": jars[n] for n in names[:2]}})
     nest_archive(app / "suite.ear", {"shop.war": war.read_bytes(), f"lib/{names[3]}": jars[names[3]]})
+    (app / "edge").mkdir()
+    for name, data in edge_jars().items():
+        (app / "edge" / name).write_bytes(data)
     return top
 
 
