@@ -45,8 +45,9 @@ _MANIFEST_VERSIONS = ("Implementation-Version", "Specification-Version", "Plugin
 
 
 def wants(path: str, mode: int, size: int) -> Want | None:
-    """``"whole"`` for a file named like a Java archive (syft's globs), else None."""
-    return "whole" if path.lower().endswith(SUFFIXES) else None
+    """``"whole"`` for a file named like a Java archive (syft's globs), else None; never for a whiteout
+    marker (``.wh.x.jar``, which the layer pass lists as a regular empty file)."""
+    return "whole" if path.lower().endswith(SUFFIXES) and not path.rpartition("/")[2].startswith(".wh.") else None
 
 
 def parse_manifest(text: str) -> dict[str, str]:
