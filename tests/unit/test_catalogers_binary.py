@@ -145,6 +145,7 @@ def test_wants_only_rpm_databases_and_java_archives() -> None:
     assert rpm.wants("home/var/lib/rpms/Packages", 0o644, 1) is None
     assert java.wants("opt/app/LIB.JAR", 0o644, 1) == "whole"
     assert java.wants("opt/app/lib.jar.sha1", 0o644, 1) is None
+    assert java.wants("opt/app/.wh.lib.jar", 0o644, 0) is None  # a whiteout marker
 
 
 def test_go_build_info_is_found_in_the_located_region_only() -> None:
