@@ -3,11 +3,14 @@ A.6.1; golang/go ``src/debug/buildinfo/buildinfo.go``, ``src/runtime/debug/mod.g
 
 Which files are offered: every regular file whose content starts with ``\\x7fELF`` (the pass sniffs), as
 syft offers every executable/shared-library MIME type; :func:`wants` asks for the region of all of them
-(no name rule can tell a Go binary). :func:`locate` reads the first 4 KiB's ELF and program headers and
-returns the 64 KiB at the start of the first loadable segment that is writable and not executable (Go's
-fallback when it cannot see the ``.go.buildinfo`` section header, which lies at the file's end, past what a
-stream pass keeps). A Go binary whose linker put ``.go.buildinfo`` elsewhere in that segment's first
-64 KiB is found too (the magic is searched at 16-byte steps); one placed beyond is missed.
+(no name rule can tell a Go binary). Go finds its build info at the ``.go.buildinfo`` section, else in the
+first 64 KiB of the first loadable segment that is writable and not executable. The section headers lie at
+the file's end, past what a stream pass keeps, and the section is often further in: Debian's
+``docker-registry`` keeps it 114 KiB into that segment, ``skopeo`` 92 KiB (after ``.got`` and ``.data``).
+So :func:`locate` reads the first 4 KiB's ELF and program headers and keeps the first :data:`REGION`
+(1 MiB) of that segment, from the 16-byte boundary at or before its start, and :func:`build_info` searches
+the magic at 16-byte-aligned offsets (as Go does inside the section) with ``bytes.find``. A build info
+placed further than 1 MiB into the segment is missed.
 
 Packages: the main module (``mod``) and each dependency (``dep``, replaced by its ``=>`` line), as
 ``go version -m`` prints them, plus the ``stdlib`` package syft 1.18.1 adds per binary (type ``go-module``,
@@ -30,7 +33,9 @@ from .bounds import Malformed, need
 __all__ = ["CATALOGERS", "BuildInfo", "build_info", "locate", "main_version", "modules", "read", "wants"]
 
 MAGIC = b"\xff Go buildinf:"
-REGION = 64 * 1024
+#: how much of the writable segment is kept and searched (Go itself reads 64 KiB at the section's start)
+REGION = 1024 * 1024
+ALIGN = 16
 PT_LOAD, PF_X, PF_W = 1, 1, 2
 #: a program header table beyond the first 4 KiB, or with more entries, is not read
 MAX_PHNUM = 256
@@ -42,8 +47,10 @@ def wants(path: str, mode: int, size: int) -> Want | None:
 
 
 def locate(head: bytes) -> tuple[int, int] | None:
-    """``(file offset, length)`` of the first writable, non-executable ``PT_LOAD`` segment's first 64 KiB,
-    or None when the ELF header or program headers (which must lie in ``head``) do not say."""
+    """``(file offset, length)`` of the first writable, non-executable ``PT_LOAD`` segment's first
+    :data:`REGION` bytes, the offset rounded down to a 16-byte boundary (so that offsets in the region
+    keep the file's alignment), or None when the ELF header or program headers (which must lie in
+    ``head``) do not say."""
     if len(head) < 52 or not head.startswith(b"\x7fELF") or head[4] not in (1, 2) or head[5] not in (1, 2):
         return None
     wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
@@ -64,7 +71,8 @@ def locate(head: bytes) -> tuple[int, int] | None:
         else:
             p_type, p_offset, _, _, p_filesz, _, p_flags, _ = fields
         if p_type == PT_LOAD and p_flags & PF_W and not p_flags & PF_X:
-            return (p_offset, min(p_filesz, REGION)) if p_filesz else None
+            start = p_offset - p_offset % ALIGN
+            return (start, min(p_offset + p_filesz - start, REGION)) if p_filesz else None
     return None
 
 
@@ -84,7 +92,7 @@ def build_info(region: bytes) -> BuildInfo | None:
 
     Raises :class:`Malformed` for the pre-1.18 pointer format (its strings are addressed through the
     program headers, outside the region) or lengths that run past the region."""
-    start = next((i for i in range(0, max(len(region) - 31, 0), 16) if region.startswith(MAGIC, i)), None)
+    start = _find_magic(region)
     if start is None:
         return None
     flags = region[start + 15]
@@ -96,6 +104,15 @@ def build_info(region: bytes) -> BuildInfo | None:
     if len(modinfo) >= 33 and modinfo[-17] == ord("\n"):
         _parse_modinfo(modinfo[16:-16].decode("utf-8", "replace"), info)
     return info
+
+
+def _find_magic(region: bytes) -> int | None:
+    """The first 16-byte-aligned offset of the magic with a whole 32-byte header after it, or None; each
+    ``find`` moves to the next boundary, so the loop ends within ``len(region) / 16`` steps."""
+    at = region.find(MAGIC)
+    while at >= 0 and at % ALIGN:
+        at = region.find(MAGIC, at + ALIGN - at % ALIGN)
+    return at if at >= 0 and len(region) - at >= 32 else None
 
 
 def _uvarint_string(data: bytes, pos: int) -> tuple[bytes, int]:

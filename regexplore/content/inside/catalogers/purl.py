@@ -34,50 +34,64 @@ def _is_debian_like(distro: dict | None) -> bool:
     return bool(distro) and (distro.get("ID") == "debian" or "debian" in (distro.get("ID_LIKE") or "").split())
 
 
-def _deb(pkg: Package, version: str, distro: dict | None) -> PackageURL | None:
+def _deb(pkg: Package, version: str, distro: dict | None) -> str | None:
     if not _is_debian_like(distro):
         return None
     upstream = pkg.source and (f"{pkg.source}@{pkg.source_version}" if pkg.source_version else pkg.source)
-    return PackageURL("deb", distro["ID"], pkg.name, version or None,
+    return _url("deb", distro["ID"], pkg.name, version or None,
                       _qualifiers({"arch": pkg.arch, "upstream": upstream}, distro))
 
 
-def _apk(pkg: Package, version: str, distro: dict | None) -> PackageURL | None:
+def _apk(pkg: Package, version: str, distro: dict | None) -> str | None:
     if distro is None:
         return None
     upstream = pkg.source if pkg.source != pkg.name else None
-    return PackageURL("apk", (distro.get("ID") or "").lower() or None, pkg.name, version or None,
+    return _url("apk", (distro.get("ID") or "").lower() or None, pkg.name, version or None,
                       _qualifiers({"arch": pkg.arch, "upstream": upstream}, distro))
 
 
-def _rpm(pkg: Package, version: str, distro: dict | None) -> PackageURL:
+def _rpm(pkg: Package, version: str, distro: dict | None) -> str:
     parts = dict(pkg.purl_parts)
     namespace = (distro or {}).get("ID") or None
     namespace = "redhat" if namespace == "rhel" else namespace
-    return PackageURL("rpm", namespace, pkg.name, parts.get("vr", version) or None,
+    return _url("rpm", namespace, pkg.name, parts.get("vr", version) or None,
                       _qualifiers({"arch": pkg.arch, "epoch": parts.get("epoch"), "upstream": pkg.source}, distro))
 
 
-def _golang(pkg: Package, version: str, distro: dict | None) -> PackageURL:
+def _golang(pkg: Package, version: str, distro: dict | None) -> str:
     fields = pkg.name.split("/")
     if len(fields) == 1:
-        return PackageURL("golang", None, fields[0], version or None)
+        return _url("golang", None, fields[0], version or None)
     if len(fields) == 2:
-        return PackageURL("golang", fields[0], fields[1], version or None)
-    return PackageURL("golang", "/".join(fields[:2]), fields[2], version or None, subpath="/".join(fields[3:]) or None)
+        return _url("golang", fields[0], fields[1], version or None)
+    return _url("golang", "/".join(fields[:2]), fields[2], version or None, subpath="/".join(fields[3:]) or None)
 
 
-def _maven(pkg: Package, version: str, distro: dict | None) -> PackageURL:
-    return PackageURL("maven", dict(pkg.purl_parts).get("group") or pkg.name, pkg.name, version or None)
+def _maven(pkg: Package, version: str, distro: dict | None) -> str:
+    return _url("maven", dict(pkg.purl_parts).get("group") or pkg.name, pkg.name, version or None)
 
 
-def _npm(pkg: Package, version: str, distro: dict | None) -> PackageURL:
+def _npm(pkg: Package, version: str, distro: dict | None) -> str:
     scope, name = (pkg.name.split("/", 1)) if "/" in pkg.name else (None, pkg.name)
-    return PackageURL("npm", scope, name, version or None)
+    return _url("npm", scope, name, version or None)
 
 
-def _pypi(pkg: Package, version: str, distro: dict | None) -> PackageURL:
-    return PackageURL("pypi", None, pkg.name, version or None)
+def _pypi(pkg: Package, version: str, distro: dict | None) -> str:
+    return _url("pypi", None, pkg.name, version or None)
+
+
+#: types whose names packageurl-python lower-cases (the purl spec says so) while syft keeps them as written
+#: (Alpine's ``invalidPackageWithoutAVersion``, npm's ``JSONStream``): they are encoded as ``generic`` purls,
+#: whose components the library escapes the same way without folding case, then given their type back
+_CASE_KEPT = {"apk", "npm"}
+
+def _url(type_: str, namespace: str | None, name: str, version: str | None,
+         qualifiers: dict[str, str] | None = None, subpath: str | None = None) -> str:
+    """The purl string of these components, encoded by packageurl-python (case kept for :data:`_CASE_KEPT`)."""
+    if type_ not in _CASE_KEPT:
+        return PackageURL(type_, namespace, name, version, qualifiers, subpath).to_string()
+    generic = PackageURL("generic", namespace, name, version, qualifiers, subpath).to_string()
+    return f"pkg:{type_}/" + generic.removeprefix("pkg:generic/")
 
 
 _BUILDERS = {"deb": _deb, "apk": _apk, "rpm": _rpm, "go-module": _golang, "java-archive": _maven,
@@ -94,5 +108,4 @@ def purl_of(pkg: Package, distro: dict | None) -> str | None:
     if builder is None:
         return None
     version = dict(pkg.purl_parts).get("version", pkg.version)
-    url = builder(pkg, version, distro)
-    return url.to_string() if url is not None else None
+    return builder(pkg, version, distro)

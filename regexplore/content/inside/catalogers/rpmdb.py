@@ -42,10 +42,13 @@ def sqlite_blobs(data: bytes) -> Iterator[bytes]:
     if len(image) >= 20 and image[18:20] == b"\x02\x02":
         image[18:20] = b"\x01\x01"
     con = sqlite3.connect(":memory:")
+    con.text_factory = bytes  # a TEXT-typed blob must not fail to decode
     try:
         con.deserialize(bytes(image))
         con.execute("PRAGMA query_only = ON")
         rows = con.execute("SELECT blob FROM Packages").fetchall()
+    except UnicodeDecodeError as exc:
+        raise Malformed(f"rpmdb.sqlite: undecodable text in its schema ({exc.reason})") from None
     finally:
         con.close()
     for (blob,) in rows:
