@@ -133,3 +133,5 @@ class V1Adapter:
     os_release = _not_in_v1("os_release()")
     packages = _not_in_v1("packages()")
     efficiency = _not_in_v1("efficiency()")
+    referrers = _not_in_v1("referrers()")
+    attach = _not_in_v1("attach()")

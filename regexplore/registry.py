@@ -533,6 +533,7 @@ class Registry:
 
     # ----------------------------------------------------------------- supply chain: referrers
     @_timed()
+    @_routed()
     def referrers(self, ref: RefLike, artifact_type: str | None = None, *, platform: str | None = None,
                   recursive: bool = False) -> pd.DataFrame:
         """The manifests that refer to ``ref`` through their ``subject`` (OCI 1.1), as a ``referrers`` frame.
@@ -550,6 +551,7 @@ class Registry:
         return make_frame("referrers", rows, attrs={"reference": str(r), "digest": subject.digest})
 
     @_timed(transfer=True)
+    @_routed()
     def attach(self, ref: RefLike, files: Any, *, artifact_type: str, annotations: dict[str, str] | None = None) -> str:
         """Push ``files`` (paths, or ``(path, media_type)`` pairs) as an OCI 1.1 artifact of ``artifact_type``
         whose ``subject`` is ``ref``'s manifest; returns the artifact's digest.
