@@ -7,7 +7,8 @@ The Debian image's layers (bottom first):
   1. the status rewritten: every stanza, one dropped, one ``deinstall ok config-files``, one ``hold ok
      installed``; a stanza moved to ``status.d/NAME`` with a duplicated field (a broken file);
   2. the wheels' METADATA (one truncated before its ``Name``: a broken file) and npm's package.json files;
-  3. one wheel's folder whited out and its METADATA re-added elsewhere, an npm folder made opaque and re-added.
+  3. one wheel's folder whited out and its METADATA re-added elsewhere, another wheel's folder and one
+     package.json whited out for good, an npm folder made opaque and re-added.
 
 syft is the oracle of the (type, name, version) set, purls, evidence paths and deb licenses (``--scope
 squashed``) and of the introducing layer (``--scope all-layers``: the lowest layer where syft found the
@@ -60,7 +61,7 @@ class Image:
         """The index of the lowest layer whose ``path`` can still be seen: the last layer that whites it
         out (or one of its folders) or makes a folder above it opaque (hiding what is below it), else 0."""
         hiding = [i for i, layer in enumerate(self.layers) for gone in [*layer.whiteouts, *layer.opaque]
-                  if path.startswith(gone + "/")]
+                  if path == gone or path.startswith(gone + "/")]
         return max(hiding, default=0)
 
 
@@ -106,6 +107,7 @@ def deb_image(text_registry: LocalRegistry) -> Image:
     truncated, gone = list(wheels)[1], list(wheels)[0].rsplit("/", 1)[0]
     wheels[truncated] = wheels[truncated][:wheels[truncated].index(b"\nName:") + 1]
     opaque_dir = f"{NPM}/semver"
+    deleted = [list(wheels)[2].rsplit("/", 1)[0], next(p for p in modules if p.count("/") == 6 and "semver" not in p)]
     layers = [
         Layer({"etc/os-release": Path("/etc/os-release").read_bytes(), STATUS: b"".join(stanzas[:len(stanzas) // 2]),
                **inside_images.copyright_files([package_name(s) for s in stanzas])}),
@@ -114,7 +116,7 @@ def deb_image(text_registry: LocalRegistry) -> Image:
         Layer({**wheels, **modules}),
         Layer({f"{opaque_dir}/package.json": modules[f"{opaque_dir}/package.json"],
                f"opt/venv/lib/python3.11/site-packages/{gone.rsplit('/', 1)[1]}/METADATA": wheels[f"{gone}/METADATA"]},
-              whiteouts=[gone], opaque=[opaque_dir]),
+              whiteouts=[gone, *deleted], opaque=[opaque_dir]),
     ]
     pushed = inside_images.build_image(text_registry.url, "inside/text", "deb", layers)
     return Image(text_registry.host, pushed.ref, layers, list(pushed.layer_digests))
@@ -185,6 +187,18 @@ def test_deb_layers_removed_held_and_rewritten_unchanged(deb_image: Image) -> No
     assert deb.loc[names[0], "layer"] == deb.loc[names[4], "layer"] == deb_image.digests[0]  # unchanged, held
     assert deb.loc[names[-1], "layer"] == deb_image.digests[1]  # added by the rewrite
     assert set(deb.path) == {STATUS}
+
+
+def test_whiteouts_remove_and_readd(deb_image: Image) -> None:
+    """Read from the image's own layers, not from syft: no package read from a deleted path; the wheel
+    deleted and re-added elsewhere comes from its new path, introduced by the top layer."""
+    rows = packages(deb_image)
+    top = deb_image.layers[3]
+    assert not [p for p in rows.path for gone in top.whiteouts if p == gone or p.startswith(gone + "/")]
+    (readded,) = [p for p in top.files if p.endswith("/METADATA")]
+    assert rows.set_index("path").loc[readded, "layer"] == deb_image.digests[3]
+    wheels = [p for p in deb_image.layers[2].files if p.endswith("/METADATA")]
+    assert (rows.type == "python").sum() == len(wheels) - 2  # one truncated, one deleted
 
 
 def test_skipped_lists_the_broken_files_with_their_reason(deb_image: Image) -> None:
