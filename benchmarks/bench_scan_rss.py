@@ -6,7 +6,8 @@ The layer (cached in ``benchmarks/results/``, gitignored) is a tar of ``--gib`` 
 (4,096 per GiB, 256 KiB each: incompressible, so the gzip blob is as big as the tar and the download,
 the hash, the inflate and the header scan all see the full GiB), compressed with ISA-L. It is pushed into a
 fresh ``LocalRegistry``; a fresh interpreter (``python -c``) imports regexplore and pandas, opens a client,
-notes its ``VmRSS``, lists the layer with ``reg.files(ref)`` and reports its ``VmHWM`` (the kernel's
+notes its ``VmRSS``, lists the layer with ``reg.files(ref)`` (the one layer pass: the listing and the
+catalogers' capture) and reports its ``VmHWM`` (the kernel's
 high-water mark of that process; ``ru_maxrss`` is not used: Linux keeps it across ``execve``, so a child
 would report its parent's peak). Growth = VmHWM - VmRSS before the scan (target < 100 MB).
 """
@@ -14,7 +15,6 @@ would report its parent's peak). Growth = VmHWM - VmRSS before the scan (target 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -29,11 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["REGEXPLORE_CACHE"] = "off"
 
-from benchmarks.bench_files import push_layer_image  # noqa: E402
+from benchmarks.layerfiles import RESULTS, MiB, cached, push_image, write_gzip_layer  # noqa: E402
 from regexplore.sandbox import LocalRegistry  # noqa: E402
 
-MiB = 1024 * 1024
-RESULTS = ROOT / "benchmarks" / "results"
 FILE_BYTES = 256 * 1024
 TARGET_MB = 100
 
@@ -55,51 +53,25 @@ with Registry({url!r}) as reg:
 """
 
 
-class _Hashing(io.RawIOBase):
-    """A write-only file that hashes and counts what goes through it to ``out``."""
+class _Sink:
+    """What tarfile's stream mode writes to: a ``write`` callable."""
 
-    def __init__(self, out: io.BufferedWriter) -> None:
-        super().__init__()
-        self.out, self.sha, self.size = out, hashlib.sha256(), 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b) -> int:  # type: ignore[override]
-        self.sha.update(b)
-        self.size += len(b)
-        return self.out.write(b)
+    def __init__(self, write) -> None:
+        self.write = write
 
 
 def build_layer(dest: Path, gib: int) -> dict:
-    """Write the layer to ``dest`` (tar.gz of ``gib`` GiB of random files); return digest, size, entries."""
-    from isal import igzip
-
+    """Write the layer to ``dest`` (tar.gz of ``gib`` GiB of random files); return its metadata."""
     count = gib * 1024**3 // FILE_BYTES
-    partial = dest.with_suffix(".partial")
-    with open(partial, "wb") as raw:
-        sink = _Hashing(raw)
-        with igzip.IGzipFile(fileobj=sink, mode="wb", compresslevel=1, mtime=0) as gz, \
-                tarfile.open(fileobj=gz, mode="w|", format=tarfile.GNU_FORMAT) as tar:
+
+    def fill(write) -> None:
+        with tarfile.open(fileobj=_Sink(write), mode="w|", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
             for n in range(count):
                 info = tarfile.TarInfo(f"data/d{n // 256:03d}/f{n:06d}.bin")
                 info.size, info.mtime, info.mode = FILE_BYTES, 1_700_000_000, 0o644
                 tar.addfile(info, io.BytesIO(os.urandom(FILE_BYTES)))
-    os.replace(partial, dest)
-    return {"digest": "sha256:" + sink.sha.hexdigest(), "size": sink.size, "entries": count, "gib": gib}
 
-
-def cached_layer(gib: int, rebuild: bool) -> tuple[Path, dict]:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"scan-rss-{gib}gib.tar.gz"
-    meta_path = path.with_suffix(".json")
-    if rebuild or not path.exists() or not meta_path.exists():
-        print(f"building {path} (once) ...", flush=True)
-        meta_path.write_text(json.dumps(build_layer(path, gib), indent=2))
-    meta = json.loads(meta_path.read_text())
-    if path.stat().st_size != meta["size"]:
-        raise SystemExit(f"{path} changed; rerun with --rebuild")
-    return path, meta
+    return write_gzip_layer(dest, fill, count)
 
 
 def measure(url: str, ref: str) -> tuple[float, float, int]:
@@ -117,12 +89,12 @@ def main() -> None:
     ap.add_argument("--rebuild", action="store_true")
     args = ap.parse_args()
 
-    path, meta = cached_layer(args.gib, args.rebuild)
+    path, meta = cached(f"scan-rss-{args.gib}gib", lambda p: build_layer(p, args.gib), args.rebuild)
     print(f"layer: {path.name}: {meta['size'] / MiB:.0f} MiB gzip, {meta['entries']} entries", flush=True)
     runs = []
     with LocalRegistry() as lr:
         with lr.client() as reg:
-            ref = push_layer_image(reg, "bench/rss", path, meta["digest"])
+            ref = push_image(reg, "bench/rss", "latest", [(path, meta)], set())
         for rep in range(args.reps):
             before, peak, rows = measure(lr.url, ref)
             if rows != meta["entries"]:
