@@ -68,6 +68,8 @@ def raw_path(shown: str) -> bytes:
 
 
 def _whiteout_kind(path: str) -> Literal["file", "opaque"] | None:
+    if _WH_PREFIX not in path:  # nearly every name: one substring search
+        return None
     base = path.rsplit("/", 1)[-1]
     if base == _WH_OPAQUE:
         return "opaque"
