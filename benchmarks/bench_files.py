@@ -1,6 +1,6 @@
 """Listing speed: ``reg.files(ref)`` of a ~300 MB gzip layer (~65,000 entries) vs ``tar tzvf`` on disk.
 
-    /work/venv/bin/python -m benchmarks.bench_files [--reps 3] [--rebuild]
+    /work/main/.venv/bin/python -m benchmarks.bench_files [--reps 5] [--rebuild]
 
 The layer is built once and cached in ``benchmarks/results/`` (gitignored): a GNU tar (``tar --sort=name
 --numeric-owner``, default GNU format) of a Python installation's ``lib/python3.11`` plus a generated
@@ -9,14 +9,15 @@ directories), compressed with ``gzip -6 -n``. It is pushed (streamed from disk) 
 a fresh ``LocalRegistry``; then, in one run, each repetition runs every measurement in turn:
 
 - ``tar tzvf``: ``tar tzvf FILE > /dev/null`` on the file on disk (gzip in a child process): the peer;
-- ``reg.files``: ``Registry.files(ref)``: the full DataFrame, streamed from the registry, digest verified;
+- ``reg.files``: ``Registry.files(ref)``: the full DataFrame, streamed from the registry, digest verified
+  (a fresh client: the one layer pass, whose capture hook also keeps what the catalogers want);
 - ``list local``: ``sum(1 for _ in layers.iter_entries(open(FILE)))``: decompress + tar parse, no network;
 - ``list tarfile``: the same listing through ``tarfile`` stream mode (the code path before the fast one);
 - ``gunzip local``: ``layers.open_layer_stream(open(FILE)).drain()``: decompression only;
 - ``stream+hash``: ``blobs.open_verified_stream`` consumed: HTTP + sha256, no decompression.
 
 Prints medians (the first, warm-up round is not counted) and the ratio ``reg.files / tar tzvf``
-(target <= 0.6); writes JSON to ``benchmarks/results/``. The blob cache is off (``REGEXPLORE_CACHE=off``)
+(target <= 0.4, issue 12); writes JSON to ``benchmarks/results/``. The blob cache is off (``REGEXPLORE_CACHE=off``)
 so every ``reg.files`` transfers the layer.
 """
 
@@ -51,6 +52,7 @@ EXTRA_FILES = 5600
 EXTRA_FILE_BYTES = 11 * 1024  # random content: incompressible, ~60 MB
 FIXED_MTIME = 1_700_000_000
 GZIP_MEDIA = "application/vnd.oci.image.layer.v1.tar+gzip"
+TARGET = 0.4  # reg.files / tar tzvf (issue 12)
 
 
 # ------------------------------------------------------------------------------------------ the layer
@@ -177,7 +179,7 @@ def cpu_seconds() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached layer")
     ap.add_argument("--only", default="", help="comma-separated subset of measurements")
     args = ap.parse_args()
@@ -221,11 +223,11 @@ def main() -> None:
     for k in measures:
         print(f"{k:<14}{med[k]:>10.2f}{min(times[k]):>8.2f}{max(times[k]):>8.2f}"
               f"{statistics.median(cpu[k]):>8.2f}{med[k] / med['tar tzvf']:>8.2f}")
-    print(f"reg.files / tar tzvf: {ratio:.2f} (target <= 0.6)")
+    print(f"reg.files / tar tzvf: {ratio:.2f} (target <= {TARGET})")
     result = {
         "layer": meta, "reps": args.reps, "median_s": med, "times_s": times, "cpu_s": cpu,
-        "ratio_files_to_tar": ratio, "target": 0.6, "gzip_backend": layers.GZIP_BACKEND,
-        "command": "/work/venv/bin/python -m benchmarks.bench_files " + " ".join(sys.argv[1:]),
+        "ratio_files_to_tar": ratio, "target": TARGET, "gzip_backend": layers.GZIP_BACKEND,
+        "command": "/work/main/.venv/bin/python -m benchmarks.bench_files " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(), "loadavg": load, "python": platform.python_version(), "time": time.time(),
     }
     out = RESULTS / f"bench_files-{time.strftime('%Y%m%d-%H%M%S')}.json"

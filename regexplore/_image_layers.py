@@ -171,30 +171,40 @@ class ImageLayers:
 
 
 _FILES_FIELDS = ("layer", "path", "type", "size", "mode", "uid", "gid", "mtime", "linkname", "whiteout")
+_FILES_INTS = ("size", "mode", "uid", "gid")
+_FILES_TEXT = ("layer", "type", "whiteout")
 
 
 def files_columns(entries: list) -> dict:
-    """The ``files`` frame's columns from layer entries (column-wise: a few C-level passes instead of a
-    dict per row). ``mtime`` (float seconds) becomes UTC times rounded to the microsecond, like
-    ``datetime.fromtimestamp``; times outside pandas' range become NaT; ``linkname`` "" becomes <NA>;
-    names that are not UTF-8 are escaped (:func:`~regexplore.content.layers.shown_name`)."""
+    """The ``files`` frame's columns from layer entries, column-wise (a C-level pass per field instead of a
+    dict per row), typed as :func:`~regexplore.model.frames.make_frame` keeps them as they are. ``mtime``
+    (float seconds) becomes UTC times rounded to the microsecond, like ``datetime.fromtimestamp``; times
+    outside pandas' range become NaT; ``linkname`` "" becomes <NA>; names that are not UTF-8 are escaped
+    (:func:`~regexplore.content.layers.shown_name`)."""
     from operator import attrgetter
 
     import numpy as np
     import pandas as pd
 
     from .content.layers import shown_name
-    from .model.frames import TIME
+    from .model.frames import INT, STR, TIME
 
-    cols = dict(zip(_FILES_FIELDS, zip(*map(attrgetter(*_FILES_FIELDS), entries)))) if entries else {}
-    secs = np.asarray(cols.get("mtime", ()), dtype="float64")
+    cols: dict = {f: list(map(attrgetter(f), entries)) for f in _FILES_FIELDS}
+    secs = np.asarray(cols["mtime"], dtype="float64")
     ok = np.abs(secs) < 9.2e9  # datetime64[ns] ends in 2262; NaN is not ok either
     micros = np.round(np.where(ok, secs, 0.0) * 1e6).astype("int64")
     mtime = pd.Series(pd.to_datetime(micros, unit="us", utc=True)).astype(TIME)
     mtime[~ok] = pd.NaT
     cols["mtime"] = mtime
-    cols["path"] = [shown_name(v) for v in cols.get("path", ())]
-    cols["linkname"] = [shown_name(v) if v else None for v in cols.get("linkname", ())]
+    cols["path"] = [shown_name(v) for v in cols["path"]]
+    cols["linkname"] = [shown_name(v) if v else None for v in cols["linkname"]]
+    for f in ("path", "linkname", *_FILES_TEXT):  # ASCII digests and kinds, escaped names: valid text
+        cols[f] = pd.Series(pd.array(cols[f], dtype=STR))
+    for f in _FILES_INTS:
+        try:
+            cols[f] = pd.Series(pd.array(np.array(cols[f], dtype="int64"), dtype=INT))
+        except OverflowError:  # a base-256 tar number past int64: make_frame's own conversion says so
+            pass
     return cols
 
 

@@ -639,8 +639,8 @@ class Registry:
         ``user_wasted_percent``, ``image_size`` and ``files`` (the ``wasted`` frame, biggest first)."""
         from .content.inside.efficiency import efficiency
 
-        r, stack = inside(self._layers, ref, platform)
-        return ImageEfficiency(str(r), efficiency([s.entries for s in stack.scans]))
+        r, descs = self._layers.sources(ref, platform)  # the scans alone: no final filesystem to merge
+        return ImageEfficiency(str(r), efficiency([s.entries for s in self._layers.scans(r, descs)]))
 
     @_timed(transfer=True)
     @_routed()

@@ -57,13 +57,16 @@ def _add(root: _Node, parts: list[str], size: int, is_dir: bool) -> None:
     node.size, node.is_dir = size, is_dir
 
 
-def _layer_tree(entries: Sequence[Entry]) -> _Node:
+def _layer_tree(entries: Sequence[Entry]) -> tuple[_Node, int]:
+    """A layer's dive tree and the sum of the sizes of the entries it holds."""
     root = _Node()
+    total = 0
     for e in entries:
         parts = _parts(e.path)
         if parts is not None:
             _add(root, parts, e.size, e.type == "dir")
-    return root
+            total += e.size
+    return root, total
 
 
 def _walk(node: _Node, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], _Node]]:
@@ -131,11 +134,14 @@ class Efficiency:
 
 def efficiency(layers: Sequence[Sequence[Entry]]) -> Efficiency:
     """dive 0.13.1's efficiency of the image whose layers (oldest first) have these entries."""
-    trees = [_layer_tree(entries) for entries in layers]
+    trees, sizes = zip(*map(_layer_tree, layers)) if layers else ((), ())
     totals: dict[tuple[str, ...], list[int]] = {}  # path -> [cumulative, min, copies]
-    stacked = _copy(trees[0]) if trees else _Node()  # dive's StackTreeRange starts from a copy of layer 0
-    for tree in trees:
-        below = stacked  # layer 0's whiteouts look in layer 0 itself, as dive's StackTreeRange(0, -1) does
+    # dive's StackTreeRange starts from a copy of layer 0 and stacks every layer on it, layer 0 too; layer 0's
+    # whiteouts look in layer 0 itself. Nothing reads the stack after the last layer, so a one-layer image
+    # needs no copy and no stacking.
+    stacked = trees[0] if trees else _Node()
+    for i, tree in enumerate(trees):
+        below = stacked
         for parts, node in _walk(tree):
             if node.children:
                 continue
@@ -150,8 +156,11 @@ def efficiency(layers: Sequence[Sequence[Entry]]) -> Efficiency:
             data[0] += size
             data[1] = size if data[1] < 0 or size < data[1] else data[1]
             data[2] += 1
-        _stack(stacked, tree)
-    return _result(layers, totals)
+        if i + 1 < len(trees):
+            if i == 0:
+                stacked = _copy(trees[0])
+            _stack(stacked, tree)
+    return _result(list(sizes), totals)
 
 
 def _copy(node: _Node) -> _Node:
@@ -160,8 +169,8 @@ def _copy(node: _Node) -> _Node:
     return out
 
 
-def _result(layers: Sequence[Sequence[Entry]], totals: dict[tuple[str, ...], list[int]]) -> Efficiency:
-    sizes = [sum(e.size for e in entries if _parts(e.path) is not None) for entries in layers]
+def _result(sizes: list[int], totals: dict[tuple[str, ...], list[int]]) -> Efficiency:
+    """The :class:`Efficiency` from each layer's size (:func:`_layer_tree`) and the per-path totals."""
     lowest = sum(v[1] for v in totals.values())
     discovered = sum(v[0] for v in totals.values())
     wasted = sorted((("/".join(p), v[2], v[0]) for p, v in totals.items() if v[2] >= 2), key=lambda f: -f[2])

@@ -49,7 +49,10 @@ class _Pass:
 
     def __call__(self, m: _RawMember, data: MemberData) -> None:
         path, size, mode = canonical_path(m[0]), m[2], m[3]
-        chosen = [(c, w) for c in self.plain if (w := self.wanting(c, path, mode, size))]
+        try:  # the common case in one comprehension (this runs for every file of every layer)
+            chosen = [(c, w) for c in self.plain if (w := c.wants(path, mode, size))]
+        except Exception:  # noqa: BLE001 - again one by one, so the failing cataloger is named
+            chosen = [(c, w) for c in self.plain if (w := self.wanting(c, path, mode, size))]
         if self.sniffing and size >= self.sniff_len:
             head = data.peek(self.sniff_len)
             chosen += [(c, w) for c in self.sniffing

@@ -44,8 +44,12 @@ _GNU_LONG = frozenset([tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK])
 _DATA_TYPES = frozenset(tarfile.REGULAR_TYPES)  # members whose data follows the header (of _FAST_TYPES)
 _PREFETCH_CHUNK = 1024 * 1024
 _PREFETCH_DEPTH = 8  # chunks between the decompressing thread and the parser (8 MiB)
-_PREFETCH_READ = 64 * 1024  # per read: what a read that fails loses (the bytes before an error are listed)
+# Per read: ISA-L inflates into a large buffer much faster than into small ones, and each read is a return
+# to Python that waits for the parser to hand over the GIL; but a read that fails loses what it had decoded
+# (the bytes before an error are listed up to the last whole read).
+_PREFETCH_READ = 256 * 1024
 _CAPTURE_TYPES = frozenset([tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE])  # plain file data follows
+
 
 
 class _Prefetch:

@@ -30,6 +30,9 @@ def _tar_path(name: str) -> str:
 def canonical_path(path: str) -> str:
     """Return ``path`` with empty and ``.`` components dropped (so no leading/trailing ``/``); ``..`` is
     kept as a name. The root is ``""``. Used as the key by :func:`merge`, :func:`diff`, :func:`read_file`."""
+    if not (path.startswith(("/", "./")) or path.endswith(("/", "/.")) or "//" in path or "/./" in path
+            or path in ("", ".")):
+        return path  # already canonical (most tar names): no split and join
     return "/".join(p for p in path.split("/") if p not in ("", "."))
 
 
@@ -65,6 +68,8 @@ def raw_path(shown: str) -> bytes:
 
 
 def _whiteout_kind(path: str) -> Literal["file", "opaque"] | None:
+    if _WH_PREFIX not in path:  # nearly every name: one substring search
+        return None
     base = path.rsplit("/", 1)[-1]
     if base == _WH_OPAQUE:
         return "opaque"
