@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from ..layers import LayerStream, canonical_path
 from ..layers.listing import MemberData, _list_members
 from ..layers.tarinfo import _entry_of, _RawMember
+from .catalogers import all_catalogers
 from .model import HEAD, Cataloger, Evidence, LayerScan, Skipped
+from .osrelease import CATALOGERS as OS_RELEASE
 
 __all__ = ["default_catalogers", "scan_layer"]
 
@@ -19,20 +21,43 @@ log = logging.getLogger("regexplore.inside")
 
 
 def default_catalogers() -> tuple[Cataloger, ...]:
-    """Every package cataloger (:func:`.catalogers.all_catalogers`) plus the os-release reader. While a
-    cataloger module is not in the tree yet (they arrive from their own branches) there are no package
-    catalogers, with a warning; any other import error is raised."""
-    from . import catalogers
-    from .osrelease import CATALOGERS
+    """Every package cataloger (:func:`.catalogers.all_catalogers`: a module missing is an ImportError)
+    plus the os-release readers."""
+    return (*all_catalogers(), *OS_RELEASE)
 
-    try:
-        found = catalogers.all_catalogers()
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith(f"{catalogers.__name__}."):
-            raise
-        log.warning("no package catalogers: %s is missing", exc.name)
-        found = ()
-    return (*found, *CATALOGERS)
+
+class _Offers:
+    """Which catalogers are offered a file (the hints of :class:`~.model.Cataloger`), as dict lookups on
+    the file's name, its folder's name and its lower-cased ``.ext``: a file no cataloger hints at costs
+    three lookups. A cataloger without hints (golang: any ELF may be a Go executable) is offered files of
+    at least its ``min_size``, then checked against its ``sniff`` on the file's first bytes, which are
+    only read when some candidate sniffs."""
+
+    def __init__(self, catalogers: Sequence[Cataloger]) -> None:
+        self.by_name: dict[str, tuple[Cataloger, ...]] = {}
+        self.by_folder: dict[str, tuple[Cataloger, ...]] = {}
+        self.by_suffix: dict[str, tuple[Cataloger, ...]] = {}
+        for c in catalogers:
+            for table, keys in ((self.by_name, c.names), (self.by_folder, c.folders), (self.by_suffix, c.suffixes)):
+                for key in keys:
+                    table[key] = (*table.get(key, ()), c)
+        self.order = {c: i for i, c in enumerate(catalogers)}
+        self.anywhere = tuple(c for c in catalogers if not (c.names or c.folders or c.suffixes))
+        self.anywhere_min = min((max(c.min_size, len(c.sniff or b"")) for c in self.anywhere), default=0)
+        self.sniff_len = max((len(c.sniff or b"") for c in catalogers), default=0)
+
+    def candidates(self, path: str, size: int) -> tuple[Cataloger, ...]:
+        """The catalogers whose hints and ``min_size`` admit the file ``path`` of ``size`` bytes, in the
+        order they were given (their ``sniff`` is not checked yet)."""
+        folder, _, base = path.rpartition("/")
+        dot = base.rfind(".")
+        found = (self.by_name.get(base, ()) + self.by_folder.get(folder.rpartition("/")[2], ())
+                 + (self.by_suffix.get(base[dot:].lower(), ()) if dot >= 0 else ()))
+        if size >= self.anywhere_min:
+            found += self.anywhere
+        if len(found) > 1:
+            found = tuple(sorted(set(found), key=self.order.__getitem__))
+        return tuple(c for c in found if size >= c.min_size) if found else found
 
 
 class _Pass:
@@ -40,9 +65,7 @@ class _Pass:
 
     def __init__(self, scan: LayerScan, catalogers: Sequence[Cataloger]) -> None:
         self.scan = scan
-        self.plain = [c for c in catalogers if not c.sniff]
-        self.sniffing = [c for c in catalogers if c.sniff]
-        self.sniff_len = max((len(c.sniff or b"") for c in self.sniffing), default=0)
+        self.offers = _Offers(catalogers)
 
     def skip(self, path: str, reason: str) -> None:
         log.info("skipped %s in layer %s: %s", path, self.scan.digest, reason)
@@ -56,12 +79,13 @@ class _Pass:
             return None
 
     def __call__(self, m: _RawMember, data: MemberData) -> None:
-        path, size, mode = canonical_path(m[0]), m[2], m[3]
-        chosen = [(c, w) for c in self.plain if (w := self.wanting(c, path, mode, size))]
-        if self.sniffing and size >= self.sniff_len:
-            head = data.peek(self.sniff_len)
-            chosen += [(c, w) for c in self.sniffing
-                       if head.startswith(c.sniff or b"") and (w := self.wanting(c, path, mode, size))]
+        path, size = canonical_path(m[0]), m[2]
+        candidates = self.offers.candidates(path, size)
+        if not candidates:
+            return
+        head = data.peek(self.offers.sniff_len) if any(c.sniff for c in candidates) else b""
+        chosen = [(c, w) for c in candidates
+                  if (not c.sniff or head.startswith(c.sniff)) and (w := self.wanting(c, path, m[3], size))]
         if chosen:
             self.keep(path, data, chosen)
 

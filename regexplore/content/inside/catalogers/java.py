@@ -171,4 +171,5 @@ def _package(path: str, name: str, version: str, group: str | None) -> Package:
                    purl_parts=(("group", group),) if group else ())
 
 
-CATALOGERS = (Cataloger(name="java-archive-cataloger", type="java-archive", wants=wants, read=read, cap=CAP),)
+CATALOGERS = (Cataloger(name="java-archive-cataloger", type="java-archive", wants=wants, read=read, cap=CAP,
+                         suffixes=frozenset(SUFFIXES)),)
