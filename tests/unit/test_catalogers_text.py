@@ -16,19 +16,20 @@ import inside_images
 import pytest
 
 from regexplore.content.inside.catalogers import apk, dpkg, npm, purl, python
-from regexplore.content.inside.model import Evidence, Package
+from regexplore.content.inside.model import Evidence, Package, Skipped
 
 APK_DB = Path(__file__).resolve().parents[1] / "fixtures" / "apk" / "installed"
 DEBIAN = {"ID": "debian", "VERSION_ID": "12"}
 
 
 def dpkg_query(status: bytes, tmp_path: Path) -> set[tuple[str, str]]:
-    """(name, version) of the ``ii`` packages dpkg-query itself reads from ``status``."""
+    """(name, version) of the packages dpkg-query itself reads from ``status`` as installed and wanted
+    installed (``ii``) or held (``hi``), without an error flag."""
     (tmp_path / "status").write_bytes(status)
     fmt = "-f=${db:Status-Abbrev}|${Package}|${Version}\n"
     out = subprocess.run(["dpkg-query", f"--admindir={tmp_path}", "-W", fmt],
                          check=True, capture_output=True, text=True).stdout
-    return {(n, v) for abbrev, n, v in (line.split("|") for line in out.splitlines()) if abbrev.strip() == "ii"}
+    return {(n, v) for abbrev, n, v in (line.split("|") for line in out.splitlines()) if abbrev in ("ii ", "hi ")}
 
 
 def test_dpkg_status_of_this_machine_equals_dpkg_query(tmp_path: Path) -> None:
@@ -49,6 +50,17 @@ def test_dpkg_removed_package_is_not_listed(tmp_path: Path) -> None:
     status = b"".join(stanzas[:5] + [removed] + stanzas[6:])
     got = {(p.name, p.version) for p in dpkg.parse_status("var/lib/dpkg/status", status).packages}
     assert got == dpkg_query(status, tmp_path) and len(got) == len(stanzas) - 1
+
+
+def test_dpkg_held_package_is_installed(tmp_path: Path) -> None:
+    stanzas = inside_images.dpkg_stanzas()
+    held = stanzas[5].replace(b"Status: install ok installed", b"Status: hold ok installed")
+    assert held != stanzas[5]
+    status = b"".join(stanzas[:5] + [held] + stanzas[6:])
+    got = {(p.name, p.version) for p in dpkg.parse_status("var/lib/dpkg/status", status).packages}
+    name = re.search(rb"(?m)^Package: (.*)$", held).group(1).decode()
+    assert name in {n for n, _ in got}
+    assert got == dpkg_query(status, tmp_path) and len(got) == len(stanzas)
 
 
 def test_dpkg_status_d_stanza_without_status_counts() -> None:
@@ -93,6 +105,13 @@ def test_python_header_block_only_and_interpreter_skipped() -> None:
     (pkg,) = python.parse_metadata("x/Foo_Bar.baz-0.1.dist-info/METADATA", meta).packages
     assert (pkg.name, pkg.version, purl.purl_of(pkg, None)) == ("foo-bar-baz", "0.1", "pkg:pypi/foo-bar-baz@0.1")
     assert python.parse_metadata("usr/lib/python2.7/Python.egg-info", b"Name: Python\nVersion: 2.7\n") == Evidence()
+
+
+def test_python_metadata_without_name_is_skipped_with_the_reason() -> None:
+    path, meta = next(iter(inside_images.dist_infos().items()))
+    truncated = meta[:meta.index(b"\nName:") + 1]
+    assert python.parse_metadata(path, truncated) == Evidence(
+        skipped=(Skipped(path, "python-installed: no Name field in the metadata header"),))
 
 
 def test_npm_package_jsons_installed_by_npm() -> None:
@@ -197,3 +216,11 @@ def test_fuzzed_real_files_give_evidence_or_a_plain_error_quickly() -> None:
                     outcomes["error"] += 1
                 assert time.monotonic() - start < 2.0, (path, len(mutant))
     assert outcomes["evidence"] > 0 and outcomes["error"] > 0
+
+
+def test_the_layer_pass_uses_the_catalogers_in_the_tree() -> None:
+    """A cataloger module not in the tree yet leaves out its own catalogers only, not everyone's."""
+    from regexplore.content.inside.scan import default_catalogers
+
+    names = {c.name for c in default_catalogers()}
+    assert {"dpkg-db", "dpkg-copyright", "apk-db", "python-installed", "npm-package-json"} <= names

@@ -1,10 +1,13 @@
 """dpkg: the status database (``**/lib/dpkg/status``, distroless ``**/lib/dpkg/status.d/*``) and the
 licenses of ``usr/share/doc/NAME/copyright`` (syft's dpkg-db-cataloger rules: ../shared/docs/inside.md A.1).
 
-Only stanzas whose ``Status`` is ``install ok installed`` are packages: dpkg keeps removed-but-configured
-(``deinstall ok config-files``) and half-installed packages in the same file, and syft 1.18.1 lists them too
-(syft ≥ 1.37 drops ``deinstall``). A distroless ``status.d/NAME`` stanza has no ``Status`` field at all
-(dpkg never wrote it: the image builder did), so a stanza without ``Status`` counts, as syft counts it.
+Only stanzas whose ``Status`` (``<want> <error flag> <state>``) is ``install ok installed`` or ``hold ok
+installed`` are packages: a held package is installed, only pinned against upgrades (``dpkg-query -l``
+shows it as ``hi``). dpkg keeps removed-but-configured (``deinstall ok config-files``), half-installed and
+to-be-removed (``deinstall ok installed``) packages in the same file; syft 1.18.1 lists every stanza
+whatever its Status (syft ≥ 1.37 drops ``deinstall``). A distroless ``status.d/NAME`` stanza has no
+``Status`` field at all (dpkg never wrote it: the image builder did), so a stanza without ``Status`` counts,
+as syft counts it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ __all__ = ["CATALOGERS", "parse_copyright", "parse_status"]
 
 #: the most stanzas one status file may hold (Debian with everything installed has ~60k packages)
 MAX_STANZAS = 200_000
-INSTALLED = ("install", "ok", "installed")
+#: the Status fields that mean installed: wanted installed or held, no error flag, state ``installed``
+INSTALLED = frozenset({("install", "ok", "installed"), ("hold", "ok", "installed")})
 _SOURCE = re.compile(r"(\S+)( \((.*)\))?")
 # syft reads the file line by line (Go's bufio.ScanLines: lines end at "\n") and takes each pattern's first
 # match in a line (``^License: (\S*)``, ``/usr/share/common-licenses/(...)``). Searched over the whole text
@@ -83,15 +87,16 @@ def _package(fields: dict[str, str], path: str) -> Package:
 
 
 def parse_status(path: str, data: bytes) -> Evidence:
-    """The installed packages of one dpkg status file (or status.d stanza file) as :class:`Evidence`.
+    """The installed packages (Status ``install``/``hold ok installed``, or no Status) of one dpkg status
+    file (or status.d stanza file) as :class:`Evidence`.
 
     Stanzas without ``Package`` are dropped; a missing ``Version`` becomes ``UNKNOWN`` (syft's stub).
     Raises ValueError on a duplicate key or an orphan continuation line (syft rejects the file too),
     UnicodeDecodeError never (bytes are decoded leniently)."""
     packages = []
     for fields in _stanzas(data.decode("utf-8", "replace")):
-        status = tuple(fields.get("Status", " ".join(INSTALLED)).split())
-        if fields.get("Package") and status == INSTALLED:
+        status = tuple(fields.get("Status", "install ok installed").split())
+        if fields.get("Package") and status in INSTALLED:
             packages.append(_package(fields, path))
     return Evidence(packages=tuple(packages))
 

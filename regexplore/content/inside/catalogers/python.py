@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from ..model import Cataloger, Evidence, Package, Want
+from ..model import Cataloger, Evidence, Package, Skipped, Want
 
 __all__ = ["CATALOGERS", "normalize", "parse_metadata"]
 
@@ -56,12 +56,16 @@ def _headers(text: str) -> dict[str, str]:
 
 
 def parse_metadata(path: str, data: bytes) -> Evidence:
-    """The distribution described by one METADATA / PKG-INFO / egg-info file, or none (no ``Name``, or
-    ``Python``). A missing version becomes ``UNKNOWN`` (syft's stub). Licenses: ``License-Expression``, else
-    ``License``. Returns :class:`Evidence`; never raises on text (bytes are decoded leniently)."""
+    """The distribution described by one METADATA / PKG-INFO / egg-info file, or none: ``Python`` is no
+    package, and a file without ``Name`` (which the core metadata spec requires: a truncated or foreign file)
+    is a :class:`Skipped` with the reason. A missing version becomes ``UNKNOWN`` (syft's stub). Licenses:
+    ``License-Expression``, else ``License``. Returns :class:`Evidence`; never raises on text (bytes are
+    decoded leniently)."""
     fields = _headers(data.decode("utf-8", "replace"))
     name = fields.get("Name", "")
-    if not name or name == "Python":
+    if not name:
+        return Evidence(skipped=(Skipped(path, "python-installed: no Name field in the metadata header"),))
+    if name == "Python":
         return Evidence()
     version = fields.get("Version", "")
     license_ = fields.get("LicenseExpression") or fields.get("License")
