@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 import struct
 import subprocess
@@ -139,3 +140,30 @@ def nest_archive(out: Path, members: dict[str, bytes], *, compression: int = zip
         for name, data in members.items():
             zf.writestr(name, data)
     return out
+
+
+def _zip(members: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return out.getvalue()
+
+
+def edge_jars() -> dict[str, bytes]:
+    """Small jars made here for syft's version rules: a manifest naming no version and a file name
+    without one (``UNKNOWN``), a ``pom.properties`` without a version beside a ``pom.xml`` that has one,
+    and versionless aux ``pom.properties`` beside a complete one."""
+    manifest = "Manifest-Version: 1.0\r\nImplementation-Title: thing\r\n\r\n"
+    pom_xml = ("<project><modelVersion>4.0.0</modelVersion><groupId>org.px</groupId><artifactId>pomxml</artifactId>"
+               "<version>3.1</version></project>")
+    return {
+        "noversion.jar": _zip({"META-INF/MANIFEST.MF": manifest}),
+        "pomxml.jar": _zip({"META-INF/MANIFEST.MF": manifest, "META-INF/maven/org.px/pomxml/pom.xml": pom_xml,
+                            "META-INF/maven/org.px/pomxml/pom.properties": "groupId=org.px\nartifactId=pomxml\n"}),
+        "auxes.jar": _zip({"META-INF/MANIFEST.MF": manifest,
+                           "META-INF/maven/org.ex/other/pom.properties":
+                               "groupId=org.ex\nartifactId=other\nversion=1.2\n",
+                           "META-INF/maven/org.ex/nover/pom.properties": "groupId=org.ex\nartifactId=nover\n",
+                           "META-INF/maven/org.ex/noart/pom.properties": "groupId=org.ex\nversion=4\n"}),
+    }

@@ -4,13 +4,19 @@
 Per archive: the main package exists only with a manifest (more than one → the archive is skipped). Its
 name, version and group come from the one ``pom.properties`` whose ``artifactId`` matches the file name,
 else from the manifest and the file name (A.7's orders). Each other ``pom.properties`` gives an auxiliary
-package. Nested archives are read recursively (path ``outer.war:WEB-INF/lib/x.jar``).
+package (path ``archive:groupId:artifactId``, syft's virtual path). Nested archives are read recursively
+(path ``outer.war:WEB-INF/lib/x.jar``).
 
 Caps against zip bombs: the archive is kept whole up to :data:`CAP`; a member is refused when its declared
 size is over its cap, and read with a bound that also catches a size that lies; all inflated bytes of one
 top-level archive share :data:`INFLATE_BUDGET`; nesting stops at :data:`MAX_DEPTH`. Each refusal is a
-skipped entry with its path; the rest of the archive is still read. ``pom.xml`` is not read (syft uses it
-only when no ``pom.properties`` names the package).
+skipped entry with its path; the rest of the archive is still read.
+
+As syft 1.18.1: a ``pom.properties`` without ``artifactId`` or ``version`` is ignored (neither the main
+package's source nor an aux package); a main package without a version gets syft's compliance default
+``UNKNOWN``, its purl keeping no version. Not done: ``pom.xml`` (syft 1.18.1 was seen not to take a name or
+version from one, even with no usable ``pom.properties``; it would add only a group when ``pom.properties``
+lacks ``groupId``, and licenses), the known-artifact group table, the Maven bundle plugin's manifest fields.
 """
 
 from __future__ import annotations
@@ -39,8 +45,9 @@ _MANIFEST_VERSIONS = ("Implementation-Version", "Specification-Version", "Plugin
 
 
 def wants(path: str, mode: int, size: int) -> Want | None:
-    """``"whole"`` for a file named like a Java archive (syft's globs), else None."""
-    return "whole" if path.lower().endswith(SUFFIXES) else None
+    """``"whole"`` for a file named like a Java archive (syft's globs), else None; never for a whiteout
+    marker (``.wh.x.jar``, which the layer pass lists as a regular empty file)."""
+    return "whole" if path.lower().endswith(SUFFIXES) and not path.rpartition("/")[2].startswith(".wh.") else None
 
 
 def parse_manifest(text: str) -> dict[str, str]:
@@ -115,7 +122,7 @@ def _archive(path: str, data: bytes, depth: int, budget: _Budget) -> list[Packag
             return []
         poms = [parse_properties(_text(zf, i, path, budget)) for i in infos
                 if i.filename.endswith("pom.properties")]
-        out = _packages(path, manifest, [p for p in poms if p.get("artifactId")])
+        out = _packages(path, manifest, [p for p in poms if p.get("artifactId") and p.get("version")])
         for info in infos:
             if info.filename.lower().endswith(SUFFIXES):
                 out += _nested(zf, info, f"{path}:{info.filename}", depth, budget)
@@ -144,14 +151,15 @@ def _packages(path: str, manifest: dict[str, str] | None, poms: list[dict[str, s
     if manifest is not None:
         mine = next((p for p in poms if _matches(p["artifactId"], file_name)), None)
         if mine is not None:
-            out.append(_package(path, mine["artifactId"], mine.get("version", ""), mine.get("groupId")))
+            out.append(_package(path, mine["artifactId"], mine["version"], mine.get("groupId")))
         else:
             name = file_name or _first(manifest, _MANIFEST_NAMES)
             version = file_version or _first(manifest, _MANIFEST_VERSIONS)
             out.append(_package(path, name, version, None))
     for pom in poms:
         if pom is not mine:
-            out.append(_package(path, pom["artifactId"], pom.get("version", ""), pom.get("groupId")))
+            aux_path = f"{path}:{pom.get('groupId', '')}:{pom['artifactId']}"  # syft's virtual path
+            out.append(_package(aux_path, pom["artifactId"], pom["version"], pom.get("groupId")))
     return [p for p in out if p.name]
 
 
@@ -165,10 +173,17 @@ def _first(fields: dict[str, str], keys: tuple[str, ...]) -> str:
     return next((fields[k] for k in keys if fields.get(k)), "")
 
 
+#: syft's compliance default for a package without a version (``syft/cataloging/compliance.go``)
+UNKNOWN = "UNKNOWN"
+
+
 def _package(path: str, name: str, version: str, group: str | None) -> Package:
+    """A java-archive package; no version → :data:`UNKNOWN`, the purl without a version."""
     group = group.split(";")[0].strip() if group else None
-    return Package(name=name, version=version, type="java-archive", path=path,
-                   purl_parts=(("group", group),) if group else ())
+    parts = (("group", group),) if group else ()
+    if not version:
+        version, parts = UNKNOWN, (*parts, ("version", ""))
+    return Package(name=name, version=version, type="java-archive", path=path, purl_parts=parts)
 
 
 CATALOGERS = (Cataloger(name="java-archive-cataloger", type="java-archive", wants=wants, read=read, cap=CAP,
