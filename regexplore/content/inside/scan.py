@@ -48,8 +48,10 @@ class _Offers:
 
     def candidates(self, path: str, size: int) -> tuple[Cataloger, ...]:
         """The catalogers whose hints and ``min_size`` admit the file ``path`` of ``size`` bytes, in the
-        order they were given (their ``sniff`` is not checked yet)."""
+        order they were given (their ``sniff`` is not checked yet); none for a whiteout marker."""
         folder, _, base = path.rpartition("/")
+        if base.startswith(".wh."):  # a whiteout marker (an empty regular member) is not a file of the image
+            return ()
         dot = base.rfind(".")
         found = (self.by_name.get(base, ()) + self.by_folder.get(folder.rpartition("/")[2], ())
                  + (self.by_suffix.get(base[dot:].lower(), ()) if dot >= 0 else ()))
