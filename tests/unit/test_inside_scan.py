@@ -14,7 +14,7 @@ from pathlib import Path
 import inside_images
 import pytest
 from inside_binary import DIVE_BINARY, build_rpmdb, debian_jars
-from layerkit import build_layer, gzip_bomb
+from layerkit import build_layer, compress, gzip_bomb, info, raw_tar
 from servers.bounded import run_bounded
 
 from regexplore.content.inside.catalogers import golang
@@ -237,3 +237,14 @@ def test_a_1_gib_layer_is_scanned_in_flat_memory(tmp_path):
     assert ("github.com/wagoodman/dive", "v0.13.1+dirty") in go and len(go) > 10
     assert ("python", "big", "1.0", "usr/lib/python3/dist-packages/big-1.0.dist-info/METADATA") in packages
     assert got["facts"]["usr/share/doc/big/copyright"] == [{"copyright_of": "big", "licenses": ["MIT"]}]
+
+
+def test_a_path_listed_twice_keeps_the_evidence_of_its_last_version():
+    status = [info("var/lib/dpkg/status", size=2) for _ in range(3)]
+    tar = raw_tar([(status[0], b"v1"), (info("usr/bin/go", size=70000), b"\x7fELF" + bytes(69996)),
+                   (status[1], b"v2"), (info("usr/bin/go", size=3), b"tiny"[:3]), (status[2], b"v3")])
+    blob = compress(tar, "gzip")
+    elf = echo("elf", lambda p, m, n: "whole", sniff=b"\x7fELF", min_size=65536)
+    s = scan(blob, [echo("dpkg", lambda p, m, n: "whole" if p == "var/lib/dpkg/status" else None), elf])
+    assert [p.version for ev in s.evidence["var/lib/dpkg/status"] for p in ev.packages] == [b"v3".hex()]
+    assert "usr/bin/go" not in s.evidence  # its last version is not an ELF anymore
