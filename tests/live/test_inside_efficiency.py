@@ -47,19 +47,20 @@ IMAGES = {
 
 
 @pytest.fixture(scope="module")
-def eff_registry():
-    """A registry of this module's own: the session's seeded one is shared and must stay as seeded."""
-    sandbox = start_sandbox()
-    yield sandbox
-    sandbox.stop()
+def sandbox():
+    """An empty registry for this module's images (the session's seeded registry keeps only its content:
+    other tests compare its catalog with it)."""
+    registry = start_sandbox()
+    yield registry
+    registry.stop()
 
 
 @pytest.fixture(scope="module")
-def pushed(eff_registry):
+def pushed(sandbox):
     refs = {}
     for name, layers in IMAGES.items():
         built = [build_layer(**kw) for kw in layers]
-        refs[name] = push_image(eff_registry.url, f"inside/eff-{name}", "v1", [(b, GZ) for b, _ in built],
+        refs[name] = push_image(sandbox.url, f"inside/eff-{name}", "v1", [(b, GZ) for b, _ in built],
                                 diff_ids=[d for _, d in built]).ref
     return refs
 
@@ -74,11 +75,11 @@ def dive_json(skopeo, sandbox, ref, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_efficiency_equals_dive(eff_registry, skopeo, pushed, tmp_path, name):
+def test_efficiency_equals_dive(sandbox, skopeo, pushed, tmp_path, name):
     ref = pushed[name]
-    report = dive_json(skopeo, eff_registry, ref, tmp_path)
+    report = dive_json(skopeo, sandbox, ref, tmp_path)
     dive, layers = report["image"], report["layer"]
-    with rx.Registry(eff_registry.url) as reg:
+    with rx.Registry(sandbox.url) as reg:
         eff = reg.efficiency(ref)
     assert eff.image_size == dive["sizeBytes"]
     assert eff.wasted_bytes == dive["inefficientBytes"]

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import start_sandbox
 from layerkit import build_layer
 from pushing import push_image
 
@@ -42,6 +43,15 @@ SYFT_KEYS = {"prettyName": "PRETTY_NAME", "name": "NAME", "id": "ID", "version":
              "cpeName": "CPE_NAME", "variantID": "VARIANT_ID"}
 
 
+@pytest.fixture(scope="module")
+def sandbox():
+    """An empty registry for this module's images (the session's seeded registry keeps only its content:
+    other tests compare its catalog with it)."""
+    registry = start_sandbox()
+    yield registry
+    registry.stop()
+
+
 def push(sandbox, repo, layers):
     built = [build_layer(**kw) for kw in layers]
     return push_image(sandbox.url, repo, "v1", [(b, GZ) for b, _ in built], diff_ids=[d for _, d in built])
@@ -57,10 +67,10 @@ def syft_distro(sandbox, ref, tmp_path):
 
 
 @pytest.mark.parametrize("name", sorted(RELEASE_IMAGES))
-def test_os_release_equals_syft(registry_sandbox, tmp_path, name):
-    ref = push(registry_sandbox, f"inside/release-{name}", [RELEASE_IMAGES[name]]).ref
-    expected = syft_distro(registry_sandbox, ref, tmp_path)
-    with rx.Registry(registry_sandbox.url) as reg:
+def test_os_release_equals_syft(sandbox, tmp_path, name):
+    ref = push(sandbox, f"inside/release-{name}", [RELEASE_IMAGES[name]]).ref
+    expected = syft_distro(sandbox, ref, tmp_path)
+    with rx.Registry(sandbox.url) as reg:
         got = reg.os_release(ref)
     if not expected:
         assert got is None
@@ -79,8 +89,8 @@ def lines_cataloger(evidence_path="var/lib/pk"):
     return Cataloger("lines", "deb", lambda p, m, n: "whole" if p == evidence_path else None, read)
 
 
-def test_packages_carry_the_introducing_layer(registry_sandbox):
-    image = push(registry_sandbox, "inside/intro", [
+def test_packages_carry_the_introducing_layer(sandbox):
+    image = push(sandbox, "inside/intro", [
         dict(files={"var/lib/pk": b"a 1\nb 1\ngone 1\n"}),
         dict(files={"var/lib/pk": b"a 1\nb 2\ngone 1\nc 1\n"}),
         dict(files={"other": b"x"}),
@@ -89,7 +99,7 @@ def test_packages_carry_the_introducing_layer(registry_sandbox):
         dict(files={"var/lib/pk": b"a 1\nb 2\nd 1\ne 1\n"}),
     ])
     L = image.layer_digests
-    with rx.Registry(registry_sandbox.url) as reg:
+    with rx.Registry(sandbox.url) as reg:
         reg._layers.catalogers = (lines_cataloger(), *RELEASE)
         df = reg.packages(image.ref)
         with pytest.raises(ValueError, match="go-module"):
@@ -101,13 +111,13 @@ def test_packages_carry_the_introducing_layer(registry_sandbox):
     assert set(df["path"]) == {"var/lib/pk"} and df.attrs["skipped"] == []
 
 
-def test_each_layer_is_read_once_across_views_and_images(registry_sandbox):
+def test_each_layer_is_read_once_across_views_and_images(sandbox):
     base = [dict(files={"usr/lib/os-release": HOST_RELEASE, "var/lib/pk": b"a 1\n"},
                  symlinks={"etc/os-release": "../usr/lib/os-release"}),
             dict(files={"var/lib/pk": b"a 1\nb 1\n"})]
-    one = push(registry_sandbox, "inside/share-1", base)
-    two = push(registry_sandbox, "inside/share-2", [*base, dict(files={"var/lib/pk": b"a 1\nb 1\nc 1\n"})])
-    with rx.Registry(registry_sandbox.url) as reg:
+    one = push(sandbox, "inside/share-1", base)
+    two = push(sandbox, "inside/share-2", [*base, dict(files={"var/lib/pk": b"a 1\nb 1\nc 1\n"})])
+    with rx.Registry(sandbox.url) as reg:
         reg._layers.catalogers = (lines_cataloger(), *RELEASE)
         reg.packages(one.ref)
         reg.efficiency(one.ref)

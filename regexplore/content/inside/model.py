@@ -65,12 +65,18 @@ HEAD = 4096
 @dataclass(frozen=True)
 class Cataloger:
     """A cataloger: ``wants(path, mode, size)`` says whether (and how) the pass keeps a regular file
-    (``path`` canonical, no leading ``/``; it must be fast: it runs for every file of every layer) and
-    ``read(path, data)`` turns the kept bytes into :class:`Evidence`. ``read`` may raise anything on bad
-    input: the pass records a :class:`Skipped` with the reason and goes on. ``cap`` is the most bytes kept
-    of one file (a bigger file is skipped with a reason). ``sniff``: the pass offers the cataloger only
-    regular files whose content starts with these bytes (e.g. ``b"\\x7fELF"``), checked before ``wants``.
-    ``locate(head)`` (for ``"region"``): the ``(offset, length)`` to keep, or None for nothing."""
+    (``path`` canonical, no leading ``/``) and ``read(path, data)`` turns the kept bytes into
+    :class:`Evidence`. ``read`` may raise anything on bad input: the pass records a :class:`Skipped` with
+    the reason and goes on. ``cap`` is the most bytes kept of one file (a bigger file is skipped with a
+    reason). ``locate(head)`` (for ``"region"``): the ``(offset, length)`` to keep, or None for nothing.
+
+    Which files ``wants`` is asked about (the pass runs for every file of every layer, so most files must
+    be turned away by a dict lookup, not a call): with any of the hints ``names`` (file names),
+    ``folders`` (names of the folder a file is directly in) or ``suffixes`` (lower-case ``.ext``
+    endings, compared case-insensitively) set, only files matching one of them; with none, every file
+    (slow: for tests, or a cataloger sniffing content). Then ``min_size``: smaller files are not offered;
+    then ``sniff``: only files whose content starts with these bytes (e.g. ``b"\\x7fELF"``). ``wants``
+    still decides: the hints only have to include every file it may want."""
 
     name: str
     type: str
@@ -79,6 +85,16 @@ class Cataloger:
     cap: int = 16 * 1024 * 1024
     sniff: bytes | None = None
     locate: Callable[[bytes], tuple[int, int] | None] | None = None
+    names: frozenset[str] = frozenset()
+    folders: frozenset[str] = frozenset()
+    suffixes: frozenset[str] = frozenset()
+    min_size: int = 0
+
+    def __post_init__(self) -> None:
+        """Raises ValueError for a suffix the pass cannot look up (not ``.ext`` in lower case)."""
+        for suffix in self.suffixes:
+            if not (suffix.startswith(".") and suffix.count(".") == 1 and suffix == suffix.lower()):
+                raise ValueError(f"cataloger {self.name}: suffix {suffix!r} is not a lower-case '.ext'")
 
 
 @dataclass

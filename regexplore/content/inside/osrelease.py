@@ -41,9 +41,9 @@ def _read_busybox(path: str, data: bytes) -> Evidence:
 
 CATALOGERS = (
     Cataloger("release-files", "os-release", lambda p, mode, size: "whole" if p in SOURCES[:4] else None,
-              _read_text, cap=_TEXT_CAP),
+              _read_text, cap=_TEXT_CAP, names=frozenset(p.rpartition("/")[2] for p in SOURCES[:4])),
     Cataloger("busybox", "os-release", lambda p, mode, size: "whole" if p == "bin/busybox" else None,
-              _read_busybox, cap=_BUSYBOX_CAP),
+              _read_busybox, cap=_BUSYBOX_CAP, names=frozenset({"busybox"})),
 )
 
 

@@ -1,7 +1,16 @@
 """The one pass over a layer: :func:`scan_layer` lists it exactly as :func:`~..layers.iter_entries` does and,
 through the scanner's capture hook, reads the files the catalogers want (bounded), keeping their
 :class:`~.model.Evidence` in a :class:`~.model.LayerScan`. A cataloger's failure or a file over its cap is a
-:class:`~.model.Skipped` (logged on ``regexplore.inside``), never an exception out of the pass."""
+:class:`~.model.Skipped` (logged on ``regexplore.inside``), never an exception out of the pass.
+
+Cost: the hook runs for every regular file of every layer, so which catalogers are offered a file is three
+dict lookups (:class:`_Offers`: its name, its folder's name, its ``.ext``); only those candidates' ``wants``
+run. Unlike syft, which sniffs the MIME type of every file, content is sniffed (4 bytes, for the ELF magic
+of Go executables) only in files of at least :data:`.catalogers.golang.MIN_SIZE` (64 KiB): a Go executable
+is never smaller (its linked runtime alone is larger), so no Go package is missed. Measured (2 shared CPUs)
+on a 930 MiB layer of this machine's /usr (55,000 files) and on the 65,000-file benchmark layer, ``reg.files()``
+with every cataloger costs 1.04-1.14x the CPU of the listing alone (no catalogers); wall times 0.93-1.21x,
+as noisy as the machine's load."""
 
 from __future__ import annotations
 
@@ -11,7 +20,9 @@ from collections.abc import Sequence
 from ..layers import LayerStream, canonical_path
 from ..layers.listing import MemberData, _list_members
 from ..layers.tarinfo import _entry_of, _RawMember
+from .catalogers import all_catalogers
 from .model import HEAD, Cataloger, Evidence, LayerScan, Skipped
+from .osrelease import CATALOGERS as OS_RELEASE
 
 __all__ = ["default_catalogers", "scan_layer"]
 
@@ -19,12 +30,45 @@ log = logging.getLogger("regexplore.inside")
 
 
 def default_catalogers() -> tuple[Cataloger, ...]:
-    """Every package cataloger (:func:`.catalogers.all_catalogers`: a module not in the tree yet is left
-    out, with a warning) plus the os-release reader."""
-    from .catalogers import all_catalogers
-    from .osrelease import CATALOGERS
+    """Every package cataloger (:func:`.catalogers.all_catalogers`: a module missing is an ImportError)
+    plus the os-release readers."""
+    return (*all_catalogers(), *OS_RELEASE)
 
-    return (*all_catalogers(), *CATALOGERS)
+
+class _Offers:
+    """Which catalogers are offered a file (the hints of :class:`~.model.Cataloger`), as dict lookups on
+    the file's name, its folder's name and its lower-cased ``.ext``: a file no cataloger hints at costs
+    three lookups. A cataloger without hints (golang: any ELF may be a Go executable) is offered files of
+    at least its ``min_size``, then checked against its ``sniff`` on the file's first bytes, which are
+    only read when some candidate sniffs."""
+
+    def __init__(self, catalogers: Sequence[Cataloger]) -> None:
+        self.by_name: dict[str, tuple[Cataloger, ...]] = {}
+        self.by_folder: dict[str, tuple[Cataloger, ...]] = {}
+        self.by_suffix: dict[str, tuple[Cataloger, ...]] = {}
+        for c in catalogers:
+            for table, keys in ((self.by_name, c.names), (self.by_folder, c.folders), (self.by_suffix, c.suffixes)):
+                for key in keys:
+                    table[key] = (*table.get(key, ()), c)
+        self.order = {c: i for i, c in enumerate(catalogers)}
+        self.anywhere = tuple(c for c in catalogers if not (c.names or c.folders or c.suffixes))
+        self.anywhere_min = min((max(c.min_size, len(c.sniff or b"")) for c in self.anywhere), default=0)
+        self.sniff_len = max((len(c.sniff or b"") for c in catalogers), default=0)
+
+    def candidates(self, path: str, size: int) -> tuple[Cataloger, ...]:
+        """The catalogers whose hints and ``min_size`` admit the file ``path`` of ``size`` bytes, in the
+        order they were given (their ``sniff`` is not checked yet); none for a whiteout marker."""
+        folder, _, base = path.rpartition("/")
+        if base.startswith(".wh."):  # a whiteout marker (an empty regular member) is not a file of the image
+            return ()
+        dot = base.rfind(".")
+        found = (self.by_name.get(base, ()) + self.by_folder.get(folder.rpartition("/")[2], ())
+                 + (self.by_suffix.get(base[dot:].lower(), ()) if dot >= 0 else ()))
+        if size >= self.anywhere_min:
+            found += self.anywhere
+        if len(found) > 1:
+            found = tuple(sorted(set(found), key=self.order.__getitem__))
+        return tuple(c for c in found if size >= c.min_size) if found else found
 
 
 class _Pass:
@@ -32,9 +76,7 @@ class _Pass:
 
     def __init__(self, scan: LayerScan, catalogers: Sequence[Cataloger]) -> None:
         self.scan = scan
-        self.plain = [c for c in catalogers if not c.sniff]
-        self.sniffing = [c for c in catalogers if c.sniff]
-        self.sniff_len = max((len(c.sniff or b"") for c in self.sniffing), default=0)
+        self.offers = _Offers(catalogers)
 
     def skip(self, path: str, reason: str) -> None:
         log.info("skipped %s in layer %s: %s", path, self.scan.digest, reason)
@@ -48,15 +90,14 @@ class _Pass:
             return None
 
     def __call__(self, m: _RawMember, data: MemberData) -> None:
-        path, size, mode = canonical_path(m[0]), m[2], m[3]
-        try:  # the common case in one comprehension (this runs for every file of every layer)
-            chosen = [(c, w) for c in self.plain if (w := c.wants(path, mode, size))]
-        except Exception:  # noqa: BLE001 - again one by one, so the failing cataloger is named
-            chosen = [(c, w) for c in self.plain if (w := self.wanting(c, path, mode, size))]
-        if self.sniffing and size >= self.sniff_len:
-            head = data.peek(self.sniff_len)
-            chosen += [(c, w) for c in self.sniffing
-                       if head.startswith(c.sniff or b"") and (w := self.wanting(c, path, mode, size))]
+        path, size = canonical_path(m[0]), m[2]
+        self.scan.evidence.pop(path, None)  # a tar listing a path again: its last version is the layer's
+        candidates = self.offers.candidates(path, size)
+        if not candidates:
+            return
+        head = data.peek(self.offers.sniff_len) if any(c.sniff for c in candidates) else b""
+        chosen = [(c, w) for c in candidates
+                  if (not c.sniff or head.startswith(c.sniff)) and (w := self.wanting(c, path, m[3], size))]
         if chosen:
             self.keep(path, data, chosen)
 

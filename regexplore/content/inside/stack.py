@@ -161,12 +161,7 @@ def _key(pkg: Package) -> tuple[str, str, str]:
 
 
 def purl_function() -> PurlOf:
-    """:func:`.catalogers.purl.purl_of`; until that module is in the tree (it comes with the catalogers),
-    a function giving no purl."""
-    try:
-        from .catalogers.purl import purl_of
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.catalogers.purl":
-            raise
-        return lambda pkg, distro: None
+    """:func:`.catalogers.purl.purl_of` (imported on first use: packageurl is only needed for packages)."""
+    from .catalogers.purl import purl_of
+
     return purl_of

@@ -86,6 +86,7 @@ def parse_repositories(path: str, data: bytes) -> Evidence:
 
 
 CATALOGERS = (
-    Cataloger("apk-db", "apk", _wants_db, parse_installed),
-    Cataloger("apk-repositories", "apk", _wants_repositories, parse_repositories, cap=1024 * 1024),
+    Cataloger("apk-db", "apk", _wants_db, parse_installed, names=frozenset({"installed"})),
+    Cataloger("apk-repositories", "apk", _wants_repositories, parse_repositories, cap=1024 * 1024,
+              names=frozenset({"repositories"})),
 )

@@ -23,8 +23,12 @@ MAX_STANZAS = 200_000
 #: the Status fields that mean installed: wanted installed or held, no error flag, state ``installed``
 INSTALLED = frozenset({("install", "ok", "installed"), ("hold", "ok", "installed")})
 _SOURCE = re.compile(r"(\S+)( \((.*)\))?")
-_LICENSE = re.compile(r"^License: (\S*)")
-_COMMON = re.compile(r"/usr/share/common-licenses/([0-9A-Za-z_.\-]+)")
+# syft reads the file line by line (Go's bufio.ScanLines: lines end at "\n") and takes each pattern's first
+# match in a line (``^License: (\S*)``, ``/usr/share/common-licenses/(...)``). Searched over the whole text
+# (a literal prefix is found fast; ``^`` with re.MULTILINE is tried at every position): a License match counts
+# at a line's start only, and a common-licenses match consumes the rest of its line.
+_LICENSE = re.compile(r"License: (\S*)")
+_COMMON = re.compile(r"/usr/share/common-licenses/([0-9A-Za-z_.\-]+)[^\n]*")
 UNKNOWN = "UNKNOWN"
 
 
@@ -101,12 +105,9 @@ def parse_copyright(path: str, data: bytes) -> Evidence:
     """The licenses named in a ``usr/share/doc/NAME/copyright`` file: every ``License: X`` line and every
     ``/usr/share/common-licenses/X`` mention, without ``... or ...``/``... and ...`` summaries, ``none`` and
     a trailing dot; sorted, unique. Returns ``Evidence(facts=(("copyright_of", NAME), ("licenses", (...))))``."""
-    found: set[str] = set()
-    for line in data.decode("utf-8", "replace").splitlines():
-        for pattern in (_LICENSE, _COMMON):
-            match = pattern.search(line) if pattern is _COMMON else pattern.match(line)
-            if match and (value := _single_license(match.group(1))):
-                found.add(value)
+    text = data.decode("utf-8", "replace")
+    starts = [m for m in _LICENSE.finditer(text) if m.start() == 0 or text[m.start() - 1] == "\n"]
+    found = {value for match in (*starts, *_COMMON.finditer(text)) if (value := _single_license(match[1]))}
     return Evidence(facts=(("copyright_of", path.split("/")[3]), ("licenses", tuple(sorted(found)))))
 
 
@@ -118,6 +119,8 @@ def _single_license(candidate: str) -> str:
 
 
 CATALOGERS = (
-    Cataloger("dpkg-db", "deb", _wants_db, parse_status),
-    Cataloger("dpkg-copyright", "deb", _wants_copyright, parse_copyright, cap=4 * 1024 * 1024),
+    Cataloger("dpkg-db", "deb", _wants_db, parse_status, names=frozenset({"status"}),
+              folders=frozenset({"status.d"})),
+    Cataloger("dpkg-copyright", "deb", _wants_copyright, parse_copyright, cap=4 * 1024 * 1024,
+              names=frozenset({"copyright"})),
 )

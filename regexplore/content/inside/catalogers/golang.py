@@ -1,16 +1,16 @@
 """Go modules from the build info Go (≥ 1.18) embeds in ELF executables (../shared/docs/inside.md A.6,
 A.6.1; golang/go ``src/debug/buildinfo/buildinfo.go``, ``src/runtime/debug/mod.go``).
 
-Which files are offered: every regular file whose content starts with ``\\x7fELF`` (the pass sniffs), as
-syft offers every executable/shared-library MIME type; :func:`wants` asks for the region of all of them
-(no name rule can tell a Go binary). Go finds its build info at the ``.go.buildinfo`` section, else in the
-first 64 KiB of the first loadable segment that is writable and not executable. The section headers lie at
-the file's end, past what a stream pass keeps, and the section is often further in: Debian's
-``docker-registry`` keeps it 114 KiB into that segment, ``skopeo`` 92 KiB (after ``.got`` and ``.data``).
-So :func:`locate` reads the first 4 KiB's ELF and program headers and keeps the first :data:`REGION`
-(1 MiB) of that segment, from the 16-byte boundary at or before its start, and :func:`build_info` searches
-the magic at 16-byte-aligned offsets (as Go does inside the section) with ``bytes.find``. A build info
-placed further than 1 MiB into the segment is missed.
+Which files are offered: every regular file of at least :data:`MIN_SIZE` bytes whose content starts with
+``\\x7fELF`` (the pass sniffs), as syft offers every executable/shared-library MIME type; :func:`wants` asks
+for the region of all of them (no name rule can tell a Go binary). Go finds its build info at the
+``.go.buildinfo`` section, else in the first 64 KiB of the first loadable segment that is writable and not
+executable. The section headers lie at the file's end, past what a stream pass keeps, and the section is often
+further in: Debian's ``docker-registry`` keeps it 114 KiB into that segment, ``skopeo`` 92 KiB (after ``.got``
+and ``.data``). So :func:`locate` reads the first 4 KiB's ELF and program headers and keeps the first
+:data:`REGION` (1 MiB) of that segment, from the 16-byte boundary at or before its start, and
+:func:`build_info` searches the magic at 16-byte-aligned offsets (as Go does inside the section) with
+``bytes.find``. A build info placed further than 1 MiB into the segment is missed.
 
 Packages: the main module (``mod``) and each dependency (``dep``, replaced by its ``=>`` line), as
 ``go version -m`` prints them, plus the ``stdlib`` package syft 1.18.1 adds per binary (type ``go-module``,
@@ -39,6 +39,11 @@ ALIGN = 16
 PT_LOAD, PF_X, PF_W = 1, 1, 2
 #: a program header table beyond the first 4 KiB, or with more entries, is not read
 MAX_PHNUM = 256
+#: smaller files are not offered (the pass does not even sniff them; syft 1.18.1 sniffs the MIME type of every
+#: file). The result is the same: the gc toolchain links the Go runtime into every executable and shared
+#: library it builds, several hundred KiB of code before any of the program's own (Go binaries on this
+#: machine: 9.8 MB and up), and a file without the build info yields no package in syft either.
+MIN_SIZE = 64 * 1024
 
 
 def wants(path: str, mode: int, size: int) -> Want | None:
@@ -219,4 +224,4 @@ def read(path: str, data: bytes) -> Evidence:
 
 
 CATALOGERS = (Cataloger(name="go-module-binary-cataloger", type="go-module", wants=wants, read=read,
-                        cap=REGION, sniff=b"\x7fELF", locate=locate),)
+                        cap=REGION, sniff=b"\x7fELF", locate=locate, min_size=MIN_SIZE),)

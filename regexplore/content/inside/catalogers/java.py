@@ -186,4 +186,5 @@ def _package(path: str, name: str, version: str, group: str | None) -> Package:
     return Package(name=name, version=version, type="java-archive", path=path, purl_parts=parts)
 
 
-CATALOGERS = (Cataloger(name="java-archive-cataloger", type="java-archive", wants=wants, read=read, cap=CAP),)
+CATALOGERS = (Cataloger(name="java-archive-cataloger", type="java-archive", wants=wants, read=read, cap=CAP,
+                         suffixes=frozenset(SUFFIXES)),)

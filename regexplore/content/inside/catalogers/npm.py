@@ -47,4 +47,5 @@ def parse_package_json(path: str, data: bytes) -> Evidence:
         purl_parts=() if version else (("version", ""),)),))
 
 
-CATALOGERS = (Cataloger("npm-package-json", "npm", _wants, parse_package_json, cap=4 * 1024 * 1024),)
+CATALOGERS = (Cataloger("npm-package-json", "npm", _wants, parse_package_json, cap=4 * 1024 * 1024,
+                         names=frozenset({"package.json"})),)

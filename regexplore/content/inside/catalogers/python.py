@@ -74,4 +74,5 @@ def parse_metadata(path: str, data: bytes) -> Evidence:
         licenses=(license_,) if license_ else (), purl_parts=() if version else (("version", ""),)),))
 
 
-CATALOGERS = (Cataloger("python-installed", "python", _wants, parse_metadata, cap=8 * 1024 * 1024),)
+CATALOGERS = (Cataloger("python-installed", "python", _wants, parse_metadata, cap=8 * 1024 * 1024,
+                         names=frozenset({"METADATA", "PKG-INFO"}), suffixes=frozenset({".egg-info"})),)

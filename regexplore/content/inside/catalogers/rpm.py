@@ -70,4 +70,4 @@ def read(path: str, data: bytes) -> Evidence:
     return Evidence(packages=tuple(packages), skipped=tuple(skipped))
 
 
-CATALOGERS = (Cataloger(name="rpm-db-cataloger", type="rpm", wants=wants, read=read, cap=CAP),)
+CATALOGERS = (Cataloger(name="rpm-db-cataloger", type="rpm", wants=wants, read=read, cap=CAP, names=DB_NAMES),)
