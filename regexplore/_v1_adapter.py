@@ -130,3 +130,7 @@ class V1Adapter:
     push = _not_in_v1("push()")
     tag = _not_in_v1("tag()")
     delete = _not_in_v1("delete()")
+    attestations = _not_in_v1("attestations()")
+    sbom = _not_in_v1("sbom()")
+    provenance = _not_in_v1("provenance()")
+    verify = _not_in_v1("verify()")

@@ -66,6 +66,13 @@ COLUMNS: dict[str, dict[str, str]] = {
         "layer": STR, "path": STR,
     },
     "wasted": {"path": STR, "count": INT, "size": INT},
+    "attestations": {
+        "platform": STR, "digest": STR, "predicate_type": STR, "layer_digest": STR, "size": INT,
+        "image_digest": STR, "media_type": STR,
+    },
+    "signatures": {
+        "digest": STR, "verified": BOOL, "docker_reference": STR, "key": STR, "error": STR, "layer_digest": STR,
+    },
 }
 
 #: what each column means, for the README table
@@ -88,9 +95,16 @@ DESCRIPTIONS: dict[str, str] = {
     "cache": "what the local blob cache holds",
     "packages": "`packages(ref)`: the final filesystem's packages with syft's type names and purls; `layer` is "
                 "the digest of the layer that introduced each, `path` the file it was read from; "
-                "`attrs['skipped']` lists files that could not be read, with the reason",
+                "`attrs['skipped']` lists files that could not be read, with the reason. `sbom(ref)` fills "
+                "name, version, purl, arch, source and licenses from an attached SBOM",
     "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
               "`count` and total `size` of all copies, biggest first",
+    "attestations": "`attestations(ref)`: one row per in-toto layer of each buildkit attestation manifest of an "
+                    "index; `platform` and `image_digest` name the image attested, `digest` the attestation "
+                    "manifest, `size` the in-toto layer's",
+    "signatures": "`verify(ref, key)`: one row per cosign signature of `sha256-<hex>.sig`; `digest` is the "
+                  "signature manifest's, `docker_reference` the name the payload claims, `error` why a "
+                  "signature is not verified (keyless ones are found, not verified)",
 }
 
 
