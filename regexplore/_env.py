@@ -58,6 +58,8 @@ VARIABLES: list[Variable] = [
                                        "(default 10,000)"),
     _v("REGEXPLORE_MAX_LIST_PAGES", "cap on the pages one paged listing follows (default 10,000)"),
     _v("REGEXPLORE_MAX_LIST_ENTRIES", "cap on the names one paged listing collects (default 1,000,000)"),
+    _v("REGEXPLORE_MAX_REFERRERS", "cap on the descriptors one `referrers` listing reads, pages and levels "
+                                   "together (default 10,000; past it: `ResponseTooLarge`)"),
     _v("REGEXPLORE_MAX_SBOM_BYTES", "cap on one SBOM or attestation document read into memory by `sbom` / "
                                     "`provenance` (default 128 MiB)"),
     _v("REGEXPLORE_MAX_JSON_DEPTH", "cap on nested arrays/objects in one JSON document from a server "

@@ -28,6 +28,7 @@ from .http.transport import Transport, base_url_for
 from .model.frames import make_frame
 from .model.oci import Manifest, history_rows, layer_rows, v1_compatibility
 from .protocol.hub import HubClient, HubResult, filter_catalog_search
+from .protocol.referrers import Referrers
 from .protocol.v1.client import V1Client
 from .protocol.v2 import V2Client
 from .reference import DOCKER_HUB, ImageRef, parse_reference
@@ -69,7 +70,7 @@ def _routed(*, probe: bool = False) -> Callable[[F], F]:
 #: what a v2 registry can do, in the names of :meth:`Registry.can` (``V1_CAN``: what a v1 one can)
 _V2_CAN = frozenset({"ping", "search", "catalog", "tags", "tag details", "manifest", "platforms", "config",
                      "history", "layers", "files", "diff", "read_file", "extract", "download", "save", "push",
-                     "tag", "delete", "attestations", "sbom", "provenance", "verify"})
+                     "tag", "delete", "referrers", "attach", "attestations", "sbom", "provenance", "verify"})
 
 class Registry:
     """A container registry: OCI Distribution / Docker Registry v2.
@@ -531,6 +532,41 @@ class Registry:
         warnings.warn(f"deleting {digest} removes every tag of {r.repository} that points to it", stacklevel=2)
         self.v2.delete_manifest(r.repository, digest)
         return digest
+
+    # ----------------------------------------------------------------- supply chain: referrers
+    @_timed()
+    def referrers(self, ref: RefLike, artifact_type: str | None = None, *, platform: str | None = None,
+                  recursive: bool = False) -> pd.DataFrame:
+        """The manifests that refer to ``ref`` through their ``subject`` (OCI 1.1), as a ``referrers`` frame.
+
+        From the referrers API (every page; ``artifact_type`` asked of the server, and applied here when the
+        server does not say it filtered), else the ``sha256-<hex>`` referrers tag, plus cosign's
+        ``.sig``/``.att``/``.sbom`` tags (``source`` says which). For an index, ``platform=None`` lists the
+        index's own referrers and ``platform=`` those of that platform's manifest. ``recursive=True`` adds the
+        referrers of referrers (``depth`` 2, 3, …), each level fetched concurrently.
+        ``attrs``: ``reference``, ``digest`` (of the subject). See :mod:`regexplore.protocol.referrers` for the
+        bounds; raises :class:`ResponseTooLarge` past ``$REGEXPLORE_MAX_REFERRERS`` descriptors."""
+        r = self.ref(ref)
+        subject = self._resolver.manifest(r, platform)
+        rows = self._referrers().list(r.repository, subject.digest, artifact_type, recursive=recursive)
+        return make_frame("referrers", rows, attrs={"reference": str(r), "digest": subject.digest})
+
+    @_timed(transfer=True)
+    def attach(self, ref: RefLike, files: Any, *, artifact_type: str, annotations: dict[str, str] | None = None) -> str:
+        """Push ``files`` (paths, or ``(path, media_type)`` pairs) as an OCI 1.1 artifact of ``artifact_type``
+        whose ``subject`` is ``ref``'s manifest; returns the artifact's digest.
+
+        A registry without the referrers API (no ``OCI-Subject`` in the answer) gets the ``sha256-<hex>``
+        referrers tag updated by this client: the descriptor added, the others kept, re-read and retried when
+        another writer changed it (``If-Match`` where the registry honours it). Without conditional PUTs that
+        update cannot be made atomic: two clients attaching at the same instant can, rarely, lose one entry."""
+        r = self.ref(ref)
+        subject = self._resolver.manifest(r)
+        return self._referrers().attach(r.repository, subject, list(files), artifact_type=artifact_type,
+                                        annotations=annotations)
+
+    def _referrers(self) -> Referrers:
+        return Referrers(self.v2, self._resolver.by_digest, self._map)
 
     # ----------------------------------------------------------------- layer contents
     @_timed(transfer=True)

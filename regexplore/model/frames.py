@@ -66,6 +66,10 @@ COLUMNS: dict[str, dict[str, str]] = {
         "layer": STR, "path": STR,
     },
     "wasted": {"path": STR, "count": INT, "size": INT},
+    "referrers": {
+        "subject": STR, "digest": STR, "media_type": STR, "artifact_type": STR, "size": INT, "annotations": OBJ,
+        "created": TIME, "source": STR, "depth": INT,
+    },
     "attestations": {
         "platform": STR, "digest": STR, "predicate_type": STR, "layer_digest": STR, "size": INT,
         "image_digest": STR, "media_type": STR,
@@ -99,6 +103,11 @@ DESCRIPTIONS: dict[str, str] = {
                 "name, version, purl, arch, source and licenses from an attached SBOM",
     "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
               "`count` and total `size` of all copies, biggest first",
+    "referrers": "`referrers(ref)`: manifests whose `subject` is `ref` (the `subject` column), from the referrers "
+                 "API (`source` `api`), else the `sha256-<hex>` tag (`tag-schema`), plus cosign's `.sig`/`.att`/"
+                 "`.sbom` tags (`cosign-tag`); `artifact_type` is the manifest's `artifactType`, else its config's "
+                 "media type; `created` from the `org.opencontainers.image.created` annotation; `depth` 1 = direct, "
+                 "deeper with `recursive=True`",
     "attestations": "`attestations(ref)`: one row per in-toto layer of each buildkit attestation manifest of an "
                     "index; `platform` and `image_digest` name the image attested, `digest` the attestation "
                     "manifest, `size` the in-toto layer's",

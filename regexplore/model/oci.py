@@ -16,6 +16,7 @@ from ..errors import DigestMismatch, RegistryError, UnsupportedMediaType, load_j
 __all__ = [
     "OCI_INDEX", "OCI_MANIFEST", "OCI_CONFIG", "DOCKER_LIST", "DOCKER_V2", "DOCKER_CONFIG",
     "SCHEMA1_SIGNED", "SCHEMA1", "OCI_LAYER", "OCI_LAYER_GZIP", "OCI_LAYER_ZSTD", "DOCKER_LAYER", "IN_TOTO",
+    "OCI_EMPTY", "EMPTY_JSON", "EMPTY_DESCRIPTOR", "CREATED_ANNOTATION", "TITLE_ANNOTATION",
     "MANIFEST_ACCEPT", "INDEX_TYPES", "IMAGE_TYPES",
     "EMPTY_GZIP_LAYER", "Manifest", "sha256_digest", "check_digest", "detect_media_type",
     "platform_rows", "choose_platform", "history_rows", "layer_rows", "parse_time",
@@ -35,6 +36,14 @@ OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 IN_TOTO = "application/vnd.in-toto+json"
+#: OCI 1.1 artifacts (image-spec manifest.md "Guidance for an Empty Descriptor"): the empty config and layer
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_JSON = b"{}"
+EMPTY_DESCRIPTOR = {"mediaType": OCI_EMPTY,
+                    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2}
+#: image-spec annotations.md: when an artifact (or image) was created (RFC 3339), and a file's name
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+TITLE_ANNOTATION = "org.opencontainers.image.title"
 
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_V2})

@@ -350,10 +350,18 @@ class V2Client:
     def put_manifest(self, repo: str, reference: str, raw: bytes, media_type: str) -> str:
         """``PUT /v2/<repo>/manifests/<reference>``; returns the sha256 digest, checked against the
         registry's ``Docker-Content-Digest`` (in whatever algorithm the registry chose)."""
+        self.push_manifest(repo, reference, raw, media_type)
+        return sha256_digest(raw)
+
+    def push_manifest(self, repo: str, reference: str, raw: bytes, media_type: str, *,
+                      headers: dict[str, str] | None = None) -> Any:
+        """:meth:`put_manifest` with extra request ``headers`` (``If-Match`` …); returns the response, whose
+        headers say more (``OCI-Subject``). Raises what :meth:`put_manifest` raises; a failed condition is
+        :class:`RegistryError` with status 412."""
         digest = sha256_digest(raw)
         resp = self.t.request("PUT", f"/v2/{repo}/manifests/{reference}", data=raw,
-                              headers={"Content-Type": media_type}, ok=(200, 201, 202), retry_body=True,
-                              what=f"push manifest {repo}:{reference}")
+                              headers={"Content-Type": media_type, **(headers or {})}, ok=(200, 201, 202),
+                              retry_body=True, what=f"push manifest {repo}:{reference}")
         got = resp.headers.get("Docker-Content-Digest")
         if got and got.strip() != digest:
             pushed = Manifest(raw, media_type, digest, {})
@@ -361,7 +369,7 @@ class V2Client:
                 check_header_digest(got, pushed, url=resp.url, what="pushed manifest (Docker-Content-Digest)")
             except DigestMismatch:
                 raise DigestMismatch(digest, got.strip(), url=resp.url, what="pushed manifest") from None
-        return digest
+        return resp
 
     def delete_manifest(self, repo: str, digest: str) -> None:
         """``DELETE /v2/<repo>/manifests/<digest>`` (202)."""

@@ -95,3 +95,11 @@ def test_sandbox_local_registry_is_constructed_through_the_lazy_attribute(tmp_pa
                 "    print(type(exc).__name__, exc)\n",
                 env={"REGEXPLORE_REGISTRY_BIN": str(missing)}).stdout
     assert out.startswith("RegistryBinaryMissing ") and str(missing) in out
+
+
+def test_supply_chain_methods_resolve_first_thing() -> None:
+    """``reg.referrers`` / ``reg.attach`` and their module, touched first in a new interpreter (issue 13)."""
+    proc = fresh("import regexplore as rx; r = rx.Registry('127.0.0.1:9'); "
+                 "assert callable(r.referrers) and callable(r.attach); "
+                 "from regexplore.protocol.referrers import referrers_tag; print(referrers_tag('sha256:' + 'ab' * 32))")
+    assert proc.stdout.strip() == "sha256-" + "ab" * 32

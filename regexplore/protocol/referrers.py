@@ -1,0 +1,332 @@
+"""Referrers (OCI Distribution Spec 1.1): what points at a manifest through its ``subject``, and attaching more.
+
+:class:`Referrers` lists the referrers of one manifest digest from three places, as the spec and cosign keep them:
+
+- the referrers API, ``GET /v2/<name>/referrers/<digest>[?artifactType=]``: every ``Link`` page (bounded), the
+  filter applied by the client itself when the answer lacks ``OCI-Filters-Applied: artifactType``;
+- where that API answers 404 or something that is not an image index: the *referrers tag schema*, an index
+  pushed at tag ``<alg>-<hex>`` (:func:`referrers_tag`) by the clients that pushed the referrers;
+- cosign's tags ``sha256-<hex>.sig``, ``.att`` and ``.sbom`` (cosign stores signatures, attestations and SBOMs
+  there, with no ``subject``).
+
+Every row's ``artifact_type`` follows the spec's rule: the manifest's ``artifactType``, else its config's media
+type. :meth:`Referrers.attach` pushes an OCI 1.1 artifact and, where the registry does not say it indexed the
+``subject`` (no ``OCI-Subject`` header), keeps the tag-schema index up to date itself.
+
+Bounds against a hostile registry: at most ``$REGEXPLORE_MAX_REFERRERS`` descriptors in one listing (default
+10,000, pages and levels together: :class:`ResponseTooLarge` past it, never a silent truncation), the pages of
+:class:`~regexplore.protocol.v2.PagedListing`, a ``Link`` back to a page already read (:class:`RegistryError`),
+and :data:`MAX_DEPTH` levels of referrers of referrers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import NotFound, RegistryError, ResponseTooLarge, UnsupportedMediaType, load_json
+from ..model.oci import (
+    CREATED_ANNOTATION,
+    EMPTY_DESCRIPTOR,
+    EMPTY_JSON,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    TITLE_ANNOTATION,
+    Manifest,
+    parse_time,
+)
+from .v2 import LISTING_CAP, MANIFEST_CAP, PagedListing, V2Client, _next_page, cap_from_env
+
+__all__ = ["COSIGN_SUFFIXES", "MAX_DEPTH", "MAX_REFERRERS_ENV", "Referrers", "referrers_tag"]
+
+#: Environment variable capping the descriptors one referrers listing reads (pages and levels together).
+MAX_REFERRERS_ENV = "REGEXPLORE_MAX_REFERRERS"
+DEFAULT_MAX_REFERRERS = 10_000
+#: ``recursive=True`` walks this many levels of referrers of referrers, and warns when there are more
+MAX_DEPTH = 8
+#: the tags cosign pushes next to an image: signatures, attestations, SBOMs
+COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+#: how often :meth:`Referrers.attach` re-reads and rewrites the tag-schema index when another writer got between
+ATTACH_TRIES = 8
+_DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
+_TAG_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+#: one manifest of a repository by digest (the facade's resolver, which fetches each once)
+ManifestOf = Callable[[str, str], Manifest]
+#: runs a function over items concurrently (the facade's ``_map``); the results in order
+MapFn = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]
+
+
+def referrers_tag(digest: str) -> str:
+    """The referrers tag schema's tag for ``digest`` (distribution-spec "Referrers Tag Schema"): the algorithm
+    truncated to 32 characters, ``-``, the encoded part truncated to 64, characters a tag cannot hold as ``-``.
+
+    >>> referrers_tag("sha256:" + "a" * 64) == "sha256-" + "a" * 64
+    True
+    """
+    alg, _, encoded = digest.partition(":")
+    return _TAG_UNSAFE.sub("-", f"{alg[:32]}-{encoded[:64]}")
+
+
+def artifact_type_of(m: Manifest) -> str | None:
+    """The spec's ``artifactType`` of a manifest: its own ``artifactType``, else its config's media type
+    (None for an index without ``artifactType``)."""
+    declared = m.json.get("artifactType")
+    if isinstance(declared, str) and declared:
+        return declared
+    config = m.json.get("config")
+    mt = config.get("mediaType") if isinstance(config, dict) else None
+    return mt if isinstance(mt, str) else None
+
+
+def _annotations(doc: dict) -> dict:
+    value = doc.get("annotations")
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _row(subject: str, desc: dict, source: str, depth: int) -> dict:
+    """One ``referrers`` row from a descriptor (its ``artifactType`` may still be None: :meth:`Referrers._typed`)."""
+    ann = _annotations(desc)
+    return {"subject": subject, "digest": desc["digest"], "media_type": desc.get("mediaType"),
+            "artifact_type": desc.get("artifactType") or None, "size": desc.get("size"), "annotations": ann,
+            "created": parse_time(ann.get(CREATED_ANNOTATION)), "source": source, "depth": depth}
+
+
+def _descriptors(doc: Any, what: str, url: str | None) -> list[dict]:
+    """The ``manifests`` of a referrers index, each a descriptor with a digest. Raises
+    :class:`UnsupportedMediaType` naming ``what`` for anything else."""
+    entries = doc.get("manifests") if isinstance(doc, dict) else None
+    entries = [] if entries is None else entries
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("digest"), str)
+                                                and _DIGEST.fullmatch(e["digest"]) for e in entries):
+        raise UnsupportedMediaType(f"{what}: 'manifests' is not a list of descriptors with digests", url=url)
+    return entries
+
+
+class _Budget:
+    """The descriptors one listing may read (``$REGEXPLORE_MAX_REFERRERS``)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.left = cap_from_env(MAX_REFERRERS_ENV, DEFAULT_MAX_REFERRERS)
+        self.cap = self.left
+
+    def take(self, n: int, url: str | None = None) -> None:
+        """Count ``n`` descriptors; raises :class:`ResponseTooLarge` past the cap."""
+        self.left -= n
+        if self.left < 0:
+            raise ResponseTooLarge(f"referrers of {self.what}: more than {self.cap} descriptors; raise "
+                                   f"{MAX_REFERRERS_ENV} to list more", url=url)
+
+
+class Referrers:
+    """The referrers calls of one registry: ``v2`` for requests, ``manifest_of`` for manifests by digest (each
+    fetched once), ``map_`` to run the requests of one level concurrently."""
+
+    def __init__(self, v2: V2Client, manifest_of: ManifestOf, map_: MapFn) -> None:
+        self.v2 = v2
+        self.manifest_of = manifest_of
+        self.map = map_
+
+    # ----------------------------------------------------------------- listing
+    def list(self, repo: str, digest: str, artifact_type: str | None = None, *, recursive: bool = False) -> list[dict]:
+        """The ``referrers`` rows of manifest ``repo@digest`` (depth 1), and with ``recursive`` the referrers of
+        those, level by level (each level's requests concurrent), each manifest listed once, at most
+        :data:`MAX_DEPTH` levels (a ``RuntimeWarning`` says when more were left). ``artifact_type`` keeps the
+        rows of that type at every level.
+
+        Raises :class:`ResponseTooLarge` past ``$REGEXPLORE_MAX_REFERRERS`` descriptors or the pages cap,
+        :class:`RegistryError` for a ``Link`` loop, :class:`UnsupportedMediaType` for a referrers index that
+        is not a list of descriptors, and what the registry answers otherwise."""
+        budget = _Budget(f"{repo}@{digest}")
+        seen = {digest}
+        rows: list[dict] = []
+        level = [digest]
+        for depth in range(1, MAX_DEPTH + 1):
+            found = self._level(repo, level, artifact_type, depth, budget)
+            fresh = list({r["digest"]: r for r in reversed(found) if r["digest"] not in seen}.values())[::-1]
+            seen.update(r["digest"] for r in fresh)  # (the first of twins is kept)
+            rows.extend(fresh)
+            level = [r["digest"] for r in fresh]
+            if not recursive or not level:
+                return rows
+        warnings.warn(f"referrers of {repo}@{digest}: stopped after {MAX_DEPTH} levels; deeper referrers are "
+                      "not listed", RuntimeWarning, stacklevel=3)
+        return rows
+
+    def _level(self, repo: str, subjects: list[str], artifact_type: str | None, depth: int,
+               budget: _Budget) -> list[dict]:
+        """The rows of the referrers of every digest in ``subjects``: the API (else the tag schema) and the
+        three cosign tags of each, all sent together, then one manifest request per descriptor that lacks
+        ``artifactType``, all together (one flat batch each: no pool task waits on another)."""
+        def source(job: tuple[str, str]) -> list[dict]:
+            subject, kind = job
+            if kind != "api":
+                return self._cosign(repo, subject, kind, depth)
+            rows = self._api(repo, subject, artifact_type, depth, budget)
+            return self._tag_schema(repo, subject, depth, budget) if rows is None else rows
+
+        batches = self.map(source, [(s, kind) for s in subjects for kind in ("api", *COSIGN_SUFFIXES)])
+        rows = self.map(lambda r: self._typed(repo, r), [r for batch in batches for r in batch])
+        return [r for r in rows if artifact_type is None or r["artifact_type"] == artifact_type]
+
+    def _api(self, repo: str, digest: str, artifact_type: str | None, depth: int,
+             budget: _Budget) -> list[dict] | None:
+        """Rows from every page of the referrers API; None when the registry has no such API (404, or an
+        answer that is not an image index: the spec's cue to read the tag schema)."""
+        path = f"/v2/{repo}/referrers/{digest}"
+        url: str | None = self.v2.t.url(path + (f"?artifactType={quote(artifact_type, safe='')}"
+                                                if artifact_type else ""))
+        rows: list[dict] = []
+        visited: set[str] = set()
+        pages = PagedListing(f"referrers of {repo}@{digest}")
+        while url:
+            try:
+                resp = self.v2.t.request("GET", url, headers={"Accept": OCI_INDEX}, max_bytes=LISTING_CAP,
+                                         what=f"referrers of {repo}@{digest[:19]}")
+            except NotFound:
+                if rows:
+                    raise
+                return None
+            ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+            if ctype != OCI_INDEX:
+                if rows:
+                    raise UnsupportedMediaType(f"referrers of {repo}@{digest}: page {pages.pages + 1} is "
+                                               f"{ctype or 'untyped'}, not an image index", url=resp.url)
+                return None
+            doc = load_json(resp.content, f"referrers of {repo}@{digest}", url=resp.url, error=UnsupportedMediaType)
+            entries = _descriptors(doc, f"referrers of {repo}@{digest}", resp.url)
+            budget.take(len(entries), resp.url)
+            pages.page([e["digest"] for e in entries], resp.url)
+            rows.extend(_row(digest, e, "api", depth) for e in entries)
+            url = _next_page(resp, visited, f"referrers of {repo}@{digest}", pages)
+        return rows
+
+    def _tag_schema(self, repo: str, digest: str, depth: int, budget: _Budget) -> list[dict]:
+        """Rows from the index at the referrers tag of ``digest`` (none when that tag does not exist or does not
+        hold an image index, as the spec says)."""
+        index, _ = self._fallback_index(repo, digest)
+        if index is None:
+            return []
+        entries = _descriptors(index.json, f"referrers tag {referrers_tag(digest)} of {repo}", None)
+        budget.take(len(entries))
+        return [_row(digest, e, "tag-schema", depth) for e in entries]
+
+    def _cosign(self, repo: str, digest: str, suffix: str, depth: int) -> list[dict]:
+        """The row of cosign's ``sha256-<hex><suffix>`` manifest, if that tag exists."""
+        tag = referrers_tag(digest) + suffix
+        try:
+            m = self.v2.get_manifest(repo, tag)
+        except NotFound:
+            return []
+        desc = {"mediaType": m.media_type, "digest": m.digest, "size": m.size,
+                "artifactType": artifact_type_of(m), "annotations": _annotations(m.json)}
+        return [_row(digest, desc, "cosign-tag", depth)]
+
+    def _typed(self, repo: str, row: dict) -> dict:
+        """``row`` with its ``artifact_type`` (read from the manifest when the descriptor lacks it)."""
+        if row["artifact_type"] is None:
+            row["artifact_type"] = artifact_type_of(self.manifest_of(repo, row["digest"]))
+        return row
+
+    def _fallback_index(self, repo: str, digest: str) -> tuple[Manifest | None, str | None]:
+        """(the image index at the referrers tag of ``digest`` or None, the response's ``ETag`` or None)."""
+        tag = referrers_tag(digest)
+        try:
+            resp = self.v2.t.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_INDEX},
+                                     max_bytes=MANIFEST_CAP, what=f"referrers tag {repo}:{tag}")
+        except NotFound:
+            return None, None
+        try:
+            m = Manifest.from_bytes(resp.content, resp.headers.get("Content-Type"), url=resp.url,
+                                    what=f"referrers tag {repo}:{tag}")
+        except UnsupportedMediaType:
+            return None, resp.headers.get("ETag")
+        return (m if m.media_type == OCI_INDEX else None), resp.headers.get("ETag")
+
+    # ----------------------------------------------------------------- attach
+    def attach(self, repo: str, subject: Manifest, files: Sequence[Any], *, artifact_type: str,
+               annotations: dict[str, str] | None = None) -> str:
+        """Push an OCI 1.1 artifact whose ``subject`` is ``subject`` and return its digest.
+
+        ``files``: paths, or ``(path, media_type)`` pairs (default media type ``application/octet-stream``);
+        each becomes a layer titled with its file name. The config is the empty descriptor; with no files the
+        one layer is the empty descriptor too (image-spec's guidance). ``org.opencontainers.image.created`` is
+        set to now unless ``annotations`` give it.
+
+        When the manifest PUT's answer lacks ``OCI-Subject`` the registry did not index the subject, and the
+        artifact's descriptor is added to the referrers tag schema index (:meth:`_add_to_fallback`).
+        Raises :class:`RegistryError` from the registry, ``OSError`` for a file that cannot be read."""
+        layers = [self._upload_file(repo, item) for item in files]
+        self.v2.upload_blob(repo, EMPTY_JSON, EMPTY_DESCRIPTOR["digest"])
+        ann = {CREATED_ANNOTATION: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **(annotations or {})}
+        doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
+               "config": EMPTY_DESCRIPTOR, "layers": layers or [EMPTY_DESCRIPTOR],
+               "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": subject.size},
+               "annotations": ann}
+        raw = _json_bytes(doc)
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        resp = self.v2.push_manifest(repo, digest, raw, OCI_MANIFEST)
+        if not resp.headers.get("OCI-Subject"):
+            self._add_to_fallback(repo, subject.digest, {"mediaType": OCI_MANIFEST, "digest": digest,
+                                                         "size": len(raw), "artifactType": artifact_type,
+                                                         "annotations": ann})
+        return digest
+
+    def _upload_file(self, repo: str, item: Any) -> dict:
+        """Upload one file (streamed, hashed first); returns its layer descriptor."""
+        path, media_type = (item if isinstance(item, tuple) else (item, "application/octet-stream"))
+        path = Path(os.fspath(path))
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        digest, size = "sha256:" + h.hexdigest(), path.stat().st_size
+        if not self.v2.blob_exists(repo, digest):
+            self.v2.upload_stream(repo, digest, size, lambda: path.open("rb"))
+        return {"mediaType": media_type, "digest": digest, "size": size,
+                "annotations": {TITLE_ANNOTATION: path.name}}
+
+    def _add_to_fallback(self, repo: str, subject: str, desc: dict) -> None:
+        """Add ``desc`` to the referrers tag schema index of ``subject``, keeping every other entry.
+
+        Each try reads the index, writes it with ``desc`` added (``If-Match`` the ETag read, or
+        ``If-None-Match: *`` for a new tag, which a registry with conditional PUTs enforces: 412), then reads
+        it again: an index that lost ``desc`` (another writer got between), or a 412, means another try, up to
+        :data:`ATTACH_TRIES`. On a registry that ignores the conditions (distribution 2.8 does), this
+        compare-and-retry narrows the race but cannot close it: two writers can still lose one entry.
+        Raises :class:`RegistryError` when the tries run out."""
+        tag = referrers_tag(subject)
+        for attempt in range(ATTACH_TRIES + 1):
+            index, etag = self._fallback_index(repo, subject)
+            entries = [] if index is None else _descriptors(index.json, f"referrers tag {repo}:{tag}", None)
+            if attempt and any(e["digest"] == desc["digest"] for e in entries):
+                return
+            if attempt == ATTACH_TRIES:
+                break
+            raw = _json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                               "manifests": [e for e in entries if e["digest"] != desc["digest"]] + [desc]})
+            try:
+                self.v2.push_manifest(repo, tag, raw, OCI_INDEX,
+                                      headers={"If-Match": etag} if etag else {"If-None-Match": "*"})
+            except RegistryError as exc:
+                if exc.status != 412:
+                    raise
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # a racing writer lands before the re-read
+        raise RegistryError(f"referrers tag {repo}:{tag}: other writers kept changing it; {desc['digest']} was "
+                            f"not kept after {ATTACH_TRIES} tries")
+
+
+def _json_bytes(doc: dict) -> bytes:
+    """``doc`` as compact JSON bytes."""
+    return json.dumps(doc, separators=(",", ":")).encode()
