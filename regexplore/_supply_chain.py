@@ -11,10 +11,19 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._resolve import Resolver
-from .content.attestations import Document, attestation_for, attestation_rows, documents_in, predicate_of, read_document
+from .content.attestations import (
+    DOCUMENT_TYPES,
+    Document,
+    attestation_for,
+    attestation_rows,
+    documents_in,
+    predicate_of,
+    read_document,
+)
 from .content.signatures import PublicKey, cosign_tag, signature_rows
 from .errors import NotFound
 from .model.oci import Manifest
+from .protocol.referrers import Referrers
 from .reference import ImageRef
 
 __all__ = ["SupplyChain"]
@@ -45,8 +54,9 @@ class SupplyChain:
 
     def documents(self, r: ImageRef, platform: str | None) -> Iterator[Document]:
         """Every attached document of ``r`` (for an index: of ``platform``'s image), in the order they are
-        looked for: buildkit's attestation, then cosign's ``.att`` and ``.sbom`` tags of the image, then of
-        the index. Manifests are fetched only as far as the caller iterates."""
+        looked for: buildkit's attestation, then for the image and then the index their OCI referrers of a
+        document artifact type (API or ``sha256-<hex>`` tag) and cosign's ``.att`` and ``.sbom`` tags.
+        Manifests are fetched only as far as the caller iterates."""
         image, index = self.resolver.resolve(r, platform)
         if index is not None:
             entry = attestation_for(self.resolver.flat_index(r.repository, index), image.digest)
@@ -54,6 +64,9 @@ class SupplyChain:
                 att = self.resolver.by_digest(r.repository, entry["digest"])
                 yield from documents_in(att, "buildkit attestation")
         for digest in [image.digest] + ([index.digest] if index is not None else []):
+            for row in Referrers(self.v2, self.resolver.by_digest, self.map).list(r.repository, digest):
+                if row["source"] != "cosign-tag" and row["artifact_type"] in DOCUMENT_TYPES:
+                    yield from documents_in(self.resolver.by_digest(r.repository, row["digest"]), "referrer")
             for suffix in ("att", "sbom"):
                 m = self._cosign_manifest(r.repository, digest, suffix)
                 if m is not None:
@@ -70,8 +83,8 @@ class SupplyChain:
             if wanted(predicate_type):
                 return doc, predicate_type, predicate
         where = f"{r}" + (f" ({platform})" if platform else "")
-        raise NotFound(f"no {what} found for {where}: looked at buildkit attestations and cosign's "
-                       ".att / .sbom tags")
+        raise NotFound(f"no {what} found for {where}: looked at buildkit attestations, OCI referrers "
+                       "and cosign's .att / .sbom tags")
 
     def signature_rows(self, r: ImageRef, key: Any) -> tuple[list[dict], str]:
         """(``signatures`` rows, the digest they are checked against) for ``r``'s cosign ``.sig`` tag."""

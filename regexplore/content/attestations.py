@@ -109,11 +109,20 @@ class Document:
     manifest: str
 
 
+#: artifact types (of a referrer) whose layers may be documents
+DOCUMENT_TYPES = frozenset({IN_TOTO, DSSE, *SBOM_MEDIA_TYPES})
+
+
 def documents_in(m: Manifest, source: str) -> list[Document]:
-    """The attestation / SBOM layers of manifest ``m`` (other layers are not documents)."""
+    """The attestation / SBOM layers of manifest ``m`` (other layers are not documents). A layer of another
+    type (``application/octet-stream`` as pushed by a generic client) counts as what ``m``'s
+    ``artifactType`` says, when that is a document type."""
+    artifact_type = m.json.get("artifactType")
     out = []
     for layer in m.layer_descriptors:
         mt = layer.get("mediaType")
+        if mt not in DOCUMENT_TYPES and artifact_type in DOCUMENT_TYPES:
+            mt = artifact_type
         ann = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
         if mt == IN_TOTO:
             out.append(Document(layer, "statement", ann.get("in-toto.io/predicate-type"), source, m.digest))

@@ -1,0 +1,192 @@
+"""The supply chain against the real registry (Debian's distribution 2.8): a buildkit-style attestation index
+built from Docker Hub's recorded alpine statements, cosign signatures this test makes (ECDSA P-256 with
+``cryptography``, cosign's payload and ``sha256-<hex>.sig`` layout, see tests/support/cosignkit.py), SBOMs
+attached as cosign tags and as OCI referrers, and a huge SBOM. Content is pushed with plain ``requests``
+(tests/support/pushing.py) except where ``reg.attach`` is what is tested; syft is the SBOM oracle."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import cosignkit as ck
+import pushing
+import pytest
+from servers import push_tiny_image
+
+import regexplore as rx
+from regexplore.sandbox import LocalRegistry
+
+SBOM = {"linux/amd64": "sha256:5c1f58ba4e0de0c5a3d414623520605bbfcf811e450d0dc2e2483e22562bafb2",
+        "linux/arm64/v8": "sha256:0d38fd5b319494c7f0fdcc2c23fe9358909a9d14e82a7982e20f83a2b860edba"}
+PROVENANCE = {"linux/amd64": "sha256:644afed44dca2b34dcec62eac3f2cbfafa45adfaa22355c33a26bce6eb7e939b",
+              "linux/arm64/v8": "sha256:4fbdf2544c910b27f420924db0b8295dbf1fedcfe30c7a7a71386852418dbac6",
+              "linux/arm/v6": "sha256:c29e4c1977b4ca5bc317f8a0c00b379f7a1d9e0b905cbf75076c5ca8d38b7ff6"}
+SPDX, PROV = "https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[LocalRegistry]:
+    with LocalRegistry() as reg:
+        yield reg
+
+
+def _oracle(document: dict, tmp_path: Path) -> list[tuple[str, str]]:
+    """(name, version) of ``document``'s packages as syft reads it."""
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps(document))
+    syft = str(Path(sys.executable).with_name("syft"))
+    out = subprocess.run([syft, "convert", str(path), "-o", "syft-json", "-q"], check=True, capture_output=True,
+                         timeout=120).stdout
+    return sorted((a["name"], a["version"]) for a in json.loads(out)["artifacts"])
+
+
+def _push_attested_index(url: str, shared: Path, repo: str) -> dict[str, str]:
+    """Three platform images and, per platform, an attestation manifest whose layers are the recorded in-toto
+    statements with the recorded annotations (the alpine index's shape); returns platform -> image digest."""
+    images: dict[str, str] = {}
+    entries = []
+    with pushing.Pusher(url) as p:
+        for platform in PROVENANCE:
+            os_, arch, *variant = platform.split("/")
+            img = push_tiny_image(url, repo, None, payload=platform.encode() * 50)
+            images[platform] = img.digest
+            plat = {"architecture": arch, "os": os_, **({"variant": variant[0]} if variant else {})}
+            entries.append({**img.descriptor, "platform": plat})
+            layers = []
+            for digest, kind in ((SBOM.get(platform), SPDX), (PROVENANCE[platform], PROV)):
+                if digest:
+                    layers.append(p.blob(repo, ck.alpine_blob(shared, digest), "application/vnd.in-toto+json",
+                                         annotations={"in-toto.io/predicate-type": kind}))
+            config = p.blob(repo, b'{"architecture":"unknown","os":"unknown","rootfs":{"type":"layers"}}',
+                            ck.OCI_CONFIG)
+            att = p.manifest(repo, None, {"schemaVersion": 2, "mediaType": ck.OCI_MANIFEST, "config": config,
+                                          "layers": layers})
+            entries.append({**att, "annotations": {"vnd.docker.reference.digest": img.digest,
+                                                   "vnd.docker.reference.type": "attestation-manifest"},
+                            "platform": {"architecture": "unknown", "os": "unknown"}})
+        p.manifest(repo, "3.23.2", {"schemaVersion": 2, "mediaType": ck.OCI_INDEX, "manifests": entries})
+    return images
+
+
+def test_attestations_sbom_and_provenance_from_a_pushed_buildkit_index(server: LocalRegistry, shared_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    images = _push_attested_index(server.url, shared_dir, "att/alpine")
+    reg = rx.Registry(server.url)
+    df = reg.attestations("att/alpine:3.23.2")
+    assert len(df) == 5 and dict(zip(df["platform"], df["image_digest"])) == images
+    assert df.groupby("platform")["predicate_type"].apply(list).to_dict() == {
+        "linux/amd64": [SPDX, PROV], "linux/arm64/v8": [SPDX, PROV], "linux/arm/v6": [PROV]}
+    for platform, digest in SBOM.items():
+        packages = reg.sbom("att/alpine:3.23.2", platform=platform)
+        oracle = _oracle(ck.statement_predicate(shared_dir, digest), tmp_path)
+        assert sorted(zip(packages["name"], packages["version"])) == oracle and len(oracle) == 20
+        assert packages.attrs["document"] == digest
+    for platform, digest in PROVENANCE.items():
+        prov = reg.provenance("att/alpine:3.23.2", platform=platform)
+        raw = ck.statement_predicate(shared_dir, digest)
+        assert (prov["builder_id"], prov["materials"]) == (raw["builder"]["id"], raw["materials"])
+        assert prov["document"] == digest
+    with pytest.raises(rx.NotFound, match="no SBOM found"):
+        reg.sbom("att/alpine:3.23.2", platform="linux/arm/v6")
+    assert reg.attestations(f"att/alpine@{images['linux/amd64']}").empty  # a single image has none
+
+
+def _sign(url: str, repo: str, digest: str, signatures: list[tuple[bytes, str]]) -> None:
+    """Push cosign's ``sha256-<hex>.sig`` for ``digest``: one simple-signing layer per (payload, signature)."""
+    with pushing.Pusher(url) as p:
+        layers = [ck.signature_layer(p.blob(repo, payload, ck.SIMPLE_SIGNING), sig) for payload, sig in signatures]
+        config = {"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]}}
+        cfg = p.blob(repo, json.dumps(config).encode(), ck.OCI_CONFIG)
+        p.manifest(repo, f"sha256-{digest[7:]}.sig", ck.sig_manifest(cfg, layers))
+
+
+def test_made_signatures_on_the_real_registry(server: LocalRegistry) -> None:
+    img = push_tiny_image(server.url, "sig/app", "v1")
+    key, other = ck.new_key(), ck.new_key()
+    good = ck.payload(img.digest, f"{server.url.split('://')[1]}/sig/app")
+    wrong = ck.payload("sha256:" + "1" * 64, "sig/app")
+    cases = [(good, ck.sign(key, good)),                                                 # verifies
+             (wrong, ck.sign(key, wrong)),                                               # another digest
+             (good.replace(b"sig/app", b"sig/evil"), ck.sign(key, good)),                # tampered payload
+             (good, ck.sign(other, good)),                                               # wrong key
+             (good, base64.b64encode(base64.b64decode(ck.sign(key, good))[:20]).decode())]  # truncated
+    _sign(server.url, "sig/app", img.digest, cases)
+    reg = rx.Registry(server.url)
+    df = reg.verify("sig/app:v1", ck.public_pem(key))
+    assert list(df["verified"]) == [True, False, False, False, False]
+    assert df["error"].isna().tolist() == [True, False, False, False, False]
+    assert "signs sha256:1111" in df["error"][1]
+    assert all("does not verify" in e for e in df["error"][2:])
+    assert df["docker_reference"][0].endswith("/sig/app") and df["layer_digest"].nunique() == 3  # good, wrong, tampered
+    assert reg.verify("sig/app:v1", ck.public_pem(other))["verified"].tolist() == [False, False, False, True, False]
+    unsigned = push_tiny_image(server.url, "sig/plain", "v1")
+    assert reg.verify(f"sig/plain@{unsigned.digest}", ck.public_pem(key)).empty
+
+
+def test_sboms_attached_as_cosign_tags_and_as_referrers(server: LocalRegistry, shared_dir: Path,
+                                                        tmp_path: Path) -> None:
+    spdx = ck.statement_predicate(shared_dir, SBOM["linux/amd64"])
+    path = tmp_path / "sbom.spdx.json"
+    path.write_text(json.dumps(spdx))
+    syft = str(Path(sys.executable).with_name("syft"))
+    cdx = subprocess.run([syft, "convert", str(path), "-o", "cyclonedx-json", "-q"], check=True,
+                         capture_output=True, timeout=120).stdout
+    oracle = _oracle(spdx, tmp_path)
+    reg = rx.Registry(server.url)
+    # CycloneDX as `cosign attach sbom` stores it: the document as a layer of the .sbom tag
+    a = push_tiny_image(server.url, "sbom/cdx", "v1")
+    with pushing.Pusher(server.url) as p:
+        layer = p.blob("sbom/cdx", cdx, "application/vnd.cyclonedx+json")
+        cfg = p.blob("sbom/cdx", b"{}", ck.OCI_CONFIG)
+        p.manifest("sbom/cdx", f"sha256-{a.digest[7:]}.sbom", ck.sig_manifest(cfg, [layer]))
+    got = reg.sbom("sbom/cdx:v1")
+    assert sorted(zip(got["name"], got["version"])) == oracle and got.attrs["source"] == "cosign .sbom"
+    assert got.attrs["format"].startswith("CycloneDX")
+    # SPDX as an in-toto statement in a DSSE envelope, as `cosign attest` stores it in the .att tag
+    b = push_tiny_image(server.url, "sbom/att", "v1")
+    statement = ck.alpine_blob(shared_dir, SBOM["linux/amd64"])
+    envelope = json.dumps({"payloadType": "application/vnd.in-toto+json",
+                           "payload": base64.b64encode(statement).decode(), "signatures": []}).encode()
+    with pushing.Pusher(server.url) as p:
+        layer = p.blob("sbom/att", envelope, "application/vnd.dsse.envelope.v1+json",
+                       annotations={"predicateType": SPDX})
+        cfg = p.blob("sbom/att", b"{}", ck.OCI_CONFIG)
+        p.manifest("sbom/att", f"sha256-{b.digest[7:]}.att", ck.sig_manifest(cfg, [layer]))
+    got = reg.sbom("sbom/att:v1")
+    assert sorted(zip(got["name"], got["version"])) == oracle and got.attrs["source"] == "cosign .att"
+    # SPDX attached with reg.attach (OCI 1.1 subject; distribution 2.8 keeps the sha256-<hex> index)
+    c = push_tiny_image(server.url, "sbom/ref", "v1")
+    reg.attach("sbom/ref:v1", [(str(path), "application/spdx+json")], artifact_type="application/spdx+json")
+    got = reg.sbom("sbom/ref:v1")
+    assert sorted(zip(got["name"], got["version"])) == oracle and got.attrs["source"] == "referrer"
+    assert reg.referrers(f"sbom/ref@{c.digest}")["artifact_type"].tolist() == ["application/spdx+json"]
+
+
+def test_a_huge_sbom_is_capped_with_our_error(server: LocalRegistry, shared_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    spdx = ck.statement_predicate(shared_dir, SBOM["linux/amd64"])
+    spdx["packages"] = spdx["packages"] * 150  # about 2 MB
+    doc = json.dumps(spdx).encode()
+    img = push_tiny_image(server.url, "sbom/huge", "v1")
+    with pushing.Pusher(server.url) as p:
+        true_layer = p.blob("sbom/huge", doc, "application/spdx+json")
+        cfg = p.blob("sbom/huge", b"{}", ck.OCI_CONFIG)
+        # the descriptor understates the size: the cap must hold on the wire too
+        lying = {**true_layer, "size": 1000}
+        p.manifest("sbom/huge", f"sha256-{img.digest[7:]}.sbom", ck.sig_manifest(cfg, [lying]))
+    monkeypatch.setenv("REGEXPLORE_MAX_SBOM_BYTES", str(1024 * 1024))
+    reg = rx.Registry(server.url)
+    with pytest.raises(rx.ResponseTooLarge, match="REGEXPLORE_MAX_SBOM_BYTES=1048576"):
+        reg.sbom("sbom/huge:v1")
+    with pushing.Pusher(server.url) as p:  # the honest descriptor is refused before a byte is fetched
+        p.manifest("sbom/huge", f"sha256-{img.digest[7:]}.sbom", ck.sig_manifest(cfg, [true_layer]))
+    fresh = rx.Registry(server.url)
+    with pytest.raises(rx.ResponseTooLarge, match="its descriptor says"):
+        fresh.sbom("sbom/huge:v1")
+    assert not any(f"/blobs/{true_layer['digest']}" in u for u in fresh.trace["url"])
+    assert len(doc) > 1024 * 1024
