@@ -690,9 +690,10 @@ class Registry:
         """The packages of the SBOM attached to ``ref`` (for an index: to ``platform``'s image, default
         linux/amd64) → packages frame with the columns an SBOM fills (name, version, purl, arch, source,
         licenses; not the document's root, the image itself). Looked for in buildkit's SPDX attestation,
-        then OCI referrers (``attach``) and cosign's ``.att`` (DSSE) and ``.sbom`` tags; SPDX and CycloneDX JSON. ``df.attrs``: format,
-        source, document (layer digest). The document is capped at ``REGEXPLORE_MAX_SBOM_BYTES`` (default
-        128 MiB): over it :class:`ResponseTooLarge`. Raises :class:`NotFound` when there is no SBOM."""
+        then OCI referrers (``attach``) and cosign's ``.att`` (DSSE) and ``.sbom`` tags; SPDX and CycloneDX
+        JSON. ``df.attrs``: format, source, document (layer digest). The document is capped at
+        ``REGEXPLORE_MAX_SBOM_BYTES`` (default 128 MiB): over it :class:`ResponseTooLarge`. Raises
+        :class:`NotFound` when there is no SBOM."""
         from .content.attestations import is_sbom
         from .content.sbom import sbom_format, sbom_rows
 
