@@ -268,7 +268,8 @@ class Referrers:
         artifact's descriptor is added to the referrers tag schema index (:meth:`_add_to_fallback`).
         Raises :class:`RegistryError` from the registry, ``OSError`` for a file that cannot be read."""
         layers = [self._upload_file(repo, item) for item in files]
-        self.v2.upload_blob(repo, EMPTY_JSON, EMPTY_DESCRIPTOR["digest"])
+        if not self.v2.blob_exists(repo, EMPTY_DESCRIPTOR["digest"]):
+            self.v2.upload_blob(repo, EMPTY_JSON, EMPTY_DESCRIPTOR["digest"])
         ann = {CREATED_ANNOTATION: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **(annotations or {})}
         doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": artifact_type,
                "config": EMPTY_DESCRIPTOR, "layers": layers or [EMPTY_DESCRIPTOR],
@@ -276,12 +277,24 @@ class Referrers:
                "annotations": ann}
         raw = _json_bytes(doc)
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-        resp = self.v2.push_manifest(repo, digest, raw, OCI_MANIFEST)
+        resp = self._push_artifact(repo, digest, raw)
         if not resp.headers.get("OCI-Subject"):
             self._add_to_fallback(repo, subject.digest, {"mediaType": OCI_MANIFEST, "digest": digest,
                                                          "size": len(raw), "artifactType": artifact_type,
                                                          "annotations": ann})
         return digest
+
+    def _push_artifact(self, repo: str, digest: str, raw: bytes) -> Any:
+        """PUT the artifact manifest; a 400 is tried once more after a pause, because distribution 2.8 rewrites a
+        blob's link file in place when two clients upload the same blob (the empty config) at once, and a
+        manifest PUT in that instant reads it as unknown."""
+        try:
+            return self.v2.push_manifest(repo, digest, raw, OCI_MANIFEST)
+        except RegistryError as exc:
+            if exc.status != 400:
+                raise
+        time.sleep(0.2)
+        return self.v2.push_manifest(repo, digest, raw, OCI_MANIFEST)
 
     def _upload_file(self, repo: str, item: Any) -> dict:
         """Upload one file (streamed, hashed first); returns its layer descriptor."""
@@ -322,7 +335,7 @@ class Referrers:
             except RegistryError as exc:
                 if exc.status != 412:
                     raise
-            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # a racing writer lands before the re-read
+            time.sleep(random.uniform(0.05, 0.15) * (attempt + 1))  # a racing writer lands before the re-read
         raise RegistryError(f"referrers tag {repo}:{tag}: other writers kept changing it; {desc['digest']} was "
                             f"not kept after {ATTACH_TRIES} tries")
 
