@@ -134,3 +134,6 @@ class V1Adapter:
     sbom = _not_in_v1("sbom()")
     provenance = _not_in_v1("provenance()")
     verify = _not_in_v1("verify()")
+    os_release = _not_in_v1("os_release()")
+    packages = _not_in_v1("packages()")
+    efficiency = _not_in_v1("efficiency()")
