@@ -20,7 +20,7 @@ from .content.attestations import (
     predicate_of,
     read_document,
 )
-from .content.signatures import PublicKey, cosign_tag, signature_rows
+from .content.signatures import SIG_ARTIFACT_TYPE, PublicKey, cosign_tag, signature_rows
 from .errors import NotFound
 from .model.oci import Manifest
 from .protocol.referrers import Referrers
@@ -86,11 +86,23 @@ class SupplyChain:
         raise NotFound(f"no {what} found for {where}: looked at buildkit attestations, OCI referrers "
                        "and cosign's .att / .sbom tags")
 
-    def signature_rows(self, r: ImageRef, key: Any) -> tuple[list[dict], str]:
-        """(``signatures`` rows, the digest they are checked against) for ``r``'s cosign ``.sig`` tag."""
-        public = key if isinstance(key, PublicKey) else PublicKey(key)
+    def signature_manifests(self, r: ImageRef) -> tuple[list[tuple[Manifest, str]], str]:
+        """(the cosign signature manifests of ``r`` with where each was found, ``r``'s digest): its
+        ``sha256-<hex>.sig`` tag (``cosign .sig``), then its OCI 1.1 referrers of artifact type
+        :data:`SIG_ARTIFACT_TYPE` (``referrer``; API or ``sha256-<hex>`` tag), all of them (cosign 2.x
+        verifies only the last one listed)."""
         digest = self.resolver.manifest(r).digest
-        sig = self._cosign_manifest(r.repository, digest, "sig")
-        if sig is None:
-            return [], digest
-        return signature_rows(self.v2, r.repository, sig, digest, public), digest
+        tagged = self._cosign_manifest(r.repository, digest, "sig")
+        found = [(tagged, "cosign .sig")] if tagged is not None else []
+        rows = Referrers(self.v2, self.resolver.by_digest, self.map).list(r.repository, digest, SIG_ARTIFACT_TYPE)
+        digests = [row["digest"] for row in rows if row["source"] != "cosign-tag"]
+        found += [(m, "referrer") for m in self.map(lambda d: self.resolver.by_digest(r.repository, d), digests)]
+        return found, digest
+
+    def signature_rows(self, r: ImageRef, key: Any) -> tuple[list[dict], str]:
+        """(``signatures`` rows of every signature manifest of ``r``, the digest they are checked against)."""
+        public = key if isinstance(key, PublicKey) else PublicKey(key)
+        manifests, digest = self.signature_manifests(r)
+        rows = [row for m, source in manifests
+                for row in signature_rows(self.v2, r.repository, m, digest, public, source)]
+        return rows, digest

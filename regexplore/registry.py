@@ -718,12 +718,12 @@ class Registry:
     @_routed()
     def sbom(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
         """The packages of the SBOM attached to ``ref`` (for an index: to ``platform``'s image, default
-        linux/amd64) → packages frame with the columns an SBOM fills (name, version, purl, arch, source,
-        licenses; not the document's root, the image itself). Looked for in buildkit's SPDX attestation,
-        then OCI referrers (``attach``) and cosign's ``.att`` (DSSE) and ``.sbom`` tags; SPDX and CycloneDX
-        JSON. ``df.attrs``: format, source, document (layer digest). The document is capped at
-        ``REGEXPLORE_MAX_SBOM_BYTES`` (default 128 MiB): over it :class:`ResponseTooLarge`. Raises
-        :class:`NotFound` when there is no SBOM."""
+        linux/amd64) → packages frame with the columns an SBOM fills (name, version, type: syft's name for
+        the purl type, purl, arch, source, licenses; not the document's root, the image itself). Looked
+        for in buildkit's SPDX attestation, then OCI referrers (``attach``) and cosign's ``.att`` (DSSE)
+        and ``.sbom`` tags; SPDX and CycloneDX JSON. ``df.attrs``: format, source, document (layer
+        digest). The document is capped at ``REGEXPLORE_MAX_SBOM_BYTES`` (default 128 MiB): over it
+        :class:`ResponseTooLarge`. Raises :class:`NotFound` when there is no SBOM."""
         from .content.attestations import is_sbom
         from .content.sbom import sbom_format, sbom_rows
 
@@ -752,9 +752,11 @@ class Registry:
     def verify(self, ref: RefLike, key: Any) -> pd.DataFrame:
         """cosign signatures of ``ref`` checked offline with ``key`` (a ``cosign.pub`` path, PEM bytes or a
         ``cryptography`` ECDSA public key) → signatures frame: one row per signature in the
-        ``sha256-<hex>.sig`` manifest, ``verified`` only when the ECDSA signature checks over the payload
+        ``sha256-<hex>.sig`` manifest and in OCI 1.1 referrers of artifact type
+        ``application/vnd.dev.cosign.artifact.sig.v1+json`` (cosign 2.x ``--registry-referrers-mode=oci-1-1``;
+        ``source`` says which), ``verified`` only when the ECDSA signature checks over the payload
         and the payload signs ``ref``'s digest; ``error`` says why not. Keyless (Fulcio/Rekor) signatures
-        are listed, not verified. No signature tag: an empty frame. Raises ``ValueError`` for a key that
+        are listed, not verified. No signature: an empty frame. Raises ``ValueError`` for a key that
         is not an ECDSA public key."""
         r = self.ref(ref)
         rows, digest = self._supply.signature_rows(r, key)

@@ -3,8 +3,9 @@
 Pure data, no I/O. An SBOM describes one thing (the image) and lists what is in it; the described thing
 itself (SPDX's ``DESCRIBES`` target / ``documentDescribes``, CycloneDX's ``metadata.component``) is not a
 package row. The columns an SBOM fills are ``name``, ``version``, ``purl``, ``arch`` and ``source`` (the
-purl's ``arch`` and ``upstream`` qualifiers, as syft writes them) and ``licenses``; ``type``, ``layer`` and
-``path`` stay <NA>: SPDX and CycloneDX do not carry syft's type names or the layer a package came from.
+purl's ``arch`` and ``upstream`` qualifiers, as syft writes them), ``licenses`` and ``type``: syft's type
+name for the purl's type (:data:`PURL_TYPES`); ``layer`` and ``path`` stay <NA>: SPDX and CycloneDX do not
+carry the layer a package came from.
 """
 
 from __future__ import annotations
@@ -13,11 +14,16 @@ from typing import Any
 
 from ..errors import UnsupportedMediaType
 
-__all__ = ["MAX_SBOM_PACKAGES", "sbom_format", "sbom_rows"]
+__all__ = ["MAX_SBOM_PACKAGES", "PURL_TYPES", "sbom_format", "sbom_rows"]
 
 #: packages (and nested CycloneDX components) one document may list; more is hostile, not an image
 MAX_SBOM_PACKAGES = 1_000_000
 _NO_VALUE = {"NOASSERTION", "NONE", ""}
+#: purl type -> syft's package type, as syft 1.18.1 reads an SBOM back (``pkg.TypeByName(purl.Type)`` in
+#: syft/format/common/spdxhelpers/to_syft_model.go; syft/pkg/type.go), for the seven types the ``packages``
+#: frame knows; a purl of another type leaves ``type`` <NA>
+PURL_TYPES = {"deb": "deb", "apk": "apk", "alpine": "apk", "rpm": "rpm", "pypi": "python", "npm": "npm",
+              "golang": "go-module", "maven": "java-archive"}
 
 
 def sbom_format(doc: Any) -> str | None:
@@ -43,16 +49,19 @@ def sbom_rows(doc: Any, what: str = "SBOM") -> list[dict]:
 
 
 def _purl_facts(purl: Any) -> dict:
-    """``purl`` (when it parses) and its ``arch`` / ``upstream`` qualifiers as ``arch`` / ``source``."""
+    """``purl`` (when it parses): its type as syft's ``type`` (:data:`PURL_TYPES`), its ``arch`` / ``upstream``
+    qualifiers as ``arch`` / ``source``."""
     from packageurl import PackageURL
 
     if not isinstance(purl, str) or not purl:
         return {}
     try:
-        qualifiers = PackageURL.from_string(purl).qualifiers or {}
+        parsed = PackageURL.from_string(purl)
     except ValueError:
         return {"purl": purl}
-    return {"purl": purl, "arch": qualifiers.get("arch"), "source": qualifiers.get("upstream")}
+    qualifiers = parsed.qualifiers if isinstance(parsed.qualifiers, dict) else {}
+    return {"purl": purl, "type": PURL_TYPES.get(parsed.type), "arch": qualifiers.get("arch"),
+            "source": qualifiers.get("upstream")}
 
 
 def _listed(doc: dict, key: str, what: str) -> list:

@@ -1,6 +1,9 @@
 """cosign signatures: find them, verify them offline with a public key.
 
-cosign keeps the signatures of ``repo@sha256:<hex>`` in the manifest tagged ``sha256-<hex>.sig``; each
+cosign keeps the signatures of ``repo@sha256:<hex>`` in the manifest tagged ``sha256-<hex>.sig``, or, with
+``--registry-referrers-mode=oci-1-1`` (cosign 2.x), in the same manifest pushed untagged as an OCI 1.1
+referrer: ``subject`` the image, ``artifactType`` and config media type :data:`SIG_ARTIFACT_TYPE`
+(``WriteSignaturesExperimentalOCI`` in cosign's pkg/oci/remote/write.go). Each
 layer ``application/vnd.dev.cosign.simplesigning.v1+json`` is a *simple-signing payload*
 (``{"critical": {"identity": {"docker-reference"}, "image": {"docker-manifest-digest"}, "type"},
 "optional"}``) and its annotation ``dev.cosignproject.cosign/signature`` the base64 ECDSA signature of the
@@ -25,10 +28,13 @@ from ..errors import RegistryError, load_json
 from ..model.oci import Manifest
 from ..protocol.v2 import V2Client
 
-__all__ = ["SIGNATURE_ANNOTATION", "SIMPLE_SIGNING", "PublicKey", "cosign_tag", "signature_rows", "verify_payload"]
+__all__ = ["SIGNATURE_ANNOTATION", "SIG_ARTIFACT_TYPE", "SIMPLE_SIGNING", "PublicKey", "cosign_tag", "signature_rows",
+           "verify_payload"]
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+#: the artifact type of a cosign signature stored as an OCI 1.1 referrer (cosign's ``ArtifactType("sig")``)
+SIG_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 PAYLOAD_TYPE = "cosign container image signature"
 #: a simple-signing payload is a few hundred bytes; a bigger one is not read
@@ -127,9 +133,9 @@ def _b64(text: str) -> bytes:
         return b""
 
 
-def signature_rows(v2: V2Client, repo: str, sig: Manifest, digest: str, key: PublicKey) -> list[dict]:
-    """The ``signatures`` rows of the signature manifest ``sig`` (one per simple-signing layer) for the
-    image ``digest``: each payload fetched (verified against its layer digest, at most
+def signature_rows(v2: V2Client, repo: str, sig: Manifest, digest: str, key: PublicKey, source: str) -> list[dict]:
+    """The ``signatures`` rows of the signature manifest ``sig`` (one per simple-signing layer; ``source``
+    says where it was found) for the image ``digest``: each payload fetched (verified against its layer digest, at most
     :data:`MAX_PAYLOAD_BYTES`) and checked with :func:`verify_payload`. A payload that cannot be fetched
     is a row with the reason."""
     rows = []
@@ -137,7 +143,7 @@ def signature_rows(v2: V2Client, repo: str, sig: Manifest, digest: str, key: Pub
         if layer.get("mediaType") != SIMPLE_SIGNING:
             continue
         annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
-        row = {"digest": sig.digest, "key": key.name, "layer_digest": layer.get("digest")}
+        row = {"digest": sig.digest, "key": key.name, "layer_digest": layer.get("digest"), "source": source}
         try:
             payload = v2.get_blob(repo, str(layer.get("digest")), max_bytes=MAX_PAYLOAD_BYTES)
         except RegistryError as exc:

@@ -128,6 +128,51 @@ def test_made_signatures_on_the_real_registry(server: LocalRegistry) -> None:
     assert reg.verify(f"sig/plain@{unsigned.digest}", ck.public_pem(key)).empty
 
 
+def _sign_as_referrer(url: str, repo: str, image: dict, signatures: list[tuple[bytes, str]]) -> dict:
+    """cosign 2.x ``--registry-referrers-mode=oci-1-1``: the signature manifest pushed by digest with the image
+    as ``subject``; distribution 2.8 has no referrers API, so the ``sha256-<hex>`` index is kept as
+    go-containerregistry keeps it (see cosignkit). Returns the signature manifest's descriptor."""
+    tag = f"sha256-{image['digest'][7:]}"
+    with pushing.Pusher(url) as p:
+        layers = [ck.signature_layer(p.blob(repo, payload, ck.SIMPLE_SIGNING), sig) for payload, sig in signatures]
+        config = {"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]}}
+        manifest = ck.referrer_sig_manifest(p.blob(repo, json.dumps(config).encode(), ck.OCI_CONFIG), layers, image)
+        desc = p.manifest(repo, None, manifest)
+        r = p.s.get(f"{url}/v2/{repo}/manifests/{tag}", headers={"Accept": ck.OCI_INDEX})
+        known = []
+        for e in r.json()["manifests"] if r.ok else []:
+            m = p.s.get(f"{url}/v2/{repo}/manifests/{e['digest']}", headers={"Accept": e["mediaType"]}).json()
+            known.append((m, {"digest": e["digest"], "size": e["size"]}))
+        p.manifest(repo, tag, ck.fallback_index(known + [(manifest, desc)]))
+    return desc
+
+
+def test_signatures_stored_as_oci_referrers(server: LocalRegistry, tmp_path: Path) -> None:
+    img = push_tiny_image(server.url, "sig/oci11", "v1")
+    key, other = ck.new_key(), ck.new_key()
+    good = ck.payload(img.digest, f"{server.url.split('://')[1]}/sig/oci11")
+    first = _sign_as_referrer(server.url, "sig/oci11", img.descriptor, [(good, ck.sign(key, good))])
+    second = _sign_as_referrer(server.url, "sig/oci11", img.descriptor, [(good, ck.sign(other, good))])
+    reg = rx.Registry(server.url)
+    assert set(reg.referrers("sig/oci11:v1", ck.SIG_ARTIFACT)["digest"]) == {first["digest"], second["digest"]}
+    df = reg.verify("sig/oci11:v1", ck.public_pem(key))
+    assert dict(zip(df["digest"], df["verified"])) == {first["digest"]: True, second["digest"]: False}
+    assert set(df["source"]) == {"referrer"} and "does not verify" in df.set_index("digest")["error"][second["digest"]]
+    # an SBOM referrer is not a signature; a .sig tag next to the referrers is read too
+    spdx = tmp_path / "sbom.spdx.json"
+    spdx.write_text('{"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "packages": []}')
+    reg.attach("sig/oci11:v1", [(str(spdx), "application/spdx+json")], artifact_type="application/spdx+json")
+    _sign(server.url, "sig/oci11", img.digest, [(good, ck.sign(other, good))])
+    fresh = rx.Registry(server.url)
+    df = fresh.verify("sig/oci11:v1", ck.public_pem(other))
+    assert sorted(zip(df["source"], df["verified"])) == [("cosign .sig", True), ("referrer", False), ("referrer", True)]
+    # a referrer signature of another image does not verify this one
+    twin = push_tiny_image(server.url, "sig/oci11", "v2", payload=b"other")
+    _sign_as_referrer(server.url, "sig/oci11", twin.descriptor, [(good, ck.sign(key, good))])
+    df = rx.Registry(server.url).verify("sig/oci11:v2", ck.public_pem(key))
+    assert df["verified"].tolist() == [False] and f"not {twin.digest}" in df["error"][0]
+
+
 def test_sboms_attached_as_cosign_tags_and_as_referrers(server: LocalRegistry, shared_dir: Path,
                                                         tmp_path: Path) -> None:
     spdx = ck.statement_predicate(shared_dir, SBOM["linux/amd64"])

@@ -6,6 +6,12 @@ Shapes come from recorded data (../shared/fixtures/real, see its README): the si
 ``cosign_sig_manifest_dockerhub_chihjenhuang_cosign1_2023.json`` (OCI manifest, config, one
 ``application/vnd.dev.cosign.simplesigning.v1+json`` layer per signature with the signature annotation), and
 the alpine 3.23.2 index and attestation manifests of ``buildkit_attestations_alpine_3.23.2_dockerhub_2025``.
+The OCI 1.1 form of a signature is cosign 2.x's ``--registry-referrers-mode=oci-1-1`` (sigstore/cosign
+pkg/oci/remote/write.go ``WriteSignaturesExperimentalOCI``: the ``.sig`` manifest with its config media type
+and ``artifactType`` set to ``application/vnd.dev.cosign.artifact.sig.v1+json`` and the image as ``subject``,
+pushed by digest), with the referrers tag go-containerregistry keeps where the registry has no referrers API
+(pkg/v1/remote/write.go ``commitSubjectReferrers``: an OCI index at ``sha256-<hex>``, one descriptor per
+referrer with ``artifactType`` = its config media type, sorted by digest).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ SIGNATURE = "dev.cosignproject.cosign/signature"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+SIG_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
 ALPINE = "buildkit_attestations_alpine_3.23.2_dockerhub_2025"
 
 
@@ -64,6 +71,20 @@ def recorded_signatures(shared: Path) -> list[tuple[bytes, str]]:
 def sig_manifest(config: dict[str, Any], layers: list[dict[str, Any]]) -> dict[str, Any]:
     """A ``.sig`` manifest in the recorded Docker Hub shape: OCI manifest, ``config``, the signature layers."""
     return {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers}
+
+
+def referrer_sig_manifest(config: dict[str, Any], layers: list[dict[str, Any]], subject: dict[str, Any]) -> dict:
+    """The ``.sig`` manifest as cosign's OCI 1.1 mode writes it: config media type and ``artifactType`` the
+    signature artifact type, ``subject`` the signed image's descriptor (mediaType, digest, size)."""
+    return {**sig_manifest({**config, "mediaType": SIG_ARTIFACT}, layers),
+            "subject": {k: subject[k] for k in ("mediaType", "digest", "size")}, "artifactType": SIG_ARTIFACT}
+
+
+def fallback_index(referrers: list[tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """go-containerregistry's referrers tag index for (manifest, its pushed descriptor) pairs."""
+    entries = [{"mediaType": m["mediaType"], "size": d["size"], "digest": d["digest"],
+                "artifactType": m["config"]["mediaType"]} for m, d in referrers]
+    return {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": sorted(entries, key=lambda e: e["digest"])}
 
 
 def signature_layer(descriptor: dict[str, Any], signature: str) -> dict[str, Any]:

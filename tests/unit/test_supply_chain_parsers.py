@@ -16,6 +16,7 @@ import pytest
 from packageurl import PackageURL
 
 from regexplore.content.attestations import Document, predicate_of, provenance_summary
+from regexplore.content.inside.model import TYPES
 from regexplore.content.sbom import sbom_rows
 from regexplore.content.signatures import PublicKey, verify_payload
 from regexplore.errors import UnsupportedMediaType
@@ -60,6 +61,8 @@ def test_recorded_spdx_sboms_give_syfts_packages_without_the_root(shared_dir: Pa
     assert {r["arch"] for r in rows} == {r["source"] for r in rows} == {None}
     busybox = next(r for r in rows if r["name"] == "busybox")
     assert busybox["licenses"] == ["GPL-2.0-only"]  # licenseConcluded NOASSERTION is no license
+    assert sorted((r["name"], r["type"]) for r in rows) == sorted((a["name"], a["type"]) for a in oracle)
+    assert {r["type"] for r in rows} == {"apk"}  # syft's name for purl type "apk"
 
 
 def test_cyclonedx_made_by_syft_gives_the_same_packages(shared_dir: Path, tmp_path: Path) -> None:
@@ -70,6 +73,36 @@ def test_cyclonedx_made_by_syft_gives_the_same_packages(shared_dir: Path, tmp_pa
     rows = sbom_rows(cdx)
     assert sorted((r["name"], r["version"], r["purl"]) for r in rows) == \
         sorted((a["name"], a["version"], a["purl"]) for a in oracle)
+
+
+def _rows_key(name: Any, version: Any, kind: Any) -> tuple[str, str, str]:
+    return str(name), str(version), str(kind if kind in TYPES else None)
+
+
+def test_types_are_syfts_names_for_the_purl_types(tmp_path: Path) -> None:
+    """syft scans real files of six ecosystems (this machine's dpkg status, a wheel's dist-info, npm's
+    corepack, a Debian jar, the dive Go binary) into SPDX; reading that SPDX back, syft names each package's
+    type from its purl. ``sbom_rows`` gives the same names for the seven types regexplore knows, <NA> for
+    others."""
+    root = tmp_path / "root"
+    files = {"/etc/os-release": "etc/os-release", "/var/lib/dpkg/status": "var/lib/dpkg/status",
+             "/usr/lib/node_modules/corepack/package.json": "usr/lib/node_modules/corepack/package.json",
+             "/usr/share/java/commons-cli-1.5.0.jar": "usr/share/java/commons-cli.jar",
+             str(Path(sys.executable).with_name("dive")): "usr/bin/dive"}
+    for source, target in files.items():
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, root / target)
+    wheel = next(Path(sys.executable).parents[1].glob("lib/python3.*/site-packages/anyio-*.dist-info"))
+    shutil.copytree(wheel, root / "usr/lib/python3/site-packages" / wheel.name)
+    spdx = tmp_path / "scan.spdx.json"
+    syft("scan", f"dir:{root}", "-o", f"spdx-json={spdx}", "-o", "syft-json", "--select-catalogers",
+         "+dpkg-db-cataloger,+python-installed-package-cataloger,+javascript-package-cataloger,"
+         "+java-archive-cataloger,+go-module-binary-cataloger")
+    oracle = syft("convert", str(spdx), "-o", "syft-json")["artifacts"]
+    rows = sbom_rows(json.loads(spdx.read_text()))
+    assert sorted(_rows_key(r["name"], r["version"], r["type"]) for r in rows) == \
+        sorted(_rows_key(a["name"], a["version"], a["type"]) for a in oracle)
+    assert {r["type"] for r in rows} == {"deb", "python", "npm", "java-archive", "go-module"}
 
 
 def test_a_document_of_neither_format_is_refused_with_our_error() -> None:
