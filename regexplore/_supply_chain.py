@@ -100,8 +100,9 @@ class SupplyChain:
         return found, digest
 
     def signature_rows(self, r: ImageRef, key: Any) -> tuple[list[dict], str]:
-        """(``signatures`` rows of every signature manifest of ``r``, the digest they are checked against)."""
-        public = key if isinstance(key, PublicKey) else PublicKey(key)
+        """(``signatures`` rows of every signature manifest of ``r``, the digest they are checked against);
+        ``key`` None: each found, not verified."""
+        public = key if isinstance(key, PublicKey) or key is None else PublicKey(key)
         manifests, digest = self.signature_manifests(r)
         rows = [row for m, source in manifests
                 for row in signature_rows(self.v2, r.repository, m, digest, public, source)]

@@ -749,15 +749,15 @@ class Registry:
 
     @_timed()
     @_routed()
-    def verify(self, ref: RefLike, key: Any) -> pd.DataFrame:
+    def verify(self, ref: RefLike, key: Any = None) -> pd.DataFrame:
         """cosign signatures of ``ref`` checked offline with ``key`` (a ``cosign.pub`` path, PEM bytes or a
         ``cryptography`` ECDSA public key) → signatures frame: one row per signature in the
         ``sha256-<hex>.sig`` manifest and in OCI 1.1 referrers of artifact type
         ``application/vnd.dev.cosign.artifact.sig.v1+json`` (cosign 2.x ``--registry-referrers-mode=oci-1-1``;
         ``source`` says which), ``verified`` only when the ECDSA signature checks over the payload
         and the payload signs ``ref``'s digest; ``error`` says why not. Keyless (Fulcio/Rekor) signatures
-        are listed, not verified. No signature: an empty frame. Raises ``ValueError`` for a key that
-        is not an ECDSA public key."""
+        are listed, not verified; so is every signature when ``key`` is None. No signature: an empty
+        frame. Raises ``ValueError`` for a key that is not an ECDSA public key."""
         r = self.ref(ref)
         rows, digest = self._supply.signature_rows(r, key)
         return make_frame("signatures", rows, attrs={"reference": str(r), "signed_digest": digest})

@@ -92,10 +92,10 @@ class PublicKey:
         return True
 
 
-def verify_payload(payload: bytes, annotations: dict, digest: str, key: PublicKey) -> dict:
+def verify_payload(payload: bytes, annotations: dict, digest: str, key: PublicKey | None) -> dict:
     """Check one simple-signing layer: ``payload`` (its bytes) and its ``annotations`` against
     ``digest`` (what must be signed) with ``key``. Returns ``{verified, docker_reference, error}``;
-    ``error`` says why not (None when verified)."""
+    ``error`` says why not (None when verified). Without a key (None) a signature is found, not verified."""
     try:
         doc = load_json(payload, "signature payload")
     except (ValueError, RegistryError):
@@ -107,6 +107,8 @@ def verify_payload(payload: bytes, annotations: dict, digest: str, key: PublicKe
         row["error"] = "keyless signature (Fulcio certificate): found, not verified (keyless is out of scope)"
     elif not isinstance(annotations.get(SIGNATURE_ANNOTATION), str):
         row["error"] = f"no {SIGNATURE_ANNOTATION} annotation"
+    elif key is None:
+        row["error"] = "found, not verified: no key given"
     elif not key.verifies(_b64(annotations[SIGNATURE_ANNOTATION]), payload):
         row["error"] = f"the signature does not verify with key {key.name} over the payload"
     elif not isinstance(critical, dict) or critical.get("type") != PAYLOAD_TYPE:
@@ -133,7 +135,8 @@ def _b64(text: str) -> bytes:
         return b""
 
 
-def signature_rows(v2: V2Client, repo: str, sig: Manifest, digest: str, key: PublicKey, source: str) -> list[dict]:
+def signature_rows(v2: V2Client, repo: str, sig: Manifest, digest: str, key: PublicKey | None,
+                   source: str) -> list[dict]:
     """The ``signatures`` rows of the signature manifest ``sig`` (one per simple-signing layer; ``source``
     says where it was found) for the image ``digest``: each payload fetched (verified against its layer digest, at most
     :data:`MAX_PAYLOAD_BYTES`) and checked with :func:`verify_payload`. A payload that cannot be fetched
@@ -143,7 +146,7 @@ def signature_rows(v2: V2Client, repo: str, sig: Manifest, digest: str, key: Pub
         if layer.get("mediaType") != SIMPLE_SIGNING:
             continue
         annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
-        row = {"digest": sig.digest, "key": key.name, "layer_digest": layer.get("digest"), "source": source}
+        row = {"digest": sig.digest, "key": key and key.name, "layer_digest": layer.get("digest"), "source": source}
         try:
             payload = v2.get_blob(repo, str(layer.get("digest")), max_bytes=MAX_PAYLOAD_BYTES)
         except RegistryError as exc:

@@ -21,12 +21,7 @@ from servers import push_tiny_image
 import regexplore as rx
 from regexplore.sandbox import LocalRegistry
 
-SBOM = {"linux/amd64": "sha256:5c1f58ba4e0de0c5a3d414623520605bbfcf811e450d0dc2e2483e22562bafb2",
-        "linux/arm64/v8": "sha256:0d38fd5b319494c7f0fdcc2c23fe9358909a9d14e82a7982e20f83a2b860edba"}
-PROVENANCE = {"linux/amd64": "sha256:644afed44dca2b34dcec62eac3f2cbfafa45adfaa22355c33a26bce6eb7e939b",
-              "linux/arm64/v8": "sha256:4fbdf2544c910b27f420924db0b8295dbf1fedcfe30c7a7a71386852418dbac6",
-              "linux/arm/v6": "sha256:c29e4c1977b4ca5bc317f8a0c00b379f7a1d9e0b905cbf75076c5ca8d38b7ff6"}
-SPDX, PROV = "https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"
+SBOM, PROVENANCE, SPDX, PROV = ck.SBOM, ck.PROVENANCE, ck.SPDX, ck.PROV
 
 
 @pytest.fixture(scope="module")
@@ -45,37 +40,9 @@ def _oracle(document: dict, tmp_path: Path) -> list[tuple[str, str]]:
     return sorted((a["name"], a["version"]) for a in json.loads(out)["artifacts"])
 
 
-def _push_attested_index(url: str, shared: Path, repo: str) -> dict[str, str]:
-    """Three platform images and, per platform, an attestation manifest whose layers are the recorded in-toto
-    statements with the recorded annotations (the alpine index's shape); returns platform -> image digest."""
-    images: dict[str, str] = {}
-    entries = []
-    with pushing.Pusher(url) as p:
-        for platform in PROVENANCE:
-            os_, arch, *variant = platform.split("/")
-            img = push_tiny_image(url, repo, None, payload=platform.encode() * 50)
-            images[platform] = img.digest
-            plat = {"architecture": arch, "os": os_, **({"variant": variant[0]} if variant else {})}
-            entries.append({**img.descriptor, "platform": plat})
-            layers = []
-            for digest, kind in ((SBOM.get(platform), SPDX), (PROVENANCE[platform], PROV)):
-                if digest:
-                    layers.append(p.blob(repo, ck.alpine_blob(shared, digest), "application/vnd.in-toto+json",
-                                         annotations={"in-toto.io/predicate-type": kind}))
-            config = p.blob(repo, b'{"architecture":"unknown","os":"unknown","rootfs":{"type":"layers"}}',
-                            ck.OCI_CONFIG)
-            att = p.manifest(repo, None, {"schemaVersion": 2, "mediaType": ck.OCI_MANIFEST, "config": config,
-                                          "layers": layers})
-            entries.append({**att, "annotations": {"vnd.docker.reference.digest": img.digest,
-                                                   "vnd.docker.reference.type": "attestation-manifest"},
-                            "platform": {"architecture": "unknown", "os": "unknown"}})
-        p.manifest(repo, "3.23.2", {"schemaVersion": 2, "mediaType": ck.OCI_INDEX, "manifests": entries})
-    return images
-
-
 def test_attestations_sbom_and_provenance_from_a_pushed_buildkit_index(server: LocalRegistry, shared_dir: Path,
                                                                        tmp_path: Path) -> None:
-    images = _push_attested_index(server.url, shared_dir, "att/alpine")
+    images = ck.push_attested_index(server.url, shared_dir, "att/alpine")
     reg = rx.Registry(server.url)
     df = reg.attestations("att/alpine:3.23.2")
     assert len(df) == 5 and dict(zip(df["platform"], df["image_digest"])) == images
@@ -96,15 +63,6 @@ def test_attestations_sbom_and_provenance_from_a_pushed_buildkit_index(server: L
     assert reg.attestations(f"att/alpine@{images['linux/amd64']}").empty  # a single image has none
 
 
-def _sign(url: str, repo: str, digest: str, signatures: list[tuple[bytes, str]]) -> None:
-    """Push cosign's ``sha256-<hex>.sig`` for ``digest``: one simple-signing layer per (payload, signature)."""
-    with pushing.Pusher(url) as p:
-        layers = [ck.signature_layer(p.blob(repo, payload, ck.SIMPLE_SIGNING), sig) for payload, sig in signatures]
-        config = {"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]}}
-        cfg = p.blob(repo, json.dumps(config).encode(), ck.OCI_CONFIG)
-        p.manifest(repo, f"sha256-{digest[7:]}.sig", ck.sig_manifest(cfg, layers))
-
-
 def test_made_signatures_on_the_real_registry(server: LocalRegistry) -> None:
     img = push_tiny_image(server.url, "sig/app", "v1")
     key, other = ck.new_key(), ck.new_key()
@@ -115,7 +73,7 @@ def test_made_signatures_on_the_real_registry(server: LocalRegistry) -> None:
              (good.replace(b"sig/app", b"sig/evil"), ck.sign(key, good)),                # tampered payload
              (good, ck.sign(other, good)),                                               # wrong key
              (good, base64.b64encode(base64.b64decode(ck.sign(key, good))[:20]).decode())]  # truncated
-    _sign(server.url, "sig/app", img.digest, cases)
+    ck.push_signatures(server.url, "sig/app", img.digest, cases)
     reg = rx.Registry(server.url)
     df = reg.verify("sig/app:v1", ck.public_pem(key))
     assert list(df["verified"]) == [True, False, False, False, False]
@@ -124,6 +82,9 @@ def test_made_signatures_on_the_real_registry(server: LocalRegistry) -> None:
     assert all("does not verify" in e for e in df["error"][2:])
     assert df["docker_reference"][0].endswith("/sig/app") and df["layer_digest"].nunique() == 3  # good, wrong, tampered
     assert reg.verify("sig/app:v1", ck.public_pem(other))["verified"].tolist() == [False, False, False, True, False]
+    found = reg.verify("sig/app:v1")  # no key: every signature listed, none verified
+    assert len(found) == 5 and not found["verified"].any() and found["key"].isna().all()
+    assert set(found["error"]) == {"found, not verified: no key given"}
     unsigned = push_tiny_image(server.url, "sig/plain", "v1")
     assert reg.verify(f"sig/plain@{unsigned.digest}", ck.public_pem(key)).empty
 
@@ -162,7 +123,7 @@ def test_signatures_stored_as_oci_referrers(server: LocalRegistry, tmp_path: Pat
     spdx = tmp_path / "sbom.spdx.json"
     spdx.write_text('{"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "packages": []}')
     reg.attach("sig/oci11:v1", [(str(spdx), "application/spdx+json")], artifact_type="application/spdx+json")
-    _sign(server.url, "sig/oci11", img.digest, [(good, ck.sign(other, good))])
+    ck.push_signatures(server.url, "sig/oci11", img.digest, [(good, ck.sign(other, good))])
     fresh = rx.Registry(server.url)
     df = fresh.verify("sig/oci11:v1", ck.public_pem(other))
     assert sorted(zip(df["source"], df["verified"])) == [("cosign .sig", True), ("referrer", False), ("referrer", True)]

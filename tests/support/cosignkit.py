@@ -21,8 +21,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pushing
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from servers import push_tiny_image
 
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE = "dev.cosignproject.cosign/signature"
@@ -31,6 +33,13 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 SIG_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
 ALPINE = "buildkit_attestations_alpine_3.23.2_dockerhub_2025"
+#: the recorded alpine 3.23.2 in-toto statements: SPDX SBOMs and SLSA v0.2 provenance per platform
+SBOM = {"linux/amd64": "sha256:5c1f58ba4e0de0c5a3d414623520605bbfcf811e450d0dc2e2483e22562bafb2",
+        "linux/arm64/v8": "sha256:0d38fd5b319494c7f0fdcc2c23fe9358909a9d14e82a7982e20f83a2b860edba"}
+PROVENANCE = {"linux/amd64": "sha256:644afed44dca2b34dcec62eac3f2cbfafa45adfaa22355c33a26bce6eb7e939b",
+              "linux/arm64/v8": "sha256:4fbdf2544c910b27f420924db0b8295dbf1fedcfe30c7a7a71386852418dbac6",
+              "linux/arm/v6": "sha256:c29e4c1977b4ca5bc317f8a0c00b379f7a1d9e0b905cbf75076c5ca8d38b7ff6"}
+SPDX, PROV = "https://spdx.dev/Document", "https://slsa.dev/provenance/v0.2"
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -111,3 +120,40 @@ def alpine_index(shared: Path) -> dict[str, Any]:
 def statement_predicate(shared: Path, digest: str) -> dict[str, Any]:
     """The predicate of a recorded in-toto statement."""
     return json.loads(alpine_blob(shared, digest))["predicate"]
+
+
+def push_attested_index(url: str, shared: Path, repo: str, tag: str = "3.23.2") -> dict[str, str]:
+    """Three platform images and, per platform, an attestation manifest whose layers are the recorded in-toto
+    statements with the recorded annotations (the alpine index's shape), the index at ``tag``; returns
+    platform -> image digest."""
+    images: dict[str, str] = {}
+    entries = []
+    with pushing.Pusher(url) as p:
+        for platform in PROVENANCE:
+            os_, arch, *variant = platform.split("/")
+            img = push_tiny_image(url, repo, None, payload=platform.encode() * 50)
+            images[platform] = img.digest
+            plat = {"architecture": arch, "os": os_, **({"variant": variant[0]} if variant else {})}
+            entries.append({**img.descriptor, "platform": plat})
+            layers = []
+            for digest, kind in ((SBOM.get(platform), SPDX), (PROVENANCE[platform], PROV)):
+                if digest:
+                    layers.append(p.blob(repo, alpine_blob(shared, digest), "application/vnd.in-toto+json",
+                                         annotations={"in-toto.io/predicate-type": kind}))
+            config = p.blob(repo, b'{"architecture":"unknown","os":"unknown","rootfs":{"type":"layers"}}', OCI_CONFIG)
+            att = p.manifest(repo, None, {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config,
+                                          "layers": layers})
+            entries.append({**att, "annotations": {"vnd.docker.reference.digest": img.digest,
+                                                   "vnd.docker.reference.type": "attestation-manifest"},
+                            "platform": {"architecture": "unknown", "os": "unknown"}})
+        p.manifest(repo, tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    return images
+
+
+def push_signatures(url: str, repo: str, digest: str, signatures: list[tuple[bytes, str]]) -> None:
+    """Push cosign's ``sha256-<hex>.sig`` for ``digest``: one simple-signing layer per (payload, signature)."""
+    with pushing.Pusher(url) as p:
+        layers = [signature_layer(p.blob(repo, data, SIMPLE_SIGNING), sig) for data, sig in signatures]
+        config = {"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in layers]}}
+        cfg = p.blob(repo, json.dumps(config).encode(), OCI_CONFIG)
+        p.manifest(repo, f"sha256-{digest[7:]}.sig", sig_manifest(cfg, layers))
