@@ -25,10 +25,8 @@ _BUSYBOX_CAP = 8 * 1024 * 1024
 _SYFT_FIELDS = ("PRETTY_NAME", "NAME", "ID", "ID_LIKE", "VERSION", "VERSION_ID", "VERSION_CODENAME", "BUILD_ID",
                 "IMAGE_ID", "IMAGE_VERSION", "VARIANT", "VARIANT_ID", "HOME_URL", "SUPPORT_URL", "BUG_REPORT_URL",
                 "PRIVACY_POLICY_URL", "CPE_NAME", "SUPPORT_END")
-_LINE = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*(.*?)\s*$")
-_ESCAPE = re.compile(r"\\(.)")
 _BUSYBOX = re.compile(rb"BusyBox v[\d.]+")
-_CPE = re.compile(r"cpe:/o:(.*?):.*?:(.*?):.*?$", re.M)
+_CPE = re.compile(r"cpe:/o:(.*?):.*?:(.*?):.*?\Z")  # Go's $ without (?m): the end of the text only
 _REDHAT = re.compile(r"(.*?)\srelease\s(\d\.\d+)")
 
 
@@ -50,21 +48,21 @@ CATALOGERS = (
 
 
 def parse_os_release(text: str) -> dict[str, str]:
-    """``KEY=value`` lines of an os-release file: comments and malformed lines ignored; a value in double or
-    single quotes loses them, and backslash escapes inside double quotes (or unquoted) are undone."""
+    """``KEY=value`` lines of an os-release file, read as syft's parser (``acobaugh/osrelease``) reads them:
+    empty, ``#`` and ``=``-less lines skipped; spaces trimmed around key and value; a value holding a ``"``
+    whose first and last characters are the same quote loses one quote of each kind at both ends; then
+    ``\\"``, ``\\$``, ``\\\\`` and ``\\` `` are unescaped."""
     out: dict[str, str] = {}
-    for line in text.splitlines():
-        m = _LINE.match(line)
-        if m is None or line.lstrip().startswith("#"):
+    for line in text.split("\n"):
+        if not line or line[0] == "#" or "=" not in line:
             continue
-        value = m[2]
-        if len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
-        else:
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            value = _ESCAPE.sub(r"\1", value)
-        out[m[1]] = value
+        key, _, value = line.partition("=")
+        key, value = key.strip(" "), value.strip(" ")
+        if '"' in value and value[0] == value[-1] and value[0] in "\"'":
+            value = value.removeprefix("'").removeprefix('"').removesuffix("'").removesuffix('"')
+        for escaped, plain in (('\\"', '"'), ("\\$", "$"), ("\\\\", "\\"), ("\\`", "`")):
+            value = value.replace(escaped, plain)
+        out[key] = value
     return out
 
 

@@ -19,20 +19,12 @@ log = logging.getLogger("regexplore.inside")
 
 
 def default_catalogers() -> tuple[Cataloger, ...]:
-    """Every package cataloger (:func:`.catalogers.all_catalogers`) plus the os-release reader. While a
-    cataloger module is not in the tree yet (they arrive from their own branches) there are no package
-    catalogers, with a warning; any other import error is raised."""
-    from . import catalogers
+    """Every package cataloger (:func:`.catalogers.all_catalogers`: a module not in the tree yet is left
+    out, with a warning) plus the os-release reader."""
+    from .catalogers import all_catalogers
     from .osrelease import CATALOGERS
 
-    try:
-        found = catalogers.all_catalogers()
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith(f"{catalogers.__name__}."):
-            raise
-        log.warning("no package catalogers: %s is missing", exc.name)
-        found = ()
-    return (*found, *CATALOGERS)
+    return (*all_catalogers(), *CATALOGERS)
 
 
 class _Pass:
