@@ -60,6 +60,8 @@ VARIABLES: list[Variable] = [
     _v("REGEXPLORE_MAX_LIST_ENTRIES", "cap on the names one paged listing collects (default 1,000,000)"),
     _v("REGEXPLORE_MAX_REFERRERS", "cap on the descriptors one `referrers` listing reads, pages and levels "
                                    "together (default 10,000; past it: `ResponseTooLarge`)"),
+    _v("REGEXPLORE_MAX_SBOM_BYTES", "cap on one SBOM or attestation document read into memory by `sbom` / "
+                                    "`provenance` (default 128 MiB)"),
     _v("REGEXPLORE_MAX_JSON_DEPTH", "cap on nested arrays/objects in one JSON document from a server "
                                     "(default 256)"),
     _v("REGEXPLORE_DEADLINE", "seconds a metadata call may take in all (default 900; `0`/`off`: none)"),

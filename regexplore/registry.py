@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from ._image_layers import ImageEfficiency, ImageLayers, files_columns, inside, packages_frame
 from ._resolve import MAX_INDEX_ENTRIES_ENV, Resolver
+from ._supply_chain import SupplyChain
 from ._v1_adapter import V1_CAN, V1Adapter, detect_api
 from .content.budget import MAX_IMAGE_BYTES_ENV, ImageBudget, Replay
 from .errors import InvalidReference, NotFound, RegistryError
@@ -69,7 +70,8 @@ def _routed(*, probe: bool = False) -> Callable[[F], F]:
 #: what a v2 registry can do, in the names of :meth:`Registry.can` (``V1_CAN``: what a v1 one can)
 _V2_CAN = frozenset({"ping", "search", "catalog", "tags", "tag details", "manifest", "platforms", "config",
                      "history", "layers", "files", "diff", "read_file", "extract", "download", "save", "push",
-                     "tag", "delete", "os_release", "packages", "efficiency", "referrers", "attach"})
+                     "tag", "delete", "referrers", "attach", "attestations", "sbom", "provenance", "verify",
+                     "os_release", "packages", "efficiency"})
 
 class Registry:
     """A container registry: OCI Distribution / Docker Registry v2.
@@ -153,6 +155,7 @@ class Registry:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         self._layers = ImageLayers(self)
+        self._supply = SupplyChain(self._resolver, self._map)
 
     # ----------------------------------------------------------------- plumbing
     def __repr__(self) -> str:  # also for a half-built object (a traceback's locals during __init__)
@@ -702,3 +705,61 @@ class Registry:
             for replay in replays.values():
                 replay.file.close()
         return summary
+
+    # ----------------------------------------------------------------- supply chain (see _supply_chain.py)
+    @_timed()
+    @_routed()
+    def attestations(self, ref: RefLike) -> pd.DataFrame:
+        """The buildkit attestations of an index → attestations frame: one row per in-toto layer of each
+        attestation manifest (``vnd.docker.reference.type: attestation-manifest``), with the ``platform``
+        of the image it attests. Empty for a single image or an index without attestations."""
+        r = self.ref(ref)
+        return make_frame("attestations", self._supply.attestation_rows(r), attrs={"reference": str(r)})
+
+    @_timed()
+    @_routed()
+    def sbom(self, ref: RefLike, platform: str | None = None) -> pd.DataFrame:
+        """The packages of the SBOM attached to ``ref`` (for an index: to ``platform``'s image, default
+        linux/amd64) → packages frame with the columns an SBOM fills (name, version, type: syft's name for
+        the purl type, purl, arch, source, licenses; not the document's root, the image itself). Looked
+        for in buildkit's SPDX attestation, then OCI referrers (``attach``) and cosign's ``.att`` (DSSE)
+        and ``.sbom`` tags; SPDX and CycloneDX JSON. ``df.attrs``: format, source, document (layer
+        digest). The document is capped at ``REGEXPLORE_MAX_SBOM_BYTES`` (default 128 MiB): over it
+        :class:`ResponseTooLarge`. Raises :class:`NotFound` when there is no SBOM."""
+        from .content.attestations import is_sbom
+        from .content.sbom import sbom_format, sbom_rows
+
+        r = self.ref(ref)
+        doc, _, predicate = self._supply.find(r, platform, is_sbom, "SBOM")
+        rows = sbom_rows(predicate, f"SBOM {str(doc.descriptor.get('digest'))[:19]} of {r}")
+        return make_frame("packages", rows, attrs={
+            "reference": str(r), "format": sbom_format(predicate), "source": doc.source,
+            "document": doc.descriptor.get("digest"), "manifest": doc.manifest})
+
+    @_timed()
+    @_routed()
+    def provenance(self, ref: RefLike, platform: str | None = None) -> dict:
+        """The SLSA provenance of ``ref`` (for an index: of ``platform``'s image) from its attestation →
+        dict: predicate_type, builder_id, build_type, parameters, materials (v0.2 and v1 read into the
+        same keys) and the whole ``predicate``. Raises :class:`NotFound` when there is none."""
+        from .content.attestations import is_provenance, provenance_summary
+
+        doc, predicate_type, predicate = self._supply.find(self.ref(ref), platform, is_provenance,
+                                                           "SLSA provenance")
+        return {**provenance_summary(predicate_type, predicate), "source": doc.source,
+                "document": doc.descriptor.get("digest")}
+
+    @_timed()
+    @_routed()
+    def verify(self, ref: RefLike, key: Any = None) -> pd.DataFrame:
+        """cosign signatures of ``ref`` checked offline with ``key`` (a ``cosign.pub`` path, PEM bytes or a
+        ``cryptography`` ECDSA public key) → signatures frame: one row per signature in the
+        ``sha256-<hex>.sig`` manifest and in OCI 1.1 referrers of artifact type
+        ``application/vnd.dev.cosign.artifact.sig.v1+json`` (cosign 2.x ``--registry-referrers-mode=oci-1-1``;
+        ``source`` says which), ``verified`` only when the ECDSA signature checks over the payload
+        and the payload signs ``ref``'s digest; ``error`` says why not. Keyless (Fulcio/Rekor) signatures
+        are listed, not verified; so is every signature when ``key`` is None. No signature: an empty
+        frame. Raises ``ValueError`` for a key that is not an ECDSA public key."""
+        r = self.ref(ref)
+        rows, digest = self._supply.signature_rows(r, key)
+        return make_frame("signatures", rows, attrs={"reference": str(r), "signed_digest": digest})

@@ -3,7 +3,8 @@
 Layout, top to bottom::
 
     [search……………]  status line (what is loading, or the one-line error)
-    repositories | tags (sort: tag / created / size) | image: platform; history / layers / files / config / inside
+    repositories | tags (sort: tag / created / size) | image: platform; history / layers / files / config / inside /
+    supply chain
     destination [……]  [Download] [Cancel]   total bar, one bar per blob (tqdm)
 
 Every registry call runs in a background executor (injectable; :meth:`RegistryBrowser.wait` blocks until
@@ -14,7 +15,8 @@ line as one readable line that keeps the registry's own message.
 
 The child widgets are public attributes (``search``, ``repositories``, ``tags``, ``sort_by``,
 ``descending``, ``platform``, ``tabs``, ``history_html``, ``layers_html``, ``files_html``,
-``config_html``, ``inside`` (an :class:`~.inside_view.InsideView`), ``dest``, ``download_button``,
+``config_html``, ``inside`` (an :class:`~.inside_view.InsideView`), ``supply`` (a :class:`~.supply.SupplyView`),
+``dest``, ``download_button``,
 ``cancel_button``, ``progress_box``, ``status``), and the
 data behind them too (``repository_names``, ``tags_frame``, ``history``, ``layers``, ``files``,
 ``config``, ``downloaded``), so the logic is testable without a browser.
@@ -36,11 +38,12 @@ from ..errors import UnsupportedMediaType
 from ..reference import is_repository_name
 from .inside_view import InsideView
 from .progress import Cancelled, DownloadProgress
+from .supply import SupplyView, gather
 
 __all__ = ["Cancelled", "RegistryBrowser", "human_size", "one_line"]
 
 SORT_KEYS = ("tag", "created", "size")
-_TABS = ("history", "layers", "files", "config", "inside")
+_TABS = ("history", "layers", "files", "config", "inside", "supply chain")
 _MAX_TABLE_ROWS = 400
 _STYLE = """<style>
 .regexplore-browser select { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
@@ -248,8 +251,9 @@ class RegistryBrowser(widgets.VBox):
         self.files_html = widgets.HTML(layout=widgets.Layout(**scroll))
         self.config_html = widgets.HTML(layout=widgets.Layout(**scroll))
         self.inside = InsideView(_table_html)   # OS, packages (filter box), wasted files: loaded when opened
+        self.supply = SupplyView(_table_html)   # referrers, signatures, attestations: loaded when opened
         self.tabs = widgets.Tab(children=[self.history_html, self.layers_html, self.files_html,
-                                          self.config_html, self.inside])
+                                          self.config_html, self.inside, self.supply])
         self.tabs.titles = _TABS
         self.image_title = widgets.HTML()
         self.dest = widgets.Text(value=str(dest), description="save to", layout=widgets.Layout(width="360px"))
@@ -265,6 +269,7 @@ class RegistryBrowser(widgets.VBox):
         self.tags.observe(self._on_tag, names="value")
         self.platform.observe(self._on_platform, names="value")
         self.tabs.observe(self._on_tab, names="selected_index")
+        self.supply.key.observe(self._on_supply_key, names="value")
         self.download_button.on_click(self._on_download)
         self.cancel_button.on_click(self._on_cancel)
 
@@ -517,8 +522,9 @@ class RegistryBrowser(widgets.VBox):
 
     # ------------------------------------------------------------------ tag / platform → image
     def _clear_image(self) -> None:
-        self._bump("image", "files", "inside")
+        self._bump("image", "files", "inside", "supply")
         self.inside.clear()
+        self.supply.clear()
         self.digest = None
         self.history = self.layers = self.files = None
         self.config = None
@@ -548,8 +554,9 @@ class RegistryBrowser(widgets.VBox):
         ref = self.reference
         if ref is None:
             return
-        self._bump("files")
+        self._bump("files", "supply")
         self.files = self.layers = None           # the shown image is being replaced: no download of it
+        self.supply.clear()
         self.files_html.value = ""
         self.download_button.disabled = True
         self._set_status(f"loading {ref}…")
@@ -614,6 +621,8 @@ class RegistryBrowser(widgets.VBox):
             self._load_files()
         if self.tabs.selected_index == _TABS.index("inside"):
             self._load_inside()
+        elif self.tabs.selected_index == _TABS.index("supply chain"):
+            self._load_supply()
 
     # ------------------------------------------------------------------ files (lazy: they stream layers)
     def _on_tab(self, change: dict) -> None:
@@ -623,6 +632,9 @@ class RegistryBrowser(widgets.VBox):
         if change["new"] == _TABS.index("inside") and self.inside.packages is None and self.layers is not None:
             with self._ui:
                 self._load_inside()
+        elif change["new"] == _TABS.index("supply chain") and self.supply.found is None and self.layers is not None:
+            with self._ui:
+                self._load_supply()
 
     def _load_inside(self) -> Future | None:
         """OS, packages and wasted files of the shown image, in the background (the three share one pass
@@ -634,6 +646,24 @@ class RegistryBrowser(widgets.VBox):
         return self._run("inside", lambda: (reg.os_release(ref, platform), reg.packages(ref, platform),
                                             reg.efficiency(ref, platform)),
                          lambda found: self.inside.show(*found), failed=lambda exc: self.inside.clear())
+
+    def _on_supply_key(self, change: dict) -> None:
+        if self.layers is not None and self.tabs.selected_index == _TABS.index("supply chain"):
+            with self._ui:
+                self._load_supply()
+
+    def _load_supply(self) -> Future | None:
+        """Referrers, signatures (checked with the key typed, if any) and attestations of the shown image, in
+        the background."""
+        ref, platform, key = self.reference, self.platform.value, self.supply.key.value.strip()
+        if ref is None:
+            return None
+        if not self.registry.can("referrers"):
+            self.supply.referrers_html.value = "<i>a v1 registry has no referrers, signatures or attestations</i>"
+            return None
+        self.supply.loading()
+        return self._run("supply", lambda: gather(self.registry, ref, platform, key or None), self.supply.show,
+                         failed=lambda exc: self.supply.clear())
 
     def _load_files(self) -> Future | None:
         ref, platform = self.reference, self.platform.value

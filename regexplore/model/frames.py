@@ -70,6 +70,14 @@ COLUMNS: dict[str, dict[str, str]] = {
         "subject": STR, "digest": STR, "media_type": STR, "artifact_type": STR, "size": INT, "annotations": OBJ,
         "created": TIME, "source": STR, "depth": INT,
     },
+    "attestations": {
+        "platform": STR, "digest": STR, "predicate_type": STR, "layer_digest": STR, "size": INT,
+        "image_digest": STR, "media_type": STR,
+    },
+    "signatures": {
+        "digest": STR, "verified": BOOL, "docker_reference": STR, "key": STR, "error": STR, "layer_digest": STR,
+        "source": STR,
+    },
 }
 
 #: what each column means, for the README table
@@ -92,7 +100,8 @@ DESCRIPTIONS: dict[str, str] = {
     "cache": "what the local blob cache holds",
     "packages": "`packages(ref)`: the final filesystem's packages with syft's type names and purls; `layer` is "
                 "the digest of the layer that introduced each, `path` the file it was read from; "
-                "`attrs['skipped']` lists files that could not be read, with the reason",
+                "`attrs['skipped']` lists files that could not be read, with the reason. `sbom(ref)` fills "
+                "name, version, type, purl, arch, source and licenses from an attached SBOM",
     "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
               "`count` and total `size` of all copies, biggest first",
     "referrers": "`referrers(ref)`: manifests whose `subject` is `ref` (the `subject` column), from the referrers "
@@ -100,6 +109,14 @@ DESCRIPTIONS: dict[str, str] = {
                  "`.sbom` tags (`cosign-tag`); `artifact_type` is the manifest's `artifactType`, else its config's "
                  "media type; `created` from the `org.opencontainers.image.created` annotation; `depth` 1 = direct, "
                  "deeper with `recursive=True`",
+    "attestations": "`attestations(ref)`: one row per in-toto layer of each buildkit attestation manifest of an "
+                    "index; `platform` and `image_digest` name the image attested, `digest` the attestation "
+                    "manifest, `size` the in-toto layer's",
+    "signatures": "`verify(ref, key)`: one row per cosign signature of the `sha256-<hex>.sig` tag (`source` "
+                  "`cosign .sig`) and of OCI 1.1 referrers of artifact type "
+                  "`application/vnd.dev.cosign.artifact.sig.v1+json` (`referrer`); `digest` is the "
+                  "signature manifest's, `docker_reference` the name the payload claims, `error` why a "
+                  "signature is not verified (keyless ones are found, not verified)",
 }
 
 

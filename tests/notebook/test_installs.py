@@ -109,8 +109,12 @@ def test_the_wheel_carries_the_notebooks_and_the_recordings(wheel: Path) -> None
 
     names = zipfile.ZipFile(wheel).namelist()
     assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("regexplore/jupyter/notebooks/")) == NOTEBOOKS
-    assert {n.rsplit("/", 1)[1] for n in names if n.startswith("regexplore/jupyter/recordings/")} == {
-        "dockerhub_ubuntu_index_2024.yaml", "dockerhub_blob_cdn_redirect.yaml"}
+    recordings = ROOT / "regexplore" / "jupyter" / "recordings"
+    shipped = {p.relative_to(recordings).as_posix() for p in recordings.rglob("*") if p.is_file()}
+    assert {n.removeprefix("regexplore/jupyter/recordings/") for n in names
+            if n.startswith("regexplore/jupyter/recordings/")} == shipped
+    assert {"dockerhub_ubuntu_index_2024.yaml", "dockerhub_blob_cdn_redirect.yaml",
+            "alpine_3.23.2_attestations/PROVENANCE.md"} < shipped
 
 
 def test_demo_headless_executes_every_notebook_of_the_installed_package(notebook_venv: Path, home: Path) -> None:
@@ -127,6 +131,7 @@ def test_demo_headless_executes_every_notebook_of_the_installed_package(notebook
         assert len(re.findall(r"jp-InputArea-prompt\">In\W*\[\d+\]:", html)) == len(code_cells), name
         assert "Traceback" not in html, name
     assert "1357 bytes, verified" in (out / "03-how-a-pull-works.html").read_text()  # the recordings replayed
+    assert "builder:    https://github.com/docker-library" in (out / "06-supply-chain.html").read_text()
 
 
 def test_pull_notebook_starts_its_auth_sandbox_with_only_the_notebook_extra(notebook_venv: Path, home: Path) -> None:

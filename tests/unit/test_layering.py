@@ -34,6 +34,7 @@ PARTS = {
     "regexplore._resolve": "facade",
     "regexplore._v1_adapter": "facade",
     "regexplore._image_layers": "facade",
+    "regexplore._supply_chain": "facade",
     "regexplore.sandbox": "sandbox",
     "regexplore.jupyter": "jupyter",
     "regexplore.__main__": "jupyter",
