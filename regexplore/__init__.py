@@ -52,6 +52,8 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "raw_path",
+    "census",
+    "open_census",
 ]
 
 
@@ -79,11 +81,13 @@ def raw_path(shown: str) -> bytes:
     return unescape(shown)
 
 
-def __getattr__(name: str):  # lazy: the sandbox and the widgets cost nothing until used
+def __getattr__(name: str):  # lazy: the sandbox, the census and the widgets cost nothing until used
     import importlib
 
     if name == "sandbox":
         return importlib.import_module(".sandbox", __name__)
+    if name in ("census", "open_census"):  # pyarrow and dask only when a census is asked for
+        return getattr(importlib.import_module(".census", __name__), name)
     if name == "browse":
         return importlib.import_module(".jupyter", __name__).browse
     raise AttributeError(f"module 'regexplore' has no attribute {name!r}")

@@ -66,6 +66,22 @@ COLUMNS: dict[str, dict[str, str]] = {
         "layer": STR, "path": STR,
     },
     "wasted": {"path": STR, "count": INT, "size": INT},
+    "census_repositories": {"repository": STR, "tags": INT},
+    "census_tags": {"repository": STR, "tag": STR, "digest": STR, "media_type": STR},
+    "census_manifests": {
+        "digest": STR, "media_type": STR, "size": INT, "created": TIME, "os": STR, "architecture": STR,
+        "variant": STR, "config_digest": STR, "index_digest": STR, "layers": INT, "layers_size": INT,
+    },
+    "census_layers": {"manifest_digest": STR, "index": INT, "digest": STR, "size": INT, "media_type": STR},
+    "census_history": {
+        "manifest_digest": STR, "step": INT, "created": TIME, "created_by": STR, "empty_layer": BOOL, "size": INT,
+        "layer_digest": STR, "diff_id": STR, "comment": STR,
+    },
+    "census_errors": {"unit": STR, "repository": STR, "tag": STR, "error": STR, "status": INT, "message": STR},
+    "census_files": {
+        "layer": STR, "path": STR, "type": STR, "size": INT, "mode": INT, "uid": INT, "gid": INT,
+        "mtime": TIME, "linkname": STR, "whiteout": STR,
+    },
 }
 
 #: what each column means, for the README table
@@ -89,6 +105,15 @@ DESCRIPTIONS: dict[str, str] = {
     "packages": "`packages(ref)`: the final filesystem's packages with syft's type names and purls; `layer` is "
                 "the digest of the layer that introduced each, `path` the file it was read from; "
                 "`attrs['skipped']` lists files that could not be read, with the reason",
+    "census_repositories": "`rx.census(...).repositories`: one row per repository, with its tag count",
+    "census_tags": "`census.tags`: every tag as the registry lists it, with the digest it names",
+    "census_manifests": "`census.manifests`: one row per manifest digest (an index is a row, each platform "
+                        "manifest a row naming it in `index_digest`); `layers`/`layers_size`: count and "
+                        "compressed bytes",
+    "census_layers": "`census.layers`: the layers of each image manifest, in manifest order",
+    "census_history": "`census.history`: each image manifest's history steps (the `history` columns)",
+    "census_errors": "`census.errors`: one row per unit (or tag) that failed: the error class, HTTP status, message",
+    "census_files": "`census.files` (`files=True`): the entries of each layer digest's tar, once per digest",
     "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
               "`count` and total `size` of all copies, biggest first",
 }

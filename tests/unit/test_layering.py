@@ -34,6 +34,7 @@ PARTS = {
     "regexplore._resolve": "facade",
     "regexplore._v1_adapter": "facade",
     "regexplore._image_layers": "facade",
+    "regexplore.census": "census",
     "regexplore.sandbox": "sandbox",
     "regexplore.jupyter": "jupyter",
     "regexplore.__main__": "jupyter",
@@ -48,7 +49,8 @@ ALLOWED = {
     "protocol": {"leaf", "model", "http", "protocol"},
     "content": {"leaf", "model", "http", "protocol", "content"},
     "facade": _BELOW_FACADE | {"facade"},
-    "root": _BELOW_FACADE | {"facade", "root"},  # the package face hands names on (lazily for the top parts)
+    "census": _BELOW_FACADE | {"facade", "census"},  # a level above the facade: it uses Registry
+    "root": _BELOW_FACADE | {"facade", "root", "census"},  # the package face hands names on (lazily: top parts)
     "sandbox": _BELOW_FACADE | {"facade", "root", "sandbox"},
     "jupyter": _BELOW_FACADE | {"facade", "root", "sandbox", "jupyter"},
 }

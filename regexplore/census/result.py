@@ -1,0 +1,89 @@
+"""``Census``: a census dataset folder read back as pandas (or Dask) DataFrames; ``rx.open_census``."""
+
+from __future__ import annotations
+
+import os
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from .parts import TABLES
+
+__all__ = ["Census", "open_census"]
+
+
+class Census:
+    """The census in folder ``path``: ``.repositories``, ``.tags``, ``.manifests``, ``.layers``,
+    ``.history``, ``.errors`` and ``.files`` are pandas DataFrames (declared dtypes, empty tables included),
+    ``.dask`` maps each table to a ``dask.dataframe`` for data larger than memory, ``.counts`` gives rows per
+    table without reading them."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+
+    def __repr__(self) -> str:
+        return f"Census({self.path!r})"
+
+    def _parts(self, table: str) -> list[str]:
+        folder = Path(self.path) / table
+        return sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Table → rows (from the Parquet footers)."""
+        import pyarrow.parquet as pq
+
+        return {t: sum(pq.ParquetFile(p).metadata.num_rows for p in self._parts(t)) for t in TABLES}
+
+    def table(self, name: str) -> Any:
+        """Table ``name`` as a pandas DataFrame with the declared columns and dtypes (``census_<name>``)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from ..model.frames import make_frame
+        from .parts import schema_of
+
+        if name not in TABLES:
+            raise ValueError(f"no census table {name!r}; one of {list(TABLES)}")
+        parts = self._parts(name)
+        if not parts:
+            return make_frame(f"census_{name}", attrs={"census": self.path})
+        arrow = pa.concat_tables(pq.read_table(p, schema=schema_of(name)) for p in parts)
+        df = make_frame(f"census_{name}", columns=_pandas_columns(arrow), attrs={"census": self.path})
+        return df
+
+    def __getattr__(self, name: str) -> Any:
+        if name in TABLES:
+            return self.table(name)
+        raise AttributeError(f"'Census' object has no attribute {name!r}")
+
+    @property
+    def dask(self) -> dict[str, Any]:
+        """Table → ``dask.dataframe`` read lazily from the parts (tables with no part are left out)."""
+        import dask.dataframe as dd
+
+        return {t: dd.read_parquet(str(Path(self.path) / t)) for t in TABLES if self._parts(t)}
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{escape(t)}</td><td>{n:,}</td></tr>" for t, n in self.counts.items())
+        return (f"<div class='regexplore-census'><b>Census</b> <code>{escape(self.path)}</code>"
+                f"<table><tr><th>table</th><th>rows</th></tr>{rows}</table></div>")
+
+
+def _pandas_columns(arrow: Any) -> dict[str, Any]:
+    """Arrow columns as pandas Series with the nullable dtypes :func:`make_frame` keeps as they are."""
+    import pandas as pd
+    import pyarrow as pa
+
+    nullable = {pa.int64(): pd.Int64Dtype(), pa.string(): pd.StringDtype(), pa.bool_(): pd.BooleanDtype()}
+    df = arrow.to_pandas(types_mapper=nullable.get)
+    return {c: df[c] for c in df.columns}
+
+
+def open_census(path: str | os.PathLike[str]) -> Census:
+    """The census in folder ``path`` (written by :func:`regexplore.census`). Raises ``FileNotFoundError``
+    when ``path`` holds no census."""
+    folder = Path(path)
+    if not (folder / "_ledger").is_dir() and not any((folder / t).is_dir() for t in TABLES):
+        raise FileNotFoundError(f"{path} holds no census (no _ledger or table folders)")
+    return Census(folder)
