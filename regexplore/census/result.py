@@ -26,7 +26,9 @@ class Census:
 
     def _parts(self, table: str) -> list[str]:
         folder = Path(self.path) / table
-        return sorted(str(p) for p in folder.glob("*.parquet")) if folder.is_dir() else []
+        if not folder.is_dir():
+            return []  # a part still being written (or left by a killed writer) has a dot name: not a part
+        return sorted(str(p) for p in folder.glob("*.parquet") if not p.name.startswith("."))
 
     @property
     def counts(self) -> dict[str, int]:
