@@ -54,6 +54,7 @@ __all__ = [
     "raw_path",
     "census",
     "open_census",
+    "to_cyclonedx",
 ]
 
 
@@ -81,7 +82,7 @@ def raw_path(shown: str) -> bytes:
     return unescape(shown)
 
 
-def __getattr__(name: str):  # lazy: the sandbox, the census and the widgets cost nothing until used
+def __getattr__(name: str):  # lazy: the sandbox, the census, the widgets and the SBOM writer cost nothing until used
     import importlib
 
     if name == "sandbox":
@@ -90,4 +91,6 @@ def __getattr__(name: str):  # lazy: the sandbox, the census and the widgets cos
         return getattr(importlib.import_module(".census", __name__), name)
     if name == "browse":
         return importlib.import_module(".jupyter", __name__).browse
+    if name == "to_cyclonedx":
+        return importlib.import_module(".content.inside.cyclonedx", __name__).to_cyclonedx
     raise AttributeError(f"module 'regexplore' has no attribute {name!r}")

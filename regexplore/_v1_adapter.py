@@ -130,3 +130,6 @@ class V1Adapter:
     push = _not_in_v1("push()")
     tag = _not_in_v1("tag()")
     delete = _not_in_v1("delete()")
+    os_release = _not_in_v1("os_release()")
+    packages = _not_in_v1("packages()")
+    efficiency = _not_in_v1("efficiency()")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from ._image_layers import ImageLayers, files_columns
+from ._image_layers import ImageEfficiency, ImageLayers, files_columns, inside, packages_frame
 from ._resolve import MAX_INDEX_ENTRIES_ENV, Resolver
 from ._v1_adapter import V1_CAN, V1Adapter, detect_api
 from .content.budget import MAX_IMAGE_BYTES_ENV, ImageBudget, Replay
@@ -68,7 +68,7 @@ def _routed(*, probe: bool = False) -> Callable[[F], F]:
 #: what a v2 registry can do, in the names of :meth:`Registry.can` (``V1_CAN``: what a v1 one can)
 _V2_CAN = frozenset({"ping", "search", "catalog", "tags", "tag details", "manifest", "platforms", "config",
                      "history", "layers", "files", "diff", "read_file", "extract", "download", "save", "push",
-                     "tag", "delete"})
+                     "tag", "delete", "os_release", "packages", "efficiency"})
 
 class Registry:
     """A container registry: OCI Distribution / Docker Registry v2.
@@ -574,6 +574,35 @@ class Registry:
         rows = [{"path": shown_name(d.path), "change": d.change, "size_a": d.size_a, "size_b": d.size_b}
                 for d in diff(a, b)]
         return make_frame("diff", rows, attrs={"a": str(self.ref(ref_a)), "b": str(self.ref(ref_b))})
+
+    # ----------------------------------------------------------------- inside an image
+    @_timed(transfer=True)
+    @_routed()
+    def os_release(self, ref: RefLike, platform: str | None = None) -> dict | None:
+        """The image's operating system as syft identifies it: the final filesystem's ``etc/os-release``
+        (else ``usr/lib/os-release``, ``etc/system-release-cpe``, ``etc/redhat-release``, busybox's
+        version), symlinks followed inside the image, as a dict of os-release keys (``ID``,
+        ``VERSION_ID``...), or None. Layers are read once per Registry (cached by digest)."""
+        return inside(self._layers, ref, platform)[1].os_release()
+
+    @_timed(transfer=True)
+    @_routed()
+    def packages(self, ref: RefLike, platform: str | None = None, *, types: list[str] | None = None) -> pd.DataFrame:
+        """The ``packages`` frame of the image's final filesystem (syft's types, versions and purls;
+        ``layer`` = the layer that introduced each package; only ``types`` if given, else ValueError
+        naming the valid ones). ``attrs["skipped"]``: ``{"path", "reason", "layer"}`` of each file that
+        could not be read. Layers are read once per Registry (cached by digest)."""
+        return packages_frame(self._layers, ref, platform, types)
+
+    @_timed(transfer=True)
+    @_routed()
+    def efficiency(self, ref: RefLike, platform: str | None = None) -> ImageEfficiency:
+        """dive 0.13.1's efficiency of the image, exactly: ``score``, ``wasted_bytes``,
+        ``user_wasted_percent``, ``image_size`` and ``files`` (the ``wasted`` frame, biggest first)."""
+        from .content.inside.efficiency import efficiency
+
+        r, stack = inside(self._layers, ref, platform)
+        return ImageEfficiency(str(r), efficiency([s.entries for s in stack.scans]))
 
     @_timed(transfer=True)
     @_routed()

@@ -3,7 +3,7 @@
 Layout, top to bottom::
 
     [search……………]  status line (what is loading, or the one-line error)
-    repositories | tags (sort: tag / created / size) | image: platform; history / layers / files / config
+    repositories | tags (sort: tag / created / size) | image: platform; history / layers / files / config / inside
     destination [……]  [Download] [Cancel]   total bar, one bar per blob (tqdm)
 
 Every registry call runs in a background executor (injectable; :meth:`RegistryBrowser.wait` blocks until
@@ -14,7 +14,8 @@ line as one readable line that keeps the registry's own message.
 
 The child widgets are public attributes (``search``, ``repositories``, ``tags``, ``sort_by``,
 ``descending``, ``platform``, ``tabs``, ``history_html``, ``layers_html``, ``files_html``,
-``config_html``, ``dest``, ``download_button``, ``cancel_button``, ``progress_box``, ``status``), and the
+``config_html``, ``inside`` (an :class:`~.inside_view.InsideView`), ``dest``, ``download_button``,
+``cancel_button``, ``progress_box``, ``status``), and the
 data behind them too (``repository_names``, ``tags_frame``, ``history``, ``layers``, ``files``,
 ``config``, ``downloaded``), so the logic is testable without a browser.
 """
@@ -33,12 +34,13 @@ import pandas as pd
 
 from ..errors import UnsupportedMediaType
 from ..reference import is_repository_name
+from .inside_view import InsideView
 from .progress import Cancelled, DownloadProgress
 
 __all__ = ["Cancelled", "RegistryBrowser", "human_size", "one_line"]
 
 SORT_KEYS = ("tag", "created", "size")
-_TABS = ("history", "layers", "files", "config")
+_TABS = ("history", "layers", "files", "config", "inside")
 _MAX_TABLE_ROWS = 400
 _STYLE = """<style>
 .regexplore-browser select { font-family: var(--jp-code-font-family, monospace); font-size: 12px; }
@@ -245,8 +247,9 @@ class RegistryBrowser(widgets.VBox):
         self.layers_html = widgets.HTML(layout=widgets.Layout(**scroll))
         self.files_html = widgets.HTML(layout=widgets.Layout(**scroll))
         self.config_html = widgets.HTML(layout=widgets.Layout(**scroll))
+        self.inside = InsideView(_table_html)   # OS, packages (filter box), wasted files: loaded when opened
         self.tabs = widgets.Tab(children=[self.history_html, self.layers_html, self.files_html,
-                                          self.config_html])
+                                          self.config_html, self.inside])
         self.tabs.titles = _TABS
         self.image_title = widgets.HTML()
         self.dest = widgets.Text(value=str(dest), description="save to", layout=widgets.Layout(width="360px"))
@@ -514,7 +517,8 @@ class RegistryBrowser(widgets.VBox):
 
     # ------------------------------------------------------------------ tag / platform → image
     def _clear_image(self) -> None:
-        self._bump("image", "files")
+        self._bump("image", "files", "inside")
+        self.inside.clear()
         self.digest = None
         self.history = self.layers = self.files = None
         self.config = None
@@ -608,12 +612,28 @@ class RegistryBrowser(widgets.VBox):
         self._set_status(f"{info['ref']}: {len(self.history)} history steps, {len(self.layers)} layers")
         if self.tabs.selected_index == _TABS.index("files"):
             self._load_files()
+        if self.tabs.selected_index == _TABS.index("inside"):
+            self._load_inside()
 
     # ------------------------------------------------------------------ files (lazy: they stream layers)
     def _on_tab(self, change: dict) -> None:
         if change["new"] == _TABS.index("files") and self.files is None and self.layers is not None:
             with self._ui:
                 self._load_files()
+        if change["new"] == _TABS.index("inside") and self.inside.packages is None and self.layers is not None:
+            with self._ui:
+                self._load_inside()
+
+    def _load_inside(self) -> Future | None:
+        """OS, packages and wasted files of the shown image, in the background (the three share one pass
+        over each layer)."""
+        ref, platform, reg = self.reference, self.platform.value, self.registry
+        if ref is None:
+            return None
+        self.inside.loading()
+        return self._run("inside", lambda: (reg.os_release(ref, platform), reg.packages(ref, platform),
+                                            reg.efficiency(ref, platform)),
+                         lambda found: self.inside.show(*found), failed=lambda exc: self.inside.clear())
 
     def _load_files(self) -> Future | None:
         ref, platform = self.reference, self.platform.value

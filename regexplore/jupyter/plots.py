@@ -4,7 +4,10 @@
   that made it);
 - :func:`tags_over_time`: when the tags of a repository were built, and how big they are;
 - :func:`shared_layers`: which layers the tags of a repository share (a tag × layer matrix), with the
-  data behind it from :func:`layer_matrix`.
+  data behind it from :func:`layer_matrix`;
+- :func:`packages_per_layer`: how many packages of each type each layer introduced (``reg.packages``),
+  labelled by the Dockerfile step when ``reg.history`` is given;
+- :func:`wasted_files`: the biggest wasted files of ``reg.efficiency(ref).files``.
 
 Every function takes the DataFrames regexplore returns (so they work offline on saved frames) and an
 optional ``ax``; each returns the matplotlib ``Axes`` it drew on.
@@ -24,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..registry import Registry
 
-__all__ = ["layer_sizes", "tags_over_time", "layer_matrix", "shared_layers"]
+__all__ = ["layer_sizes", "tags_over_time", "layer_matrix", "shared_layers", "packages_per_layer", "wasted_files"]
 
 _MIB = 1024 * 1024
 
@@ -137,4 +140,48 @@ def shared_layers(matrix: pd.DataFrame, ax: Axes | None = None) -> Axes:
                   rotation=60, ha="right", fontsize=8)
     ax.set_yticks(np.arange(len(matrix.index)), list(matrix.index), fontsize=8)
     ax.set_title(f"layers shared between tags of {matrix.attrs.get('repository', '')}".strip())
+    return ax
+
+
+def packages_per_layer(packages: pd.DataFrame, history: pd.DataFrame | None = None, ax: Axes | None = None) -> Axes:
+    """Stacked horizontal bars: per layer (oldest on top), how many packages of each type it introduced.
+
+    ``packages`` is ``reg.packages(ref)``; with ``history`` (``reg.history(ref)``) a layer is labelled by
+    the step that made it (``layer_digest`` joined to ``layer``), else by its short digest. Raises
+    ``ValueError`` for a frame without ``layer`` and ``type``.
+    """
+    if not {"layer", "type"} <= set(packages.columns):
+        raise ValueError("packages_per_layer needs reg.packages(ref)")
+    counts = packages.groupby(["layer", "type"], sort=False).size().unstack("type", fill_value=0)
+    steps: dict[str, str] = {}
+    if history is not None and "layer_digest" in history.columns:
+        steps = {d: s for d, s in zip(history["layer_digest"], history["created_by"]) if isinstance(d, str)}
+        order = [d for d in history["layer_digest"] if isinstance(d, str) and d in counts.index]
+        counts = counts.loc[order + [d for d in counts.index if d not in order]]
+    ax = _axes(ax, (9, 0.5 * max(len(counts), 2) + 1.2))
+    left = pd.Series(0, index=counts.index)
+    for kind in counts.columns:
+        ax.barh(range(len(counts)), counts[kind], left=left, label=kind)
+        left = left + counts[kind]
+    ax.set_yticks(range(len(counts)), [_short(steps.get(d)) or str(d)[7:19] for d in counts.index])
+    ax.invert_yaxis()
+    ax.set_xlabel("packages introduced")
+    ax.legend(title="type", fontsize=8)
+    ax.set_title(f"packages per layer of {packages.attrs.get('reference', 'the image')}")
+    return ax
+
+
+def wasted_files(files: pd.DataFrame, ax: Axes | None = None, *, top: int = 15) -> Axes:
+    """Horizontal bars: the ``top`` biggest wasted paths of ``reg.efficiency(ref).files`` (KiB of all copies),
+    each labelled with how many layers wrote it. Raises ``ValueError`` for a frame without ``size``."""
+    if not {"path", "count", "size"} <= set(files.columns):
+        raise ValueError("wasted_files needs reg.efficiency(ref).files")
+    shown = files.sort_values("size", ascending=False).head(top)
+    ax = _axes(ax, (8, 0.4 * max(len(shown), 2) + 1))
+    ax.barh(range(len(shown)), shown["size"].astype(float) / 1024, color="#c44e52")
+    ax.set_yticks(range(len(shown)), [f"{_short(p, 56)} ×{n}" for p, n in zip(shown["path"], shown["count"])])
+    ax.invert_yaxis()
+    ax.set_xlabel("wasted (KiB, all copies)")
+    ax.set_title(f"wasted files of {files.attrs.get('reference', 'the image')}"
+                 + ("" if len(shown) else ": none"))
     return ax

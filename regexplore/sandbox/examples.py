@@ -41,15 +41,17 @@ class Examples:
     platform: str | None = None      #: the platform of ``multiarch`` shown (linux/amd64 if it has it)
     download: str | None = None      #: the smallest image (download with progress)
     pair: tuple[str, str] | None = None  #: two tags of one repository naming different images (diff)
+    inside: str | None = None        #: an image with real packages (notebook 04); None: use ``image``
 
 
 DEMO = Examples(
     source="demo",
-    repositories=["demo/big", "demo/busybox", "demo/many-tags", "demo/minimal", "demo/multiarch", "demo/zstd",
-                  "library/webapp"],
+    repositories=["demo/big", "demo/busybox", "demo/debian", "demo/many-tags", "demo/minimal", "demo/multiarch",
+                  "demo/pyapp", "demo/zstd", "library/webapp"],
     repository="demo/busybox", many_tags="demo/many-tags", image="library/webapp:latest",
     multiarch="demo/multiarch:latest",
     platform=_PREFERRED_PLATFORM, download="demo/big:latest", pair=("demo/busybox:1.0", "demo/busybox:1.1"),
+    inside="demo/pyapp:1.0",
 )
 
 #: Docker Hub has no catalog: official images that have carried these tags for years

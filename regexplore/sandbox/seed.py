@@ -513,6 +513,63 @@ def _add_minimal(b: _Builder) -> None:
     b.add("demo/minimal", ["latest"], raw, mt)
 
 
+def _machine_files(pattern: str, prefix: str, limit: int, cap: int = 64 * 1024) -> list[tuple[Any, ...]]:
+    """Regular files of this machine matching ``/pattern`` (sorted; at most ``limit``, each under ``cap``
+    bytes), as tar entries under ``prefix`` + their path below ``/``: real content for the inside demo."""
+    out: list[tuple[Any, ...]] = []
+    for path in sorted(Path("/").glob(pattern)):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= cap and len(out) < limit:
+            out.append(("f", prefix + str(path.relative_to("/")), path.read_bytes(), 0o644))
+    return out
+
+
+def _pip_layer(names: Iterable[str]) -> list[tuple[Any, ...]]:
+    """The METADATA of the distributions ``names`` this interpreter has, as pip installs them into an
+    image's ``usr/local/lib/python3.11/site-packages``."""
+    from importlib import metadata
+
+    site, out = "usr/local/lib/python3.11/site-packages/", []
+    for name in names:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        folder = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}.dist-info"
+        out.append(("f", f"{site}{folder}/METADATA", (dist.read_text("METADATA") or "").encode(), 0o644))
+    return out
+
+
+def _add_inside(b: _Builder) -> None:
+    """Images of this machine's real packages (for ``os_release``, ``packages``, ``efficiency``; notebook 04):
+    ``demo/debian:12`` = its os-release, dpkg database and 80 copyright files, then Debian's own Python
+    packages (``usr/lib/python3/dist-packages``); ``demo/pyapp:1.0`` = the same base, the pip-installed
+    versions of some of them (newer), and a step that rewrites the dpkg database (wasted space). Left out
+    on a machine without a dpkg database."""
+    if not Path("/var/lib/dpkg/status").is_file():
+        return
+    os_release = [("f", "usr/lib/os-release", Path("/usr/lib/os-release").read_bytes(), 0o644),
+                  ("l", "etc/os-release", "../usr/lib/os-release")] if Path("/usr/lib/os-release").is_file() else []
+    status = ("f", "var/lib/dpkg/status", Path("/var/lib/dpkg/status").read_bytes(), 0o644)
+    base = _layer([*os_release, status, *_machine_files("usr/share/doc/*/copyright", "", 80)])
+    system_python = _layer(_machine_files("usr/lib/python3/dist-packages/*.dist-info/METADATA", "", 40)
+                           + _machine_files("usr/lib/python3/dist-packages/*.egg-info", "", 40))
+    pip = _layer(_pip_layer(("requests", "urllib3", "idna", "certifi", "six", "pyparsing", "cryptography", "pip")))
+    rewrite = _layer([status])
+    t = 86400 * 90
+    add = {"created": _created(t), "created_by": "/bin/sh -c #(nop) ADD file:"
+                                                 f"{hashlib.sha256(status[2]).hexdigest()} in / "}
+    step = "RUN /bin/sh -c apt-get install -y --no-install-recommends python3-six python3-pyparsing # buildkit"
+    raw, mt = _image(b, [base, system_python], [add, {"created": _created(t + 60), "created_by": step,
+                                                      "comment": "buildkit.dockerfile.v0"}])
+    b.add("demo/debian", ["12"], raw, mt)
+    steps = ["RUN /bin/sh -c pip install requests six pyparsing cryptography # buildkit",
+             "RUN /bin/sh -c apt-get update && apt-get clean # buildkit"]
+    history = [add] + [{"created": _created(t + 120 + i), "created_by": s, "comment": "buildkit.dockerfile.v0"}
+                       for i, s in enumerate(steps)]
+    raw, mt = _image(b, [base, pip, rewrite], history)
+    b.add("demo/pyapp", ["1.0"], raw, mt)
+
+
 @lru_cache(maxsize=1)
 def demo_content() -> Content:
     """The demo repositories, built deterministically (cached; ``Content`` is immutable).
@@ -520,7 +577,8 @@ def demo_content() -> Content:
     ``demo/busybox`` (1.0 Docker schema2, 1.1 = latest OCI), ``demo/multiarch`` (``latest`` / ``2.0``: OCI
     index amd64 + arm64/v8 + two attestation manifests; ``docker-list``: Docker manifest list amd64 + arm/v7),
     ``demo/many-tags`` (136 tags), ``demo/zstd`` (a tar+zstd layer), ``demo/big`` (a 6 MiB incompressible
-    layer), ``library/webapp`` (six layers, twelve history steps, whiteouts) and ``demo/minimal`` (no history).
+    layer), ``library/webapp`` (six layers, twelve history steps, whiteouts), ``demo/minimal`` (no history)
+    and, from this machine's real packages, ``demo/debian:12`` and ``demo/pyapp:1.0`` (see :func:`_add_inside`).
     """
     b = _Builder()
     _add_busybox(b)
@@ -530,6 +588,7 @@ def demo_content() -> Content:
     _add_big(b)
     _add_webapp(b)
     _add_minimal(b)
+    _add_inside(b)
     return b.content()
 
 

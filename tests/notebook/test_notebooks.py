@@ -56,8 +56,8 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def test_there_are_three_notebooks_committed_without_outputs() -> None:
-    assert ALL == ["01-tour.ipynb", "02-analysis.ipynb", "03-how-a-pull-works.ipynb"]
+def test_there_are_four_notebooks_committed_without_outputs() -> None:
+    assert ALL == ["01-tour.ipynb", "02-analysis.ipynb", "03-how-a-pull-works.ipynb", "04-inside-an-image.ipynb"]
     for name in ALL:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(nb)
@@ -87,6 +87,13 @@ def test_notebook_runs_against_the_sandbox(name: str, registry_sandbox: Any, tmp
         # Docker Hub's recorded answers: the 401, the anonymous token, the 307 to the CDN, verified bytes
         assert "auth.docker.io/token" in text and "production.cloudflare.docker.com" in text
         assert "1357 bytes, verified" in text and "307" in text
+    if name == "04-inside-an-image.ipynb":
+        from importlib import metadata
+
+        assert "demo/pyapp:1.0" in text and "'ID': 'debian'" in text and "image/png" in text
+        assert "1.5 " in text and " components" in text                     # the SBOM was made
+        # Debian's pyparsing (demo/debian) is older than pip's (demo/pyapp): univers' PEP 440 order finds it
+        assert f"python pyparsing below {metadata.version('pyparsing')}" in text and "demo/debian:12" in text
 
 
 def test_pull_notebook_starts_its_own_registry_with_auth(tmp_path: Path) -> None:

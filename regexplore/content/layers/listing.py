@@ -45,7 +45,7 @@ _DATA_TYPES = frozenset(tarfile.REGULAR_TYPES)  # members whose data follows the
 _PREFETCH_CHUNK = 1024 * 1024
 _PREFETCH_DEPTH = 8  # chunks between the decompressing thread and the parser (8 MiB)
 _PREFETCH_READ = 64 * 1024  # per read: what a read that fails loses (the bytes before an error are listed)
-
+_CAPTURE_TYPES = frozenset([tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE])  # plain file data follows
 
 
 class _Prefetch:
@@ -205,6 +205,52 @@ class _TarBytes:
             self.skip_to(self.base + len(self.buf))
 
 
+class MemberData:
+    """The data of the regular file the scanner is positioned at, for a capture hook (:func:`_scan_tar`):
+    forward-only reads bounded to the member's ``size``; whatever the hook leaves unread is skipped.
+    Reads raise ``tarfile.ReadError`` when the tar ends inside the file."""
+
+    __slots__ = ("_data", "_end", "_start", "size")
+
+    def __init__(self, data: _TarBytes, size: int) -> None:
+        self._data, self.size = data, size
+        self._start = data.tell()
+        self._end = self._start + size
+
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` bytes from the current position, not consumed (fewer at the end of the file)."""
+        d = self._data
+        n = min(n, self._end - d.tell())
+        d.ensure(n)
+        return bytes(d.buf[d.pos:d.pos + n])
+
+    def read(self, n: int) -> bytes:
+        """The next ``n`` bytes of the file (fewer at its end), gathered chunk by chunk (no regrowing copy)."""
+        d = self._data
+        n = min(n, self._end - d.tell())
+        parts = []
+        while n > 0:
+            if d.pos >= len(d.buf) and not d.ensure(1):
+                raise tarfile.ReadError("unexpected end of data")
+            piece = d.buf[d.pos:d.pos + n]
+            d.pos += len(piece)
+            n -= len(piece)
+            parts.append(piece)
+        return b"".join(parts)
+
+    def seek(self, offset: int) -> None:
+        """Move forward to ``offset`` bytes into the file (at most its end); backwards raises ValueError."""
+        target = self._start + min(offset, self.size)
+        if target < self._data.tell():
+            raise ValueError("member data is read forward only")
+        if not self._data.skip_to(target):
+            raise tarfile.ReadError("unexpected end of data")
+
+
+#: a capture hook: called with each regular file's member while the scanner is at its data
+Capture = Callable[[_RawMember, MemberData], None]
+
+
 class _TarShim:
     """What TarInfo.fromtarfile() uses of a TarFile: the file, the next header's offset, the encoding,
     the global pax headers, and what :class:`_GuardedTarInfo` uses: the layer's metadata budget."""
@@ -242,15 +288,22 @@ def _with_long_names(m: _RawMember, long_name: str | None, long_link: str | None
     return name, kind, size, mode, uid, gid, mtime, link if long_link is None else long_link
 
 
-def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
-    """The members of a tar, in order, as tarfile stream mode reads them (see the section comment).
+def _offer(capture: Capture, member: _RawMember, data: _TarBytes, shim: _TarShim) -> None:
+    """Call ``capture`` for a regular file whose plain data (its size, padded, up to the next header) is
+    next; a sparse member's stored data is not its content and is not offered."""
+    if member[1] in _CAPTURE_TYPES and shim.offset == data.tell() + -(-member[2] // _BLOCK) * _BLOCK:
+        capture(member, MemberData(data, member[2]))
+
+
+def _scan_tar(data: _TarBytes, capture: Capture | None = None) -> Iterator[_RawMember]:
+    """The members of a tar, in order, as tarfile stream mode reads them (see the section comment); each
+    is offered to ``capture`` first (:func:`_offer`: how the inside-an-image pass reads file contents).
 
     Raises ``tarfile.ReadError`` / ``tarfile.StreamError`` where ``TarFile.next()`` does, and
     :class:`UnsafeLayer` for tar metadata over the layer's budget (:class:`_MetadataBudget`).
     """
     shim = _TarShim(data)
-    unpack = _HEADER.unpack_from
-    adler32 = zlib.adler32
+    unpack, adler32 = _HEADER.unpack_from, zlib.adler32
     encoding, errors = shim.encoding, shim.errors
     chained = False  # inside a chain of GNU long-name/long-link members (the next header completes it)
     long_name: str | None = None
@@ -274,12 +327,10 @@ def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
                     n_gid = int(gid.rstrip(b"\0 ") or b"0", 8)
                     n_size = int(size.rstrip(b"\0 ") or b"0", 8)
                     n_mtime = int(mtime.rstrip(b"\0 ") or b"0", 8)
-                    int(devmajor.rstrip(b"\0 ") or b"0", 8)
-                    int(devminor.rstrip(b"\0 ") or b"0", 8)
+                    int(devmajor.rstrip(b"\0 ") or b"0", 8), int(devminor.rstrip(b"\0 ") or b"0", 8)
                 except ValueError:
                     n_chksum = -1
-                # The unsigned checksum: the byte sum with the checksum field counted as spaces. Each half
-                # of the block sums to at most 256 * 255 < 65521, so adler32's low word is 1 + that sum.
+                # the byte sum, checksum field as spaces; each half sums to < 65521: adler32's low word - 1
                 total = (adler32(buf[p:p + 256]) & 0xFFFF) + (adler32(buf[p + 256:p + _BLOCK]) & 0xFFFF) - 2
                 if n_chksum == total - sum(chksum) + 256 and n_size >= 0:
                     data.pos = p + _BLOCK
@@ -311,6 +362,8 @@ def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
                         member = _with_long_names(member, long_name, long_link)
                         chained, long_name, long_link = False, None, None
                         shim.metadata.member()
+                    if capture is not None:
+                        _offer(capture, member, data, shim)
                     yield member
                     continue
         member = _tarfile_member(shim, chained)
@@ -319,19 +372,23 @@ def _scan_tar(data: _TarBytes) -> Iterator[_RawMember]:
         if chained:
             member = _with_long_names(member, long_name, long_link)
             chained, long_name, long_link = False, None, None
+        if capture is not None:
+            _offer(capture, member, data, shim)
         yield member
 
 
-def _list_members(stream: LayerStream, *, drain: bool, threaded: bool) -> Iterator[_RawMember]:
-    """Members of the tar in ``stream`` (see :func:`_scan_tar`), with :func:`_members`' error mapping;
-    with ``threaded`` the stream is decompressed (and its input read) in a worker thread."""
+def _list_members(stream: LayerStream, *, drain: bool, threaded: bool,
+                  capture: Capture | None = None) -> Iterator[_RawMember]:
+    """Members of the tar in ``stream`` (see :func:`_scan_tar`, which calls ``capture``), with
+    :func:`_members`' error mapping; with ``threaded`` the stream is decompressed (and its input read)
+    in a worker thread."""
     prefetch = _Prefetch(stream) if threaded else None
     if prefetch is not None:
         data = _TarBytes(prefetch, prefetch.release)
     else:
         data = _TarBytes(iter(lambda: stream.read(_PREFETCH_CHUNK), b""))
     try:
-        members = _scan_tar(data)
+        members = _scan_tar(data, capture)
         try:
             first = next(members, None)
         except tarfile.ReadError as exc:
