@@ -2,8 +2,10 @@
 
 :func:`throttle` puts a :class:`TokenBucket` in front of a transport's ``send_once`` (each HTTP exchange,
 retries and token requests included). Locally one bucket holds ``max_requests_per_second``; on Dask each
-worker process holds an equal share of it, so the cluster together stays under the rate (see
-:mod:`regexplore.census.dask`). The bucket also watches Docker Hub's ``ratelimit-remaining``: when the
+worker process holds an equal share of it, set again at the start of every task from the live worker count,
+so the cluster together stays under the rate (see :mod:`regexplore.census.dask`). A bucket holds at most
+a tenth of a second's tokens, so in any window of ``t`` seconds at most ``rate * (t + 0.1)`` requests go.
+The bucket also watches Docker Hub's ``ratelimit-remaining``: when the
 registry says few pulls are left, requests are paced to the window's refill rate instead of running into
 429s (which the transport's retry policy answers with ``Retry-After``).
 """
@@ -21,18 +23,24 @@ LOW_REMAINING = 10
 
 
 class TokenBucket:
-    """At most ``rate`` requests per second on average (bursts of up to ``burst``); ``rate=None``: no limit.
-    Thread-safe. :attr:`requests` counts the requests let through."""
+    """At most ``rate`` requests per second on average, in bursts of at most :attr:`burst` (a tenth of a
+    second's worth, at least 1); ``rate=None``: no limit. Thread-safe; :attr:`rate` may be changed while in
+    use (:meth:`set_rate`). :attr:`requests` counts the requests let through."""
 
-    def __init__(self, rate: float | None, burst: float | None = None) -> None:
-        if rate is not None and not rate > 0:
-            raise ValueError(f"max_requests_per_second must be a positive number, not {rate!r}")
-        self.rate = rate
-        self.burst = burst or (max(1.0, rate) if rate else 1.0)
+    def __init__(self, rate: float | None) -> None:
+        self.set_rate(rate)
         self.tokens = self.burst
         self.stamp = time.monotonic()
         self.requests = 0
         self._lock = threading.Lock()
+
+    def set_rate(self, rate: float | None) -> None:
+        """Let ``rate`` requests per second through from now on (None: no limit). Raises ``ValueError``
+        for a rate that is not a positive number."""
+        if rate is not None and not rate > 0:
+            raise ValueError(f"max_requests_per_second must be a positive number, not {rate!r}")
+        self.rate = rate
+        self.burst = max(1.0, rate / 10) if rate else 1.0
 
     def take(self, pace: float | None = None) -> None:
         """Wait for a token (and, with ``pace``, at least that many seconds since the last request)."""

@@ -62,12 +62,14 @@ class _Progress:
 
 def census(registry: str, out: str | os.PathLike[str], *,
            repositories: Iterable[str] | Callable[[str], bool] | None = None, client: Any = None,
-           files: bool = False, resume: bool = True, max_requests_per_second: float | None = None,
-           progress: bool = True, **registry_kwargs: Any) -> Census:
+           files: bool = False, packages: bool = False, resume: bool = True,
+           max_requests_per_second: float | None = None, progress: bool = True, **registry_kwargs: Any) -> Census:
     """Crawl ``registry`` (a host or URL, as :class:`~regexplore.Registry` takes it, with ``registry_kwargs``)
     into the Parquet dataset folder ``out``: catalog → tags → manifests (every platform of an index) →
-    configs (→ layer file listings with ``files=True``), one sub-folder per table (``repositories``, ``tags``,
-    ``manifests``, ``layers``, ``history``, ``errors``, ``files``).
+    configs (→ each layer digest's file listing with ``files=True``, each image's packages with
+    ``packages=True``: the facade's ``files`` / ``packages``, sharing one scan per layer digest per process),
+    one sub-folder per table (``repositories``, ``tags``, ``manifests``, ``index_entries``, ``layers``,
+    ``history``, ``errors``, ``files``, ``packages``).
 
     ``repositories``: a list of names, or a callable that keeps catalog names (default: the whole catalog).
     ``client``: a ``dask.distributed.Client`` to run the units on its cluster (its workers must see ``out``);
@@ -83,7 +85,7 @@ def census(registry: str, out: str | os.PathLike[str], *,
         for name in (*TABLES, "_ledger"):
             shutil.rmtree(path / name, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
-    crawl, ledger, threads = make_crawl(registry, path, files=files, rate=max_requests_per_second,
+    crawl, ledger, threads = make_crawl(registry, path, files=files, packages=packages, rate=max_requests_per_second,
                                         kwargs=registry_kwargs)
     try:
         units = (Unit(name) for name in _names(crawl, repositories))
@@ -94,7 +96,7 @@ def census(registry: str, out: str | os.PathLike[str], *,
             else:
                 from .dask import run_on_dask
 
-                job = {"registry": registry, "out": str(path.resolve()), "files": files,
+                job = {"registry": registry, "out": str(path.resolve()), "files": files, "packages": packages,
                        "rate": max_requests_per_second, "kwargs": registry_kwargs}
                 run_on_dask(client, job, list(units), on_done=bar.done)
         finally:

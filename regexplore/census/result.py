@@ -13,9 +13,10 @@ __all__ = ["Census", "open_census"]
 
 
 class Census:
-    """The census in folder ``path``: ``.repositories``, ``.tags``, ``.manifests``, ``.layers``,
-    ``.history``, ``.errors`` and ``.files`` are pandas DataFrames (declared dtypes, empty tables included),
-    ``.dask`` maps each table to a ``dask.dataframe`` for data larger than memory, ``.counts`` gives rows per
+    """The census in folder ``path``: ``.repositories``, ``.tags``, ``.manifests``, ``.index_entries``,
+    ``.layers``, ``.history``, ``.errors``, ``.files`` and ``.packages`` are pandas DataFrames (declared dtypes,
+    empty tables included; ``manifests.index_digest`` derived from ``index_entries``), ``.dask`` maps each
+    table to a ``dask.dataframe`` of its stored columns for data larger than memory, ``.counts`` gives rows per
     table without reading them."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -48,11 +49,19 @@ class Census:
         if name not in TABLES:
             raise ValueError(f"no census table {name!r}; one of {list(TABLES)}")
         parts = self._parts(name)
-        if not parts:
-            return make_frame(f"census_{name}", attrs={"census": self.path})
-        arrow = pa.concat_tables(pq.read_table(p, schema=schema_of(name)) for p in parts)
-        df = make_frame(f"census_{name}", columns=_pandas_columns(arrow), attrs={"census": self.path})
-        return df
+        columns: dict[str, Any] = {}
+        if parts:
+            columns = _pandas_columns(pa.concat_tables(pq.read_table(p, schema=schema_of(name)) for p in parts))
+        if name == "manifests":
+            columns["index_digest"] = self._index_digests(columns.get("digest", []))
+        return make_frame(f"census_{name}", columns=columns or None, attrs={"census": self.path})
+
+    def _index_digests(self, digests: Any) -> list[str | None]:
+        """For each of ``digests``: the smallest digest of the indexes naming it (``index_entries``), else
+        None. A rule of the stored entries alone, so it does not depend on the order units ran in."""
+        entries = self.table("index_entries")
+        smallest = entries.groupby("digest")["index_digest"].min().to_dict() if len(entries) else {}
+        return [smallest.get(d) for d in digests]
 
     def __getattr__(self, name: str) -> Any:
         if name in TABLES:

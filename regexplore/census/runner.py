@@ -32,7 +32,7 @@ class Tally:
     pages: list[Unit] = field(default_factory=list)
 
 
-def make_crawl(registry: str, out: Path, *, files: bool, rate: float | None,
+def make_crawl(registry: str, out: Path, *, files: bool, packages: bool, rate: float | None,
                kwargs: dict[str, Any]) -> tuple[Crawl, Ledger, int]:
     """(the crawl through a new, throttled ``Registry(registry, **kwargs)``, the ledger of ``out``, threads)."""
     from ..registry import Registry
@@ -41,7 +41,7 @@ def make_crawl(registry: str, out: Path, *, files: bool, rate: float | None,
     reg.deadline = float("inf")  # a census takes as long as it takes; each request keeps its timeout
     bucket = TokenBucket(rate)
     throttle(reg.transport, bucket)
-    crawl = Crawl(reg, out, files=files)
+    crawl = Crawl(reg, out, files=files, packages=packages)
     crawl.bucket = bucket
     return crawl, Ledger(out), reg.max_workers
 

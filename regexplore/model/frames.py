@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-__all__ = ["COLUMNS", "make_frame", "columns_markdown"]
+__all__ = ["COLUMNS", "make_frame", "columns_markdown", "to_time"]
 
 STR = "string"
 INT = "Int64"
@@ -72,6 +72,10 @@ COLUMNS: dict[str, dict[str, str]] = {
         "digest": STR, "media_type": STR, "size": INT, "created": TIME, "os": STR, "architecture": STR,
         "variant": STR, "config_digest": STR, "index_digest": STR, "layers": INT, "layers_size": INT,
     },
+    "census_index_entries": {
+        "index_digest": STR, "digest": STR, "media_type": STR, "size": INT, "os": STR, "architecture": STR,
+        "variant": STR, "platform": STR, "attestation": BOOL,
+    },
     "census_layers": {"manifest_digest": STR, "index": INT, "digest": STR, "size": INT, "media_type": STR},
     "census_history": {
         "manifest_digest": STR, "step": INT, "created": TIME, "created_by": STR, "empty_layer": BOOL, "size": INT,
@@ -81,6 +85,10 @@ COLUMNS: dict[str, dict[str, str]] = {
     "census_files": {
         "layer": STR, "path": STR, "type": STR, "size": INT, "mode": INT, "uid": INT, "gid": INT,
         "mtime": TIME, "linkname": STR, "whiteout": STR,
+    },
+    "census_packages": {
+        "manifest_digest": STR, "name": STR, "version": STR, "type": STR, "purl": STR, "arch": STR, "source": STR,
+        "licenses": OBJ, "layer": STR, "path": STR,
     },
 }
 
@@ -107,19 +115,26 @@ DESCRIPTIONS: dict[str, str] = {
                 "`attrs['skipped']` lists files that could not be read, with the reason",
     "census_repositories": "`rx.census(...).repositories`: one row per repository, with its tag count",
     "census_tags": "`census.tags`: every tag as the registry lists it, with the digest it names",
-    "census_manifests": "`census.manifests`: one row per manifest digest (an index is a row, each platform "
-                        "manifest a row naming it in `index_digest`); `layers`/`layers_size`: count and "
-                        "compressed bytes",
+    "census_manifests": "`census.manifests`: one row per manifest digest (an index is a row, and so is each "
+                        "platform manifest); `index_digest` is derived when read: the smallest digest of the "
+                        "indexes naming the manifest (`index_entries`), else <NA>, whatever order the units ran "
+                        "in; `layers`/`layers_size`: count and compressed bytes",
+    "census_index_entries": "`census.index_entries`: every entry of every index (the `platforms` columns), with the "
+                            "`index_digest` naming it; a manifest in several indexes has a row for each",
     "census_layers": "`census.layers`: the layers of each image manifest, in manifest order",
     "census_history": "`census.history`: each image manifest's history steps (the `history` columns)",
     "census_errors": "`census.errors`: one row per unit (or tag) that failed: the error class, HTTP status, message",
     "census_files": "`census.files` (`files=True`): the entries of each layer digest's tar, once per digest",
+    "census_packages": "`census.packages` (`packages=True`): `reg.packages(repo@digest)` of each image manifest "
+                       "(every platform of an index), once per manifest digest",
     "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
               "`count` and total `size` of all copies, biggest first",
 }
 
 
-def _to_time(values: list[Any]) -> pd.Series:
+def to_time(values: list[Any]) -> pd.Series:
+    """``values`` (ISO strings, datetimes, None) as a UTC time Series; what does not parse, or lies outside
+    pandas' nanosecond range, becomes NaT."""
     import pandas as pd
 
     s = pd.Series(values, dtype=OBJ)
@@ -157,7 +172,7 @@ def make_frame(kind: str, rows: Iterable[Mapping[str, Any]] = (), *, columns: Ma
         if isinstance(values, pd.Series) and values.dtype == dtype:
             data[col] = values.reset_index(drop=True)
         elif dtype == TIME:
-            data[col] = _to_time(list(values))
+            data[col] = to_time(list(values))
         elif dtype == OBJ:
             data[col] = pd.Series(list(values), dtype=OBJ)
         elif dtype == INT:

@@ -1,8 +1,11 @@
-"""The census against the real registry binary seeded with 300+ repositories (tests/support/censusseed.py):
-what it stores is checked against raw HTTP listings, a lost Dask worker and a killed process, and faults."""
+"""The census against the real registry binary seeded once with 300+ repositories (tests/support/censusseed.py):
+what it stores is checked against raw HTTP listings, dpkg-query and importlib.metadata (packages), the layer
+tars themselves (files); a lost Dask worker, a killed process, faults, unit order, and the request budget
+counted per second at a proxy. One census of the whole registry (``full``) serves as the reference."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import re
 import signal
@@ -15,30 +18,34 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-from censusseed import seed_census
+from censusseed import seed_census, seed_inside
+from inside_images import DPKG_STATUS, SITE_PACKAGES
 from servers import FaultProxy
 
 import regexplore as rx
 from regexplore.census.ledger import Ledger
 from regexplore.census.plan import Unit, pages_of
+from regexplore.content.inside.catalogers import python
 from regexplore.sandbox import LocalRegistry
 
 pytestmark = pytest.mark.xdist_group("census")
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {"repositories": ["repository"], "tags": ["repository", "tag"], "manifests": ["digest"],
-        "layers": ["manifest_digest", "index"], "history": ["manifest_digest", "step"]}
+        "index_entries": ["index_digest", "digest"], "layers": ["manifest_digest", "index"],
+        "history": ["manifest_digest", "step"]}
 
 
 @pytest.fixture(scope="module")
 def seeded():
+    """The registry, seeded once for the module: (sandbox, what seed_census pushed, the inside images)."""
     with LocalRegistry() as sandbox:
-        yield sandbox, seed_census(sandbox.url)
+        yield sandbox, seed_census(sandbox.url), seed_inside(sandbox.url)
 
 
 @pytest.fixture(scope="module")
 def full(seeded, tmp_path_factory):
     """The census of the whole seeded registry, local threads, no faults."""
-    sandbox, _ = seeded
+    sandbox, *_ = seeded
     return rx.census(sandbox.url, tmp_path_factory.mktemp("full"), progress=False)
 
 
@@ -61,24 +68,27 @@ def assert_same(a, b) -> None:
 
 
 def test_census_lists_what_the_registry_lists(seeded, full):
-    sandbox, pushed = seeded
+    sandbox, pushed, inside = seeded
     assert len(pushed.tags) >= 300
     tags = full.tags
     assert set(zip(tags.repository, tags.tag)) == raw_tags(sandbox.url)
     assert len(tags) == len(set(zip(tags.repository, tags.tag)))
-    assert {(r, t): d for r, ts in pushed.tags.items() for t, d in ts.items()} == dict(
-        zip(zip(tags.repository, tags.tag), tags.digest))
+    listed = dict(zip(zip(tags.repository, tags.tag), tags.digest))
+    assert {(r, t): d for r, ts in pushed.tags.items() for t, d in ts.items()} == {
+        k: d for k, d in listed.items() if k[0] in pushed.tags}
+    assert listed[("inside/copy", "py")] == listed[("inside/py", "1")] == inside.py.digest
     m = full.manifests
     assert m.digest.is_unique and set(tags.digest) <= set(m.digest)
     index = m[m.media_type == "application/vnd.oci.image.index.v1+json"].digest.item()
     assert sorted(m[m.index_digest == index].architecture) == ["amd64", "arm64"]
+    assert listed[("solo/arch", "amd64")] in set(m[m.index_digest == index].digest)  # tagged alone too
     assert full.errors.empty
     assert full.counts["tags"] == len(pd.read_parquet(Path(full.path) / "tags"))
     assert dict(zip(full.repositories.repository, full.repositories.tags))["big/many-0"] == 250
 
 
 def test_killed_census_resumes_only_unfinished_units(seeded, full, tmp_path):
-    sandbox, _ = seeded
+    sandbox, *_ = seeded
     out = tmp_path / "killed"
     code = (f"import regexplore as rx; rx.census({sandbox.url!r}, {str(out)!r}, progress=False, "
             "max_requests_per_second=150)")
@@ -106,7 +116,7 @@ def test_killed_census_resumes_only_unfinished_units(seeded, full, tmp_path):
 
 
 def test_faults_become_error_rows_only_when_they_last(seeded, full, tmp_path):
-    sandbox, pushed = seeded
+    sandbox, pushed, inside = seeded
     names = ["multi/arch", "x.y_z/005-tool", *sorted(pushed.tags)[:20], "ghost/none"]
     with FaultProxy(sandbox.url) as proxy:
         proxy.fail(429, times=3, path=r"/tags/list", headers={"Retry-After": "0"})
@@ -122,7 +132,7 @@ def test_faults_become_error_rows_only_when_they_last(seeded, full, tmp_path):
 
 
 def test_a_manifest_that_stays_truncated_is_one_error_row(seeded, tmp_path):
-    sandbox, _ = seeded
+    sandbox, *_ = seeded
     with FaultProxy(sandbox.url) as proxy:
         proxy.drop(after_bytes=20, times=None, path=r"/x\.y_z/005-tool/manifests/", method="GET")
         c = rx.census(proxy.url, tmp_path / "cut", repositories=["x.y_z/005-tool"], progress=False)
@@ -131,25 +141,129 @@ def test_a_manifest_that_stays_truncated_is_one_error_row(seeded, tmp_path):
     assert not Ledger(c.path).done(Unit("x.y_z/005-tool"))  # tried again on resume
 
 
-def test_dask_worker_killed_mid_census_equals_local_run(seeded, full, tmp_path):
+def test_index_digest_does_not_depend_on_unit_order(seeded, full, tmp_path):
+    """A platform manifest tagged on its own (solo/arch) and named by an index (multi/arch): censused one
+    repository after the other, in both orders, the stored tables are the same and name the index."""
+    sandbox, *_ = seeded
+    runs = []
+    for order in (["solo/arch", "multi/arch"], ["multi/arch", "solo/arch"]):
+        out = tmp_path / "-".join(o.replace("/", "_") for o in order)
+        for repo in order:
+            rx.census(sandbox.url, out, repositories=[repo], progress=False)
+        runs.append(rx.open_census(out))
+    assert_same(*runs)
+    m = runs[0].manifests
+    solo = runs[0].tags.set_index("repository").digest["solo/arch"]
+    index = runs[0].tags.set_index("repository").digest["multi/arch"]
+    assert m.set_index("digest").index_digest[solo] == index
+    everything = table(full, "manifests")
+    pd.testing.assert_frame_equal(table(runs[0], "manifests"),
+                                  everything[everything.digest.isin(m.digest)].reset_index(drop=True))
+
+
+def dpkg_query(tmp_path: Path) -> set[tuple[str, str]]:
+    """(name, version) of the ``ii`` packages dpkg-query reads from this machine's status file."""
+    (tmp_path / "status").write_bytes(DPKG_STATUS.read_bytes())
+    fmt = "-f=${db:Status-Abbrev}|${Package}|${Version}\n"
+    out = subprocess.run(["dpkg-query", f"--admindir={tmp_path}", "-W", fmt], check=True, capture_output=True,
+                         text=True).stdout
+    return {(n, v) for a, n, v in (line.split("|") for line in out.splitlines()) if a.strip() == "ii"}
+
+
+def layer_names(url: str, repo: str, digest: str) -> list[str]:
+    """The member names of a layer tar, read with plain requests and tarfile."""
+    import io
+    import tarfile
+
+    blob = requests.get(f"{url}/v2/{repo}/blobs/{digest}", timeout=30).content
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        return [m.name for m in tar.getmembers()]
+
+
+def test_packages_and_files_read_each_layer_once(seeded, tmp_path):
+    """Two images sharing their base layer (this machine's dpkg status), each tagged in two repositories:
+    packages once per manifest digest (dpkg-query's and importlib.metadata's answers), files once per layer
+    digest (the tar's own member list), and every layer blob fetched once."""
+    sandbox, _, inside = seeded
+    with FaultProxy(sandbox.url) as proxy:
+        c = rx.census(proxy.url, tmp_path / "inside", repositories=list(inside.repositories), packages=True,
+                      files=True, progress=False)
+        blob_gets = [r["path"] for r in proxy.requests if r["method"] == "GET" and "/blobs/" in r["path"]]
+    assert c.errors.empty
+    layers = {*inside.deb.layer_digests, *inside.py.layer_digests}
+    assert sorted(p.rsplit("/", 1)[1] for p in blob_gets if p.rsplit("/", 1)[1] in layers) == sorted(layers)
+    pk = c.packages
+    assert set(pk.manifest_digest) == {inside.deb.digest, inside.py.digest}
+    debs = {d: set(zip(g.name, g.version)) for d, g in pk[pk.type == "deb"].groupby("manifest_digest")}
+    want = dpkg_query(tmp_path)
+    assert len(want) >= 100 and debs == {inside.deb.digest: want, inside.py.digest: want}
+    py = pk[(pk.manifest_digest == inside.py.digest) & (pk.type == "python")]
+    metadata = {(python.normalize(d.metadata["Name"]), d.version) for d in importlib.metadata.distributions(
+        path=[str(SITE_PACKAGES)]) if d.metadata["Name"] and str(d._path).endswith(".dist-info")}  # syft's names
+    assert set(zip(py.name, py.version)) == metadata
+    assert (pk[pk.type == "deb"].layer == inside.deb.layer_digests[0]).all()
+    files = c.files
+    assert set(files.layer) == layers
+    for digest in layers:
+        names = files[files.layer == digest].path.tolist()
+        assert names == [n.rstrip("/") for n in layer_names(sandbox.url, "inside/py", digest)]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A Dask LocalCluster of two worker processes (one thread each) and its client, for the module."""
     from distributed import Client, LocalCluster
 
-    sandbox, _ = seeded
-    out = tmp_path / "dask"
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        pids = list(client.run(os.getpid).values())
-        ledger = Ledger(out)
+        yield client
 
-        def kill_one() -> None:
-            while ledger.count() < 40:
-                time.sleep(0.02)
-            os.kill(pids[0], signal.SIGKILL)
 
-        killer = threading.Thread(target=kill_one, daemon=True)
-        killer.start()
-        c = rx.census(sandbox.url, out, client=client, progress=False, max_requests_per_second=400)
-        killer.join(timeout=5)
-        assert not killer.is_alive()
+def busiest_second(times: list[float]) -> int:
+    """The most requests in any window of one second."""
+    times = sorted(times)
+    start, most = 0, 0
+    for end, t in enumerate(times):
+        while times[start] <= t - 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_request_budget_holds_at_the_registry(seeded, cluster, tmp_path, engine):
+    """Requests counted per second at a proxy in front of the registry stay under max_requests_per_second
+    (plus the bucket's tenth of a second of burst), threads here or two Dask workers sharing the rate; and
+    the rate was what bound the run (it took at least requests / rate)."""
+    sandbox, pushed, _ = seeded
+    rate = 60
+    names = sorted(pushed.tags)[:40]
+    with FaultProxy(sandbox.url) as proxy:
+        start = time.monotonic()
+        rx.census(proxy.url, tmp_path / engine, repositories=names, progress=False, max_requests_per_second=rate,
+                  client=cluster if engine == "dask" else None)
+        elapsed = time.monotonic() - start
+        times = [r["time"] for r in proxy.requests]
+    assert len(times) >= 2 * rate
+    assert busiest_second(times) <= rate * 1.1 + 2
+    assert elapsed >= (len(times) - rate * 0.1) / rate
+
+
+def test_dask_worker_killed_mid_census_equals_local_run(seeded, full, cluster, tmp_path):
+    sandbox, *_ = seeded
+    out = tmp_path / "dask"
+    pids = list(cluster.run(os.getpid).values())
+    ledger = Ledger(out)
+
+    def kill_one() -> None:
+        while ledger.count() < 40:
+            time.sleep(0.02)
+        os.kill(pids[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_one, daemon=True)
+    killer.start()
+    c = rx.census(sandbox.url, out, client=cluster, progress=False, max_requests_per_second=400)
+    killer.join(timeout=5)
+    assert not killer.is_alive()
     assert c.errors.empty
     assert_same(c, full)

@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from digests import sha256_digest
-from pushing import OCI_MANIFEST, Pusher, default_config
+from inside_images import DEBIAN_12, build_image, dist_infos, dpkg_stanzas
+from pushing import OCI_MANIFEST, PushedImage, Pusher, default_config
 
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -92,14 +93,15 @@ def seed_census(base_url: str, *, small: int = 300, big: int = 2, big_tags: int 
     seeded = Seeded()
     with Pusher(base_url) as p:
         s = _Seeder(p, images)
-        ms = s.manifests[:-2]  # shared by the tags; the last two only in the index (a platform manifest that is
-        a, b = s.manifests[-2:]  # also tagged on its own gets index_digest only if the index is read first)
+        ms = s.manifests[:-2]  # shared by the tags; the last two in the index, ``a`` also tagged in solo/arch
+        a, b = s.manifests[-2:]
         index = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
             {"mediaType": OCI_MANIFEST, "digest": sha256_digest(a), "size": len(a),
              "platform": {"os": "linux", "architecture": "amd64"}},
             {"mediaType": OCI_MANIFEST, "digest": sha256_digest(b), "size": len(b),
              "platform": {"os": "linux", "architecture": "arm64"}}]}).encode()
         s.repo("multi/arch", {"latest": index}, seeded, untagged=(a, b))  # children by digest
+        s.repo("solo/arch", {"amd64": a}, seeded)
         s.repo(s.base, {"base": ms[0]}, seeded)
         s.repo("x.y_z/005-tool", {"1.0": ms[1]}, seeded)
         for i in range(big):
@@ -114,3 +116,28 @@ def seed_census(base_url: str, *, small: int = 300, big: int = 2, big_tags: int 
 def _push_one(base_url: str, s: _Seeder, item: tuple[str, dict[str, bytes]], seeded: Seeded) -> None:
     with Pusher(base_url) as p:
         _Seeder.repo(_Bound(p, s), *item, seeded)
+
+
+@dataclass
+class Inside:
+    """The images of :func:`seed_inside`: ``deb`` (one layer: os-release and this machine's dpkg status) and
+    ``py`` (that layer, then the venv's wheel METADATA), each pushed to two repositories."""
+
+    deb: PushedImage
+    py: PushedImage
+    repositories: tuple[str, ...]
+
+
+def seed_inside(base_url: str) -> Inside:
+    """Push the two images of :class:`Inside` (``inside/deb:12``, ``inside/py:1``) and tag both again in
+    ``inside/copy`` (same digests: each image is listed by two repositories)."""
+    base = {"etc/os-release": DEBIAN_12, "var/lib/dpkg/status": b"".join(dpkg_stanzas())}
+    deb = build_image(base_url, "inside/deb", "12", [base])
+    py = build_image(base_url, "inside/py", "1", [base, dist_infos()])
+    with Pusher(base_url) as p:
+        for image, tag in ((deb, "deb"), (py, "py")):
+            for digest in (image.config_digest, *image.layer_digests):
+                p.s.post(f"{p.base}/v2/inside/copy/blobs/uploads/",
+                         params={"mount": digest, "from": image.repo}).raise_for_status()
+            p.manifest("inside/copy", tag, image.manifest)
+    return Inside(deb, py, ("inside/deb", "inside/py", "inside/copy"))
