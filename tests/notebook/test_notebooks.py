@@ -56,8 +56,9 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(parts)
 
 
-def test_there_are_four_notebooks_committed_without_outputs() -> None:
-    assert ALL == ["01-tour.ipynb", "02-analysis.ipynb", "03-how-a-pull-works.ipynb", "04-inside-an-image.ipynb"]
+def test_there_are_five_notebooks_committed_without_outputs() -> None:
+    assert ALL == ["01-tour.ipynb", "02-analysis.ipynb", "03-how-a-pull-works.ipynb", "04-inside-an-image.ipynb",
+                   "05-registry-census.ipynb"]
     for name in ALL:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(nb)
@@ -94,6 +95,15 @@ def test_notebook_runs_against_the_sandbox(name: str, registry_sandbox: Any, tmp
         assert "1.5 " in text and " components" in text                     # the SBOM was made
         # Debian's pyparsing (demo/debian) is older than pip's (demo/pyapp): univers' PEP 440 order finds it
         assert f"python pyparsing below {metadata.version('pyparsing')}" in text and "demo/debian:12" in text
+    if name == "05-registry-census.ipynb":
+        import requests
+
+        url = registry_sandbox.url
+        repos = requests.get(f"{url}/v2/_catalog", timeout=30).json()["repositories"]
+        listed = sum(len(requests.get(f"{url}/v2/{r}/tags/list", timeout=30).json()["tags"]) for r in repos)
+        assert f"{len(repos)} repositories, {listed} tags" in text      # the census = the raw HTTP listing
+        assert "image/png" in text and " 0 errors" in text
+        assert "sharing saves" in text and "platform manifests are listed by an index" in text
 
 
 def test_pull_notebook_starts_its_own_registry_with_auth(tmp_path: Path) -> None:
