@@ -44,3 +44,26 @@ def test_empty_and_written_tables_keep_the_declared_dtypes(tmp_path):
 def test_open_census_refuses_a_folder_without_one(tmp_path):
     with pytest.raises(FileNotFoundError):
         open_census(tmp_path)
+
+
+def test_a_value_of_the_wrong_type_is_stored_as_null(tmp_path):
+    """A hostile registry's ``"size": {}`` or ``"mediaType": 7`` must not stop the census: the value is null."""
+    write_part(tmp_path, "layers", "sha256-aa", [
+        {"manifest_digest": "sha256:aa", "index": 0, "digest": "sha256:bb", "size": {"x": 1}, "media_type": 7},
+        {"manifest_digest": "sha256:aa", "index": True, "digest": ["x"], "size": 12, "media_type": "t"}])
+    rows = open_census(tmp_path).layers.astype(object).where(lambda d: d.notna(), None).to_dict("records")
+    assert rows == [
+        {"manifest_digest": "sha256:aa", "index": 0, "digest": "sha256:bb", "size": None, "media_type": None},
+        {"manifest_digest": "sha256:aa", "index": None, "digest": None, "size": 12, "media_type": "t"}]
+
+
+def test_index_digest_is_the_smallest_index_naming_the_manifest(tmp_path):
+    """Two indexes name one platform manifest; a third manifest is in none: whatever order the parts were
+    written in, ``manifests.index_digest`` is the smaller index digest, else <NA>."""
+    a, b, child, alone = (f"sha256:{c * 64}" for c in "fe0a")
+    for index in (a, b):
+        write_part(tmp_path, "index_entries", digest_name(index), [{"index_digest": index, "digest": child}])
+    for digest in (a, b, child, alone):
+        write_part(tmp_path, "manifests", digest_name(digest), [{"digest": digest}])
+    m = open_census(tmp_path).manifests.set_index("digest").index_digest
+    assert m[child] == b and pd.isna(m[alone]) and pd.isna(m[a])
