@@ -1,8 +1,9 @@
 """What one census unit does: list a repository's tags, name each tag's digest with a HEAD, and read each
 manifest digest new to the census once (GET, config, nested index entries), writing its parts.
 
-Digest-keyed parts (``manifests``, ``layers``, ``history``, ``files``) carry the digest's name: the
-``manifests`` part is written last, so its presence means the digest is fully stored, and any unit, thread or
+Digest-keyed parts (``manifests``, ``index_entries``, ``layers``, ``history``, ``packages``, ``files``) carry
+the digest's name and hold only what that digest determines, so they do not depend on which unit came first.
+The ``manifests`` part is written last, so its presence means the digest is fully stored, and any unit, thread or
 Dask worker that meets the digest again makes no further request for it (HEAD is enough; on Docker Hub a HEAD
 is not a pull). Failures become ``errors`` rows of the unit; the unit then stays unfinished, so a resumed
 census tries it again, and its error part is removed once it succeeds.
@@ -36,7 +37,8 @@ def error_row(unit: Unit, tag: str | None, exc: BaseException) -> dict[str, Any]
 class Claims:
     """Per-digest locks of one process: the thread holding a digest's claim reads and stores it, the others
     wait and then find it stored, so two units meeting one new digest read it once. Locks live only while
-    claimed (memory stays flat). Claims nest from an index to its entries only, so they cannot deadlock."""
+    claimed (memory stays flat). Claims nest only downwards (an index, then its entries; an image manifest,
+    then its layers in sorted order), so they cannot deadlock."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
