@@ -256,20 +256,20 @@ def test_request_budget_holds_at_the_registry(seeded, cluster, work, engine):
     """Requests counted at a proxy in front of the registry stay under max_requests_per_second, threads here
     or two Dask workers sharing the rate: in any 2 s window at most the bucket's ``rate × (2 + 0.1)``, plus 15%
     for requests that a loaded machine delivers to the proxy in clumps (twice the rate would be 4 × rate);
-    and the rate was what bound the run (it took at least (requests - burst) / rate)."""
+    and the rate was what bound the run: from the first request to the last at least (requests - burst) / rate,
+    less 10% for the clumps (two workers each on the whole rate would take about half that)."""
     sandbox, pushed, _ = seeded
     rate = 60
-    names = [r for r in sorted(pushed.tags) if r.startswith("team")][:48]  # three Dask batches of 16
+    names = [r for r in sorted(pushed.tags) if r.startswith("team")][:64]  # four Dask batches of 16
     with FaultProxy(sandbox.url) as proxy:
-        start = time.monotonic()
         rx.census(proxy.url, work / engine, repositories=names, progress=False, max_requests_per_second=rate,
                   client=cluster if engine == "dask" else None)
-        elapsed = time.monotonic() - start
         times = [r["time"] for r in proxy.requests]
     assert len(times) >= 2 * rate
     most = busiest(times, 2.0)
     assert most <= rate * 2.1 * 1.15, f"{most} requests in 2 s at {rate}/s"
-    assert elapsed >= (len(times) - rate * 0.1) / rate, f"{len(times)} requests in {elapsed:.2f} s"
+    span = max(times) - min(times)
+    assert span >= 0.9 * (len(times) - rate * 0.1) / rate, f"{len(times)} requests in {span:.2f} s"
 
 
 def test_dask_worker_killed_mid_census_equals_local_run(seeded, full, cluster, work):

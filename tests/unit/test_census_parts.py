@@ -67,3 +67,23 @@ def test_index_digest_is_the_smallest_index_naming_the_manifest(tmp_path):
         write_part(tmp_path, "manifests", digest_name(digest), [{"digest": digest}])
     m = open_census(tmp_path).manifests.set_index("digest").index_digest
     assert m[child] == b and pd.isna(m[alone]) and pd.isna(m[a])
+
+
+def test_token_bucket_lets_rate_times_t_plus_a_tenth_through():
+    """8 threads taking 120 tokens at 200/s: the burst is 20 tokens, so the last waits at least 0.5 s."""
+    import threading
+    import time
+
+    from regexplore.census.budget import TokenBucket
+
+    bucket = TokenBucket(200)
+    start = time.monotonic()
+    threads = [threading.Thread(target=lambda: [bucket.take() for _ in range(15)]) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert bucket.requests == 120 and bucket.burst == 20
+    assert time.monotonic() - start >= (120 - 20) / 200
+    with pytest.raises(ValueError):
+        bucket.set_rate(0)
