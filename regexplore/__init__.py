@@ -52,6 +52,8 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "raw_path",
+    "census",
+    "open_census",
     "to_cyclonedx",
 ]
 
@@ -80,11 +82,13 @@ def raw_path(shown: str) -> bytes:
     return unescape(shown)
 
 
-def __getattr__(name: str):  # lazy: the sandbox, the widgets and the SBOM writer cost nothing until used
+def __getattr__(name: str):  # lazy: the sandbox, the census, the widgets and the SBOM writer cost nothing until used
     import importlib
 
     if name == "sandbox":
         return importlib.import_module(".sandbox", __name__)
+    if name in ("census", "open_census"):  # pyarrow and dask only when a census is asked for
+        return getattr(importlib.import_module(".census", __name__), name)
     if name == "browse":
         return importlib.import_module(".jupyter", __name__).browse
     if name == "to_cyclonedx":

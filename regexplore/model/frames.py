@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-__all__ = ["COLUMNS", "make_frame", "columns_markdown"]
+__all__ = ["COLUMNS", "make_frame", "columns_markdown", "to_time"]
 
 STR = "string"
 INT = "Int64"
@@ -78,6 +78,30 @@ COLUMNS: dict[str, dict[str, str]] = {
         "digest": STR, "verified": BOOL, "docker_reference": STR, "key": STR, "error": STR, "layer_digest": STR,
         "source": STR,
     },
+    "census_repositories": {"repository": STR, "tags": INT},
+    "census_tags": {"repository": STR, "tag": STR, "digest": STR, "media_type": STR},
+    "census_manifests": {
+        "digest": STR, "media_type": STR, "size": INT, "created": TIME, "os": STR, "architecture": STR,
+        "variant": STR, "config_digest": STR, "index_digest": STR, "layers": INT, "layers_size": INT,
+    },
+    "census_index_entries": {
+        "index_digest": STR, "digest": STR, "media_type": STR, "size": INT, "os": STR, "architecture": STR,
+        "variant": STR, "platform": STR, "attestation": BOOL,
+    },
+    "census_layers": {"manifest_digest": STR, "index": INT, "digest": STR, "size": INT, "media_type": STR},
+    "census_history": {
+        "manifest_digest": STR, "step": INT, "created": TIME, "created_by": STR, "empty_layer": BOOL, "size": INT,
+        "layer_digest": STR, "diff_id": STR, "comment": STR,
+    },
+    "census_errors": {"unit": STR, "repository": STR, "tag": STR, "error": STR, "status": INT, "message": STR},
+    "census_files": {
+        "layer": STR, "path": STR, "type": STR, "size": INT, "mode": INT, "uid": INT, "gid": INT,
+        "mtime": TIME, "linkname": STR, "whiteout": STR,
+    },
+    "census_packages": {
+        "manifest_digest": STR, "name": STR, "version": STR, "type": STR, "purl": STR, "arch": STR, "source": STR,
+        "licenses": OBJ, "layer": STR, "path": STR,
+    },
 }
 
 #: what each column means, for the README table
@@ -102,6 +126,20 @@ DESCRIPTIONS: dict[str, str] = {
                 "the digest of the layer that introduced each, `path` the file it was read from; "
                 "`attrs['skipped']` lists files that could not be read, with the reason. `sbom(ref)` fills "
                 "name, version, type, purl, arch, source and licenses from an attached SBOM",
+    "census_repositories": "`rx.census(...).repositories`: one row per repository, with its tag count",
+    "census_tags": "`census.tags`: every tag as the registry lists it, with the digest it names",
+    "census_manifests": "`census.manifests`: one row per manifest digest (an index is a row, and so is each "
+                        "platform manifest); `index_digest` is derived when read: the smallest digest of the "
+                        "indexes naming the manifest (`index_entries`), else <NA>, whatever order the units ran "
+                        "in; `layers`/`layers_size`: count and compressed bytes",
+    "census_index_entries": "`census.index_entries`: every entry of every index (the `platforms` columns), with the "
+                            "`index_digest` naming it; a manifest in several indexes has a row for each",
+    "census_layers": "`census.layers`: the layers of each image manifest, in manifest order",
+    "census_history": "`census.history`: each image manifest's history steps (the `history` columns)",
+    "census_errors": "`census.errors`: one row per unit (or tag) that failed: the error class, HTTP status, message",
+    "census_files": "`census.files` (`files=True`): the entries of each layer digest's tar, once per digest",
+    "census_packages": "`census.packages` (`packages=True`): `reg.packages(repo@digest)` of each image manifest "
+                       "(every platform of an index), once per manifest digest",
     "wasted": "`efficiency(ref).files`: paths written in more than one layer (or written and deleted), dive's "
               "`count` and total `size` of all copies, biggest first",
     "referrers": "`referrers(ref)`: manifests whose `subject` is `ref` (the `subject` column), from the referrers "
@@ -120,7 +158,9 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def _to_time(values: list[Any]) -> pd.Series:
+def to_time(values: list[Any]) -> pd.Series:
+    """``values`` (ISO strings, datetimes, None) as a UTC time Series; what does not parse, or lies outside
+    pandas' nanosecond range, becomes NaT."""
     import pandas as pd
 
     s = pd.Series(values, dtype=OBJ)
@@ -158,7 +198,7 @@ def make_frame(kind: str, rows: Iterable[Mapping[str, Any]] = (), *, columns: Ma
         if isinstance(values, pd.Series) and values.dtype == dtype:
             data[col] = values.reset_index(drop=True)
         elif dtype == TIME:
-            data[col] = _to_time(list(values))
+            data[col] = to_time(list(values))
         elif dtype == OBJ:
             data[col] = pd.Series(list(values), dtype=OBJ)
         elif dtype == INT:

@@ -58,7 +58,7 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 
 def test_the_notebooks_are_committed_without_outputs() -> None:
     assert ALL == ["01-tour.ipynb", "02-analysis.ipynb", "03-how-a-pull-works.ipynb", "04-inside-an-image.ipynb",
-                   "06-supply-chain.ipynb"]
+                   "05-registry-census.ipynb", "06-supply-chain.ipynb"]
     for name in ALL:
         nb = nbformat.read(NOTEBOOKS / name, as_version=4)
         nbformat.validate(nb)
@@ -100,6 +100,15 @@ def test_notebook_runs_against_the_sandbox(name: str, registry_sandbox: Any, tmp
         assert "{'in both': 3, 'layers only': 1, 'SBOM only': 0}" in text   # the SBOM left ipywidgets out
         assert "SPDX-2.3 from buildkit attestation — 20 packages" in text   # Docker Hub's recorded statement
         assert "builder:    https://github.com/docker-library" in text
+    elif name == "05-registry-census.ipynb":
+        import requests
+
+        url = registry_sandbox.url
+        repos = requests.get(f"{url}/v2/_catalog", timeout=30).json()["repositories"]
+        listed = sum(len(requests.get(f"{url}/v2/{r}/tags/list", timeout=30).json()["tags"]) for r in repos)
+        assert f"{len(repos)} repositories, {listed} tags" in text      # the census = the raw HTTP listing
+        assert "image/png" in text and " 0 errors" in text
+        assert "sharing saves" in text and "platform manifests are listed by an index" in text
 
 
 def test_pull_notebook_starts_its_own_registry_with_auth(tmp_path: Path) -> None:

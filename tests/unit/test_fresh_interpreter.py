@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: the package and every sub-package, by dotted name: the public faces whose ``__all__`` users import from
 PACKAGES = sorted(".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "regexplore").rglob("__init__.py"))
 # regexplore's __getattr__ names: nothing imports them at ``import regexplore``
-LAZY_AT_TOP = ["sandbox", "browse", "to_cyclonedx"]
+LAZY_AT_TOP = ["sandbox", "browse", "census", "open_census", "to_cyclonedx"]
 
 # imports the module, touches each name of __all__ the module already holds, prints the others (the lazy ones)
 _TOUCH_EAGER = """

@@ -35,6 +35,7 @@ PARTS = {
     "regexplore._v1_adapter": "facade",
     "regexplore._image_layers": "facade",
     "regexplore._supply_chain": "facade",
+    "regexplore.census": "census",
     "regexplore.sandbox": "sandbox",
     "regexplore.jupyter": "jupyter",
     "regexplore.__main__": "jupyter",
@@ -49,7 +50,8 @@ ALLOWED = {
     "protocol": {"leaf", "model", "http", "protocol"},
     "content": {"leaf", "model", "http", "protocol", "content"},
     "facade": _BELOW_FACADE | {"facade"},
-    "root": _BELOW_FACADE | {"facade", "root"},  # the package face hands names on (lazily for the top parts)
+    "census": _BELOW_FACADE | {"facade", "census"},  # a level above the facade: it uses Registry
+    "root": _BELOW_FACADE | {"facade", "root", "census"},  # the package face hands names on (lazily: top parts)
     "sandbox": _BELOW_FACADE | {"facade", "root", "sandbox"},
     "jupyter": _BELOW_FACADE | {"facade", "root", "sandbox", "jupyter"},
 }

@@ -8,7 +8,7 @@ answer that is not a fault still comes from the real registry::
         proxy.drop(after_bytes=10, path=r"/blobs/")               # cut a blob body after 10 bytes
         client = Transport(proxy.url)                               # talk to proxy.url, not reg.url
         ...
-        proxy.requests          # what reached the proxy (Authorization redacted to its scheme)
+        proxy.requests          # what reached the proxy (Authorization redacted to its scheme; time.monotonic())
         proxy.hits("/blobs/")   # how many of them matched a path regex
 
 Faults (each: ``times`` = how many matching requests it hits, ``None`` = all; ``path`` = regex
@@ -47,6 +47,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -373,7 +374,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _record(self, path: str, status: int | str, fault: Fault | None, proxied: bool) -> None:
         with self.owner._lock:
             self.owner.requests.append({
-                "method": self.command, "path": path, "status": status,
+                "method": self.command, "path": path, "status": status, "time": time.monotonic(),
                 "fault": fault.kind if fault else None, "proxied": proxied,
                 "authorization": "Authorization" in self.headers, "headers": _redact_headers(self.headers),
             })
