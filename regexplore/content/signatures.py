@@ -46,11 +46,16 @@ def cosign_tag(digest: str, suffix: str = "sig") -> str:
     return f"{digest.replace(':', '-', 1)}.{suffix}"
 
 
+def _is_pem_text(key: str) -> bool:
+    """True when ``key`` is PEM text rather than a path (so it is never used, nor echoed, as a file name)."""
+    return key.lstrip().startswith("-----BEGIN") or "\n" in key
+
+
 class PublicKey:
     """An ECDSA public key to verify cosign signatures with (``cosign.pub``).
 
-    ``key``: a path to a PEM file, PEM bytes, or a ``cryptography`` public key. ``name`` is what tables
-    show: the path, else ``sha256:<12 hex>`` of the public key (never the key itself). Raises
+    ``key``: a path to a PEM file, PEM text (``str`` or bytes), or a ``cryptography`` public key. ``name``
+    is what tables show: the path, else ``sha256:<12 hex>`` of the public key (never the key itself). Raises
     ``ValueError`` for a private key, text that is not a PEM public key, or a key that is not ECDSA.
     """
 
@@ -59,6 +64,8 @@ class PublicKey:
         from cryptography.hazmat.primitives.asymmetric import ec
 
         name = None
+        if isinstance(key, str) and _is_pem_text(key):
+            key = key.encode()
         if isinstance(key, (str, os.PathLike)):
             name = os.fspath(key)
             with open(name, "rb") as f:

@@ -207,3 +207,18 @@ def test_keys_never_show_their_material_and_private_keys_are_refused(tmp_path: P
     assert private.decode().splitlines()[1] not in str(exc.value)
     with pytest.raises(ValueError, match="not a PEM public key"):
         PublicKey(b"hello")
+
+
+def test_pem_text_given_as_str_is_read_as_a_key_and_never_echoed() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = ck.new_key()
+    assert PublicKey(ck.public_pem(key).decode()).name.startswith("sha256:")
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    with pytest.raises(ValueError, match="private key") as exc:
+        PublicKey(private)
+    assert private.splitlines()[1] not in str(exc.value) and "PRIVATE KEY-----" not in str(exc.value)
+    with pytest.raises(ValueError, match="not a PEM public key") as exc:
+        PublicKey("-----BEGIN PUBLIC KEY-----\nc2VrcmV0\n-----END PUBLIC KEY-----\n")
+    assert "c2VrcmV0" not in str(exc.value)
