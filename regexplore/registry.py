@@ -8,6 +8,7 @@ access uses ``reg.v2``; a user who wants a table never sees HTTP.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import warnings
 from collections.abc import Callable, Iterable
@@ -556,8 +557,8 @@ class Registry:
     @_timed(transfer=True)
     @_routed()
     def attach(self, ref: RefLike, files: Any, *, artifact_type: str, annotations: dict[str, str] | None = None) -> str:
-        """Push ``files`` (paths, or ``(path, media_type)`` pairs) as an OCI 1.1 artifact of ``artifact_type``
-        whose ``subject`` is ``ref``'s manifest; returns the artifact's digest.
+        """Push ``files`` (a path, a ``(path, media_type)`` pair, or a list of them) as an OCI 1.1 artifact of
+        ``artifact_type`` whose ``subject`` is ``ref``'s manifest; returns the artifact's digest.
 
         A registry without the referrers API (no ``OCI-Subject`` in the answer) gets the ``sha256-<hex>``
         referrers tag updated by this client: the descriptor added, the others kept, re-read and retried when
@@ -565,8 +566,9 @@ class Registry:
         update cannot be made atomic: two clients attaching at the same instant can, rarely, lose one entry."""
         r = self.ref(ref)
         subject = self._resolver.manifest(r)
-        return self._referrers().attach(r.repository, subject, list(files), artifact_type=artifact_type,
-                                        annotations=annotations)
+        one = isinstance(files, (str, os.PathLike, tuple))
+        return self._referrers().attach(r.repository, subject, [files] if one else list(files),
+                                        artifact_type=artifact_type, annotations=annotations)
 
     def _referrers(self) -> Referrers:
         return Referrers(self.v2, self._resolver.by_digest, self._map)

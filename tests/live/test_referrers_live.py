@@ -187,3 +187,16 @@ def test_a_tag_schema_descriptor_without_artifact_type_reads_the_manifest(live) 
                    {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [art]})
     df = reg.referrers("demo/plain:v1")
     assert df[["digest", "artifact_type", "source"]].values.tolist() == [[art["digest"], OCI_CONFIG, "tag-schema"]]
+
+
+def test_attach_takes_one_path_or_one_pair_as_well_as_a_list(live, tmp_path: Path) -> None:
+    sandbox, reg = live
+    one_image(sandbox.url, "demo/single", "v1")
+    f = tmp_path / "sbom.json"
+    f.write_bytes(b'{"bomFormat": "CycloneDX"}')
+    plain = reg.attach("demo/single:v1", str(f), artifact_type="application/example.a")
+    pair = reg.attach("demo/single:v1", (f, "application/vnd.cyclonedx+json"), artifact_type="application/example.b")
+    for digest, media_type in ((plain, "application/octet-stream"), (pair, "application/vnd.cyclonedx+json")):
+        raw = reg.v2.get_manifest("demo/single", digest).json
+        assert [(x["mediaType"], x["digest"], x["annotations"]["org.opencontainers.image.title"])
+                for x in raw["layers"]] == [(media_type, sha(f.read_bytes()), "sbom.json")]
