@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import Denied, NotFound, RegistryError, ResponseTooLarge, Unauthorized, UnsupportedMediaType, load_json
+from ..errors import (
+    DeadlineExceeded,
+    Denied,
+    NotFound,
+    RegistryError,
+    ResponseTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+    load_json,
+)
 from ..model.oci import (
     CREATED_ANNOTATION,
     EMPTY_DESCRIPTOR,
@@ -47,7 +56,7 @@ from ..model.oci import (
 )
 from .v2 import LISTING_CAP, MANIFEST_CAP, PagedListing, V2Client, _next_page, cap_from_env, check_header_digest
 
-__all__ = ["COSIGN_SUFFIXES", "MAX_DEPTH", "MAX_REFERRERS_ENV", "Referrers", "referrers_tag"]
+__all__ = ["COSIGN_SUFFIXES", "MAX_DEPTH", "MAX_REFERRERS_ENV", "MAX_TYPE_LOOKUPS", "Referrers", "referrers_tag"]
 
 #: Environment variable capping the descriptors one referrers listing reads (pages and levels together).
 MAX_REFERRERS_ENV = "REGEXPLORE_MAX_REFERRERS"
@@ -56,6 +65,8 @@ DEFAULT_MAX_REFERRERS = 10_000
 MAX_DEPTH = 8
 #: the tags cosign pushes next to an image: signatures, attestations, SBOMs
 COSIGN_SUFFIXES = (".sig", ".att", ".sbom")
+#: the listed descriptors without ``artifactType`` whose manifest one listing reads for its type (the rest: <NA>)
+MAX_TYPE_LOOKUPS = 100
 #: how often :meth:`Referrers.attach` re-reads and rewrites the tag-schema index when another writer got between
 ATTACH_TRIES = 8
 _DIGEST = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
@@ -135,6 +146,7 @@ class _Walk:
         self.left = self.cap
         self.api: bool | None = None
         self.tags: set[str] | None = None
+        self.lookups_left = MAX_TYPE_LOOKUPS
 
     def take(self, n: int, url: str | None = None) -> None:
         """Count ``n`` descriptors; raises :class:`ResponseTooLarge` past the cap."""
@@ -198,7 +210,8 @@ class Referrers:
     def _level(self, repo: str, subjects: list[str], walk: _Walk, depth: int, *, list_tags: bool) -> list[dict]:
         """The rows of the referrers of every digest in ``subjects``: the requests of :meth:`_Walk.jobs` (and with
         ``list_tags`` the repository's tags) all sent together, then one manifest request per descriptor that
-        lacks ``artifactType``, all together (one flat batch each: no pool task waits on another)."""
+        lacks ``artifactType`` while the listing's :data:`MAX_TYPE_LOOKUPS` last, all together (one flat batch
+        each: no pool task waits on another)."""
         def run(job: tuple[str, str]) -> list[dict]:
             subject, kind = job
             if kind == "tags":
@@ -210,8 +223,10 @@ class Referrers:
             return self._tag_schema(repo, subject, depth, walk) if rows is None else rows
 
         jobs = [job for s in subjects for job in walk.jobs(s)] + ([("", "tags")] if list_tags else [])
-        batches = self.map(run, jobs)
-        rows = self.map(lambda r: self._typed(repo, r), [r for batch in batches for r in batch])
+        rows = [r for batch in self.map(run, jobs) for r in batch]
+        untyped = [r for r in rows if r["artifact_type"] is None][:walk.lookups_left]
+        walk.lookups_left -= len(untyped)
+        self.map(lambda r: self._typed(repo, r), untyped)
         return [r for r in rows if walk.artifact_type is None or r["artifact_type"] == walk.artifact_type]
 
     def _tags(self, repo: str) -> set[str] | None:
@@ -276,15 +291,16 @@ class Referrers:
                 "artifactType": artifact_type_of(m), "annotations": _annotations(m.json)}
         return [_row(digest, desc, "cosign-tag", depth)]
 
-    def _typed(self, repo: str, row: dict) -> dict:
-        """``row`` with its ``artifact_type`` (read from the manifest when the descriptor lacks it; left <NA> for
-        a listed manifest that no longer exists: a stale tag-schema index after a delete)."""
-        if row["artifact_type"] is None:
-            try:
-                row["artifact_type"] = artifact_type_of(self.manifest_of(repo, row["digest"]))
-            except NotFound:
-                pass
-        return row
+    def _typed(self, repo: str, row: dict) -> None:
+        """Set ``row``'s ``artifact_type`` from its manifest; left <NA> when the registry cannot give that manifest
+        (gone after a delete, a blob listed as a manifest, any error answer): one odd entry never stops the
+        listing. A call past its deadline (:class:`DeadlineExceeded`) still stops it."""
+        try:
+            row["artifact_type"] = artifact_type_of(self.manifest_of(repo, row["digest"]))
+        except DeadlineExceeded:
+            raise
+        except RegistryError:
+            pass
 
     def _fallback_index(self, repo: str, digest: str) -> tuple[Manifest | None, str | None]:
         """(the image index at the referrers tag of ``digest`` or None, the response's ``ETag`` or None)."""

@@ -14,7 +14,7 @@ import pytest
 from pushing import OCI_CONFIG, OCI_MANIFEST, Pusher, default_config, push_image
 
 import regexplore as rx
-from regexplore.protocol.referrers import referrers_tag
+from regexplore.protocol.referrers import MAX_TYPE_LOOKUPS, referrers_tag
 from regexplore.sandbox import LocalRegistry
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
@@ -200,3 +200,22 @@ def test_attach_takes_one_path_or_one_pair_as_well_as_a_list(live, tmp_path: Pat
         raw = reg.v2.get_manifest("demo/single", digest).json
         assert [(x["mediaType"], x["digest"], x["annotations"]["org.opencontainers.image.title"])
                 for x in raw["layers"]] == [(media_type, sha(f.read_bytes()), "sbom.json")]
+
+
+def test_a_listed_digest_that_is_no_manifest_leaves_its_type_empty_and_the_others_listed(live) -> None:
+    """A hostile or broken tag-schema index whose entries name blobs, not manifests (the registry answers their
+    manifest GETs with 500): every entry is listed, the typed one with its type, the rest <NA>, and the manifest
+    look-ups for a type stop at :data:`MAX_TYPE_LOOKUPS`."""
+    sandbox, reg = live
+    subject = one_image(sandbox.url, "demo/odd", "v1")
+    with Pusher(sandbox.url) as p:
+        typed = {**p.blob("demo/odd", b"typed", "application/json"), "artifactType": "application/x.ok"}
+        bare = [p.blob("demo/odd", b'{"not": "a manifest %d"}' % i, "application/json") for i in range(150)]
+        p.manifest("demo/odd", referrers_tag(subject["digest"]),
+                   {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [bare[0], typed, *bare[1:]]})
+    df = reg.referrers("demo/odd:v1")
+    assert df["digest"].tolist() == [bare[0]["digest"], typed["digest"], *(b["digest"] for b in bare[1:])]
+    assert df["artifact_type"].isna().tolist() == [True, False, *([True] * 149)]
+    looked_up = reg.trace[reg.trace["url"].str.contains("/manifests/sha256:")]
+    assert set(looked_up["status"]) == {500}  # (distribution's answer for a blob read as a manifest)
+    assert looked_up["url"].nunique() == MAX_TYPE_LOOKUPS, looked_up["url"].nunique()
