@@ -563,7 +563,9 @@ class Registry:
         A registry without the referrers API (no ``OCI-Subject`` in the answer) gets the ``sha256-<hex>``
         referrers tag updated by this client: the descriptor added, the others kept, re-read and retried when
         another writer changed it (``If-Match`` where the registry honours it). Without conditional PUTs that
-        update cannot be made atomic: two clients attaching at the same instant can, rarely, lose one entry."""
+        update cannot be made atomic: of two clients attaching within one round trip, one entry can be lost.
+        A ``sha256-<hex>`` tag that holds something else than an image index is not overwritten:
+        :class:`UnsupportedMediaType` (the artifact is pushed, not listed there)."""
         r = self.ref(ref)
         subject = self._resolver.manifest(r)
         one = isinstance(files, (str, os.PathLike, tuple))

@@ -48,6 +48,7 @@ from ..model.oci import (
     CREATED_ANNOTATION,
     EMPTY_DESCRIPTOR,
     EMPTY_JSON,
+    MANIFEST_ACCEPT,
     OCI_INDEX,
     OCI_MANIFEST,
     TITLE_ANNOTATION,
@@ -273,8 +274,11 @@ class Referrers:
     def _tag_schema(self, repo: str, digest: str, depth: int, walk: _Walk) -> list[dict]:
         """Rows from the index at the referrers tag of ``digest`` (none when that tag does not exist or does not
         hold an image index, as the spec says)."""
-        index, _ = self._fallback_index(repo, digest)
-        if index is None:
+        try:
+            index, _ = self._fallback_index(repo, digest)
+        except UnsupportedMediaType:
+            return []
+        if index is None or index.media_type != OCI_INDEX:
             return []
         entries = _descriptors(index.json, f"referrers tag {referrers_tag(digest)} of {repo}", None)
         walk.take(len(entries))
@@ -303,21 +307,20 @@ class Referrers:
             pass
 
     def _fallback_index(self, repo: str, digest: str) -> tuple[Manifest | None, str | None]:
-        """(the image index at the referrers tag of ``digest`` or None, the response's ``ETag`` or None)."""
+        """(the manifest at the referrers tag of ``digest``, None when that tag does not exist; the response's
+        ``ETag`` or None). Any manifest type is asked for, so a tag that holds something else than an image index
+        shows as such. Raises :class:`UnsupportedMediaType` for a body that is no manifest."""
         tag = referrers_tag(digest)
         try:
-            resp = self.v2.t.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": OCI_INDEX},
+            resp = self.v2.t.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT},
                                      max_bytes=MANIFEST_CAP, what=f"referrers tag {repo}:{tag}")
         except NotFound:
             return None, None
-        try:
-            m = Manifest.from_bytes(resp.content, resp.headers.get("Content-Type"), url=resp.url,
-                                    what=f"referrers tag {repo}:{tag}")
-        except UnsupportedMediaType:
-            return None, resp.headers.get("ETag")
+        m = Manifest.from_bytes(resp.content, resp.headers.get("Content-Type"), url=resp.url,
+                                what=f"referrers tag {repo}:{tag}")
         if resp.headers.get("Docker-Content-Digest"):
             check_header_digest(resp.headers["Docker-Content-Digest"], m, url=resp.url)
-        return (m if m.media_type == OCI_INDEX else None), resp.headers.get("ETag")
+        return m, resp.headers.get("ETag")
 
     # ----------------------------------------------------------------- attach
     def attach(self, repo: str, subject: Manifest, files: Sequence[Any], *, artifact_type: str,
@@ -376,24 +379,25 @@ class Referrers:
                 "annotations": {TITLE_ANNOTATION: path.name}}
 
     def _add_to_fallback(self, repo: str, subject: str, desc: dict) -> None:
-        """Add ``desc`` to the referrers tag schema index of ``subject``, keeping every other entry.
+        """Add ``desc`` to the referrers tag schema index of ``subject``, keeping every other entry verbatim.
 
         Each try reads the index, writes it with ``desc`` added (``If-Match`` the ETag read, or
         ``If-None-Match: *`` for a new tag, which a registry with conditional PUTs enforces: 412), then reads
         it again: an index that lost ``desc`` (another writer got between), or a 412, means another try, up to
         :data:`ATTACH_TRIES`. On a registry that ignores the conditions (distribution 2.8 does), this
-        compare-and-retry narrows the race but cannot close it: two writers can still lose one entry.
-        Raises :class:`RegistryError` when the tries run out."""
+        compare-and-retry narrows the race but cannot close it: a writer that read before this one's confirming
+        read can still drop ``desc`` afterwards. Raises :class:`UnsupportedMediaType` when the tag holds
+        something else than an image index (never overwritten), :class:`RegistryError` when the tries run out."""
         tag = referrers_tag(subject)
         for attempt in range(ATTACH_TRIES + 1):
             index, etag = self._fallback_index(repo, subject)
-            entries = [] if index is None else _descriptors(index.json, f"referrers tag {repo}:{tag}", None)
-            if attempt and any(e["digest"] == desc["digest"] for e in entries):
+            entries = _index_entries(index, f"referrers tag {repo}:{tag}", desc["digest"])
+            if attempt and any(_is_entry(e, desc["digest"]) for e in entries):
                 return
             if attempt == ATTACH_TRIES:
                 break
             raw = _json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                               "manifests": [e for e in entries if e["digest"] != desc["digest"]] + [desc]})
+                               "manifests": [e for e in entries if not _is_entry(e, desc["digest"])] + [desc]})
             try:
                 self.v2.push_manifest(repo, tag, raw, OCI_INDEX,
                                       headers={"If-Match": etag} if etag else {"If-None-Match": "*"})
@@ -403,6 +407,24 @@ class Referrers:
             time.sleep(random.uniform(0.05, 0.15) * (attempt + 1))  # a racing writer lands before the re-read
         raise RegistryError(f"referrers tag {repo}:{tag}: other writers kept changing it; {desc['digest']} was "
                             f"not kept after {ATTACH_TRIES} tries")
+
+
+def _index_entries(index: Manifest | None, what: str, pushed: str) -> list[Any]:
+    """The ``manifests`` of the referrers tag's ``index`` (none when the tag does not exist), verbatim: entries
+    this client cannot read are another client's, and kept. Raises :class:`UnsupportedMediaType` when the tag
+    holds something else than an image index (it is not overwritten; ``pushed``, the artifact, stays unlisted)."""
+    if index is None:
+        return []
+    entries = index.json.get("manifests")
+    if index.media_type != OCI_INDEX or not isinstance(entries, list):
+        raise UnsupportedMediaType(f"{what} holds a {index.media_type}, not an image index with a 'manifests' "
+                                   f"list: not overwritten, so the artifact {pushed} (pushed) is not listed there")
+    return entries
+
+
+def _is_entry(entry: Any, digest: str) -> bool:
+    """True when the index entry ``entry`` is the descriptor of ``digest``."""
+    return isinstance(entry, dict) and entry.get("digest") == digest
 
 
 def _json_bytes(doc: dict) -> bytes:

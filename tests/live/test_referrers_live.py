@@ -219,3 +219,32 @@ def test_a_listed_digest_that_is_no_manifest_leaves_its_type_empty_and_the_other
     looked_up = reg.trace[reg.trace["url"].str.contains("/manifests/sha256:")]
     assert set(looked_up["status"]) == {500}  # (distribution's answer for a blob read as a manifest)
     assert looked_up["url"].nunique() == MAX_TYPE_LOOKUPS, looked_up["url"].nunique()
+
+
+def test_attach_keeps_an_entry_it_cannot_read_verbatim(live, skopeo) -> None:
+    """Go's JSON reads keys regardless of case, so the registry stores an entry spelled ``"Digest"``; attach keeps
+    it byte for byte (and does not refuse the whole index) and adds its own entry."""
+    sandbox, reg = live
+    subject = one_image(sandbox.url, "demo/keep", "v1")
+    other = one_image(sandbox.url, "demo/keep", "other")
+    odd = {"mediaType": OCI_MANIFEST, "Digest": other["digest"], "size": other["size"], "annotations": {"k": "v"}}
+    tag = referrers_tag(subject["digest"])
+    with Pusher(sandbox.url) as p:
+        p.manifest("demo/keep", tag, {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [odd]})
+    digest = reg.attach("demo/keep:v1", [], artifact_type="application/example.sbom")
+    index = skopeo("inspect", "--raw", f"docker://{sandbox.host}/demo/keep:{tag}")
+    assert index["manifests"][0] == odd and index["manifests"][1]["digest"] == digest
+    assert len(index["manifests"]) == 2
+
+
+def test_attach_refuses_to_overwrite_a_referrers_tag_that_is_not_an_index(live, skopeo) -> None:
+    sandbox, reg = live
+    subject = one_image(sandbox.url, "demo/squat", "v1")
+    tag = referrers_tag(subject["digest"])
+    squatter = push_image(sandbox.url, "demo/squat", tag, [(b"squat", "application/vnd.oci.image.layer.v1.tar")],
+                          config=default_config([sha(b"squat")], "amd64")).digest
+    with pytest.raises(rx.UnsupportedMediaType, match="not an image index") as exc:
+        reg.attach("demo/squat:v1", [], artifact_type="application/example.sbom")
+    assert "not overwritten" in str(exc.value)
+    raw = skopeo("inspect", "--raw", f"docker://{sandbox.host}/demo/squat:{tag}", raw=True)
+    assert sha(raw) == squatter
