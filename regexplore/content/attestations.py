@@ -58,20 +58,29 @@ def is_provenance(predicate_type: str | None) -> bool:
 # ---------------------------------------------------------------------------------- buildkit attestations
 def _attestation_entries(index: dict) -> list[tuple[dict, str | None]]:
     """(attestation entry, platform of the manifest it attests or None) for each buildkit attestation."""
-    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict)]
+    listed = index.get("manifests")
+    entries = [e for e in listed if isinstance(e, dict) and isinstance(e.get("digest"), str)] \
+        if isinstance(listed, list) else []
     platform_of = {r["digest"]: r["platform"] for r in platform_rows({"manifests": entries}) if not r["attestation"]}
     out = []
     for e in entries:
         ann = e.get("annotations") if isinstance(e.get("annotations"), dict) else {}
         if ann.get(_REFERENCE_TYPE) == "attestation-manifest":
-            out.append((e, platform_of.get(ann.get(_REFERENCE_DIGEST))))
+            out.append((e, platform_of.get(_attested(e))))
     return out
+
+
+def _attested(entry: dict) -> str | None:
+    """The digest an attestation ``entry`` attests (its ``vnd.docker.reference.digest``), None unless a string."""
+    ann = entry.get("annotations") if isinstance(entry.get("annotations"), dict) else {}
+    value = ann.get(_REFERENCE_DIGEST)
+    return value if isinstance(value, str) else None
 
 
 def attestation_for(index: dict, image_digest: str) -> dict | None:
     """The buildkit attestation entry of ``index`` that attests ``image_digest``, or None."""
     for e, _ in _attestation_entries(index):
-        if (e.get("annotations") or {}).get(_REFERENCE_DIGEST) == image_digest:
+        if _attested(e) == image_digest:
             return e
     return None
 
@@ -88,7 +97,7 @@ def attestation_rows(index: dict, manifest_of: Callable[[str], Manifest],
         for layer in m.layer_descriptors:
             ann = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
             rows.append({"platform": platform, "digest": m.digest,
-                         "image_digest": (entry.get("annotations") or {}).get(_REFERENCE_DIGEST),
+                         "image_digest": _attested(entry),
                          "predicate_type": ann.get("in-toto.io/predicate-type"),
                          "layer_digest": layer.get("digest"), "size": layer.get("size"),
                          "media_type": layer.get("mediaType")})

@@ -64,6 +64,11 @@ def _purl_facts(purl: Any) -> dict:
             "source": qualifiers.get("upstream")}
 
 
+def _list(value: Any) -> list:
+    """``value`` when it is a list, else ``[]`` (a hostile document's number or string where a list belongs)."""
+    return value if isinstance(value, list) else []
+
+
 def _listed(doc: dict, key: str, what: str) -> list:
     items = doc.get(key) or []
     if not isinstance(items, list):
@@ -75,16 +80,17 @@ def _listed(doc: dict, key: str, what: str) -> list:
 
 def _spdx_rows(doc: dict, what: str) -> list[dict]:
     """SPDX 2.x: every package but the document's described root(s); the purl from ``externalRefs``."""
-    roots = {r for r in doc.get("documentDescribes") or [] if isinstance(r, str)}
+    roots = {r for r in _list(doc.get("documentDescribes")) if isinstance(r, str)}
     for rel in _listed(doc, "relationships", what):
         if isinstance(rel, dict) and rel.get("relationshipType") == "DESCRIBES" \
-                and rel.get("spdxElementId") == doc.get("SPDXID", "SPDXRef-DOCUMENT"):
-            roots.add(rel.get("relatedSpdxElement"))
+                and rel.get("spdxElementId") == doc.get("SPDXID", "SPDXRef-DOCUMENT") \
+                and isinstance(rel.get("relatedSpdxElement"), str):
+            roots.add(rel["relatedSpdxElement"])
     rows = []
     for p in _listed(doc, "packages", what):
-        if not isinstance(p, dict) or p.get("SPDXID") in roots:
+        if not isinstance(p, dict) or (isinstance(p.get("SPDXID"), str) and p["SPDXID"] in roots):
             continue
-        refs = [r for r in p.get("externalRefs") or [] if isinstance(r, dict)]
+        refs = [r for r in _list(p.get("externalRefs")) if isinstance(r, dict)]
         purl = next((r.get("referenceLocator") for r in refs if r.get("referenceType") == "purl"), None)
         licenses = [p.get(k) for k in ("licenseDeclared", "licenseConcluded")]
         licenses = [x for x in licenses if isinstance(x, str) and x not in _NO_VALUE]
@@ -95,7 +101,7 @@ def _spdx_rows(doc: dict, what: str) -> list[dict]:
 
 def _cyclonedx_licenses(component: dict) -> list[str]:
     out = []
-    for entry in component.get("licenses") or []:
+    for entry in _list(component.get("licenses")):
         if not isinstance(entry, dict):
             continue
         lic = entry.get("license") if isinstance(entry.get("license"), dict) else {}

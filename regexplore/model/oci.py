@@ -156,8 +156,14 @@ class Manifest:
 
     @property
     def layer_descriptors(self) -> list[dict]:
+        """The layer descriptors, oldest first. Raises :class:`UnsupportedMediaType` when an image manifest's
+        ``layers`` is not a list of JSON objects whose ``digest`` (when given) is a string."""
         if self.media_type in IMAGE_TYPES:
-            return list(self.json.get("layers") or [])
+            layers = self.json.get("layers") or []
+            if not isinstance(layers, list) or not all(
+                    isinstance(d, dict) and isinstance(d.get("digest", ""), str) for d in layers):
+                raise UnsupportedMediaType(f"manifest {self.digest}: 'layers' is not a list of descriptors")
+            return list(layers)
         if self.is_schema1:
             # fsLayers are newest first; return oldest first like the other types
             return [{"digest": fl.get("blobSum"), "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -175,7 +181,8 @@ class Manifest:
         if self.is_index:
             rows.append(("entries", str(len(self.json.get("manifests") or []))))
         else:
-            rows.append(("layers", str(len(self.layer_descriptors))))
+            layers = self.json.get("layers") if self.media_type in IMAGE_TYPES else self.json.get("fsLayers")
+            rows.append(("layers", str(len(layers)) if isinstance(layers, list) else "?"))
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
                        for k, v in rows)
         return f"<table class='regexplore-manifest'>{body}</table>"

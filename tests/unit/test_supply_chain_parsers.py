@@ -15,11 +15,12 @@ import cosignkit as ck
 import pytest
 from packageurl import PackageURL
 
-from regexplore.content.attestations import Document, predicate_of, provenance_summary
+from regexplore.content.attestations import Document, attestation_rows, documents_in, predicate_of, provenance_summary
 from regexplore.content.inside.model import TYPES
 from regexplore.content.sbom import sbom_rows
-from regexplore.content.signatures import PublicKey, verify_payload
+from regexplore.content.signatures import PublicKey, signature_rows, verify_payload
 from regexplore.errors import UnsupportedMediaType
+from regexplore.model.oci import OCI_MANIFEST, Manifest
 
 SBOM_AMD64 = "sha256:5c1f58ba4e0de0c5a3d414623520605bbfcf811e450d0dc2e2483e22562bafb2"
 SBOM_ARM64 = "sha256:0d38fd5b319494c7f0fdcc2c23fe9358909a9d14e82a7982e20f83a2b860edba"
@@ -222,3 +223,54 @@ def test_pem_text_given_as_str_is_read_as_a_key_and_never_echoed() -> None:
     with pytest.raises(ValueError, match="not a PEM public key") as exc:
         PublicKey("-----BEGIN PUBLIC KEY-----\nc2VrcmV0\n-----END PUBLIC KEY-----\n")
     assert "c2VrcmV0" not in str(exc.value)
+
+
+HOSTILE_SBOMS = {
+    "SPDXID a list": {"spdxVersion": "SPDX-2.3", "packages": [{"SPDXID": ["x"], "name": "a"}]},
+    "relatedSpdxElement a list": {"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "packages": [
+        {"SPDXID": "b", "name": "b"}], "relationships": [{"relationshipType": "DESCRIBES", "spdxElementId":
+                                                          "SPDXRef-DOCUMENT", "relatedSpdxElement": ["x"]}]},
+    "externalRefs a number": {"spdxVersion": "SPDX-2.3", "packages": [{"SPDXID": "a", "name": "a",
+                                                                       "externalRefs": 5}]},
+    "CycloneDX licenses a number": {"bomFormat": "CycloneDX", "specVersion": "1.5",
+                                    "components": [{"name": "a", "licenses": 5}]},
+    "documentDescribes a number": {"spdxVersion": "SPDX-2.3", "documentDescribes": 5,
+                                   "packages": [{"SPDXID": "a", "name": "a"}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_SBOMS))
+def test_hostile_sbom_fields_give_rows_not_type_errors(case: str) -> None:
+    rows = sbom_rows(HOSTILE_SBOMS[case], "SBOM x")
+    assert [r["name"] for r in rows] == ["b" if case.startswith("related") else "a"]
+    assert all(r["licenses"] == [] and r.get("purl") is None for r in rows)
+
+
+def _artifact(layers: Any) -> Manifest:
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": layers,
+           "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": "sha256:" + "0" * 64, "size": 2}}
+    return Manifest.from_bytes(json.dumps(doc).encode(), OCI_MANIFEST)
+
+
+@pytest.mark.parametrize("layers", [[1], 5, [{"digest": ["sha256:x"]}]])
+def test_a_manifest_whose_layers_are_no_descriptors_is_refused_with_our_error(layers: Any) -> None:
+    m = _artifact(layers)
+    entry = {"digest": "sha256:" + "1" * 64, "annotations": {"vnd.docker.reference.type": "attestation-manifest"}}
+    for parse in (lambda: documents_in(m, "x"), lambda: signature_rows(None, "r", m, "sha256:x", None, "s"),
+                  lambda: attestation_rows({"manifests": [entry]}, lambda d: m)):
+        with pytest.raises(UnsupportedMediaType, match="'layers' is not a list of descriptors"):
+            parse()
+    assert "layers" in m._repr_html_()
+
+
+def test_an_attestation_entry_with_hostile_fields_gives_rows() -> None:
+    layer = {"mediaType": "application/vnd.in-toto+json", "digest": "sha256:" + "2" * 64, "size": 3}
+    m = _artifact([layer])
+    index = {"manifests": [
+        {"digest": "sha256:" + "1" * 64, "annotations": {"vnd.docker.reference.type": "attestation-manifest",
+                                                         "vnd.docker.reference.digest": ["x"]}},
+        {"digest": ["sha256:x"], "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+        {"annotations": {"vnd.docker.reference.type": "attestation-manifest"}}]}
+    rows = attestation_rows(index, lambda d: m)
+    assert [(r["image_digest"], r["layer_digest"]) for r in rows] == [(None, layer["digest"])]
+    assert attestation_rows({"manifests": 5}, lambda d: m) == []
