@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import RegistryError, UnsupportedMediaType
 from ..model.oci import MAX_INDEX_DEPTH, Manifest, compression_of, history_rows, image_summary, platform_rows
 from ..reference import ImageRef
+from .ledger import Ledger
 from .parts import has_part, remove_part, write_part
 from .plan import Unit, digest_name, pages_of
 
@@ -85,6 +86,7 @@ class Crawl:
     def __init__(self, reg: Any, out: Path, *, files: bool = False, packages: bool = False) -> None:
         self.reg, self.v2, self.out, self.files, self.packages = reg, reg.v2, out, files, packages
         self.claims = Claims()
+        self.ledger = Ledger(out)
         self.scanned: set[str] = set()  # layer digests this process has scanned (the facade caches the scans)
         self.bucket: Any = None  # the request budget (job.make_crawl), whose count progress shows
 
@@ -94,11 +96,14 @@ class Crawl:
         pages: list[Unit] = []
         tags = list(unit.tags)
         if unit.page == 0:
-            try:
-                listed = self.v2.tags(unit.repository)
-            except _FAULTS as exc:
-                write_part(self.out, "errors", unit.key, [error_row(unit, None, exc)])
-                return [], False
+            listed = self.ledger.plan(unit)  # a resumed unit: the listing its finished pages were cut from
+            if listed is None:
+                try:
+                    listed = self.v2.tags(unit.repository)
+                except _FAULTS as exc:
+                    write_part(self.out, "errors", unit.key, [error_row(unit, None, exc)])
+                    return [], False
+                self.ledger.save_plan(unit, listed)
             tags, pages = pages_of(unit.repository, listed)
             write_part(self.out, "repositories", unit.key, [{"repository": unit.repository, "tags": len(listed)}])
         rows = [self._tag(unit, tag, errors) for tag in tags]

@@ -11,10 +11,11 @@ import tarfile
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+import requests
 from digests import sha256_digest
 from distributed.diagnostics.plugin import SchedulerPlugin
 from layerkit import build_layer
-from pushing import push_image
+from pushing import Pusher, default_config, push_image
 from servers import FaultProxy, serve, stop
 
 import regexplore as rx
@@ -28,6 +29,11 @@ TAR_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
 
 pytestmark = [pytest.mark.usefixtures("private_cache"), pytest.mark.xdist_group("census")]
+
+
+def raw_tags(url: str, repo: str) -> list[str]:
+    """The tags of ``repo``, listed with plain requests."""
+    return requests.get(f"{url}/v2/{repo}/tags/list", timeout=30).json()["tags"]
 
 
 def _manifest(layers: list) -> bytes:
@@ -169,3 +175,31 @@ def test_registry_credentials_stay_out_of_dask_tasks(registry, tmp_path):
     assert not spy.failures
     assert spy.specs and all(b"census_batch" in spec for spec in spy.specs)
     assert not [spec for spec in spy.specs if b"sekret" in spec]
+
+
+def test_a_resumed_repository_keeps_the_listing_its_pages_were_cut_from(registry, tmp_path):
+    """250 tags (three units); one tag of the repository unit (page 0) fails in run 1, so only the pages
+    finish. Five tags of page 0 are deleted before run 2: a fresh listing would shift tags of page 1 into
+    page 0, stored twice (before the fix). The resumed unit works on its first listing: every tag of run 1's
+    listing once, the deleted ones as NotFound error rows."""
+    sandbox, image = registry
+    repo, out = "many/tags", tmp_path / "c"
+    pushed = push_image(sandbox.url, repo, "t000", [(image.layers[0], TAR_GZIP)])
+    other = push_image(sandbox.url, repo, None, [(image.layers[0], TAR_GZIP)], config=default_config([], "arm64"))
+    with Pusher(sandbox.url) as p:
+        for tag in (f"t{i:03}" for i in range(1, 250)):
+            p.manifest(repo, tag, pushed.manifest, OCI_MANIFEST)
+        first = raw_tags(sandbox.url, repo)  # the registry's order (not sorted): the census cuts pages in it
+        for tag in first[:5]:
+            p.manifest(repo, tag, other.manifest, OCI_MANIFEST)
+    assert raw_tags(sandbox.url, repo) == first
+    with FaultProxy(sandbox.url) as proxy:
+        proxy.fail(503, times=None, path=f"/manifests/{first[50]}$", method="HEAD")
+        c = rx.census(proxy.url, out, repositories=[repo], progress=False)
+    assert c.errors.tag.tolist() == [first[50]]
+    requests.delete(f"{sandbox.url}/v2/{repo}/manifests/{other.digest}", timeout=30).raise_for_status()
+    assert raw_tags(sandbox.url, repo) == first[5:]  # deleting untags; page 1's first tags now sort in page 0
+    again = rx.census(sandbox.url, out, repositories=[repo], progress=False)
+    tags = again.tags.tag.tolist()
+    assert len(tags) == len(set(tags)) and set(tags) == set(first)
+    assert sorted(again.errors.tag) == sorted(first[:5]) and set(again.errors.error) == {"NotFound"}
