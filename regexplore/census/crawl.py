@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import RegistryError, UnsupportedMediaType
 from ..model.oci import MAX_INDEX_DEPTH, Manifest, compression_of, history_rows, image_summary, platform_rows
-from ..reference import ImageRef
+from ..reference import ImageRef, is_repository_name
 from .ledger import Ledger
 from .parts import has_part, remove_part, write_part
 from .plan import Unit, digest_name, pages_of
@@ -35,6 +35,12 @@ def _descriptors(m: Manifest) -> list[dict]:
         if not (isinstance(d, dict) and isinstance(d.get("digest"), str)):
             raise UnsupportedMediaType(f"manifest {m.digest}: layer {i} is not a descriptor with a digest")
     return descs
+
+
+def _named(repository: Any) -> bool:
+    """True if ``repository`` is a repository name of the distribution grammar (lowercase components, at most
+    255 characters): a catalog may list anything, and a name becomes a URL path (``..``, ``?``, ``%``)."""
+    return isinstance(repository, str) and len(repository) <= 255 and is_repository_name(repository)
 
 
 def _scannable(descs: list[dict]) -> bool:
@@ -96,6 +102,10 @@ class Crawl:
         pages: list[Unit] = []
         tags = list(unit.tags)
         if unit.page == 0:
+            if not _named(unit.repository):  # a hostile catalog's entry: no request made with it
+                bad = ValueError(f"not a repository name: {str(unit.repository)[:200]!r}")
+                write_part(self.out, "errors", unit.key, [error_row(unit, None, bad)])
+                return [], False
             listed = self.ledger.plan(unit)  # a resumed unit: the listing its finished pages were cut from
             if listed is None:
                 try:

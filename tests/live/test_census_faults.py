@@ -46,8 +46,16 @@ HOSTILE = {"bad/int": _manifest([1]), "bad/nodigest": _manifest([{"mediaType": T
            "good/empty": _manifest([])}
 
 
+#: what the hostile registry's catalog lists besides :data:`HOSTILE`: names that are none (they would steer
+#: the census' requests, with its credentials, to other paths of the registry)
+NOT_NAMES = ["../v2/_catalog", "a?n=1", "x%2f..", "B/Upper", 5, {"name": "x"}]
+
+
 class _Hostile(BaseHTTPRequestHandler):
-    """A registry serving :data:`HOSTILE`: tag listings, manifests by tag or digest, the config blob."""
+    """A registry serving :data:`HOSTILE`: tag listings, manifests by tag or digest, the config blob, and a
+    catalog that also lists :data:`NOT_NAMES`. Request paths are kept in ``paths``."""
+
+    paths: list[str] = []
 
     def _answer(self, body: bytes | None, media_type: str = "application/json") -> None:
         if body is None:
@@ -64,9 +72,12 @@ class _Hostile(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_GET(self) -> None:  # noqa: N802
+        self.paths.append(self.path)
         path = self.path.split("?")[0]
         if path == "/v2/":
             return self._answer(b"{}")
+        if path == "/v2/_catalog":
+            return self._answer(json.dumps({"repositories": [*HOSTILE, *NOT_NAMES]}).encode())
         repo, _, rest = path[len("/v2/"):].rpartition("/")
         repo, kind = repo.rsplit("/", 1)
         doc = HOSTILE.get(repo)
@@ -98,6 +109,24 @@ def test_hostile_layer_descriptors_are_error_rows_not_a_stopped_census(tmp_path)
     assert c.manifests.digest.tolist() == [sha256_digest(HOSTILE["good/empty"])]
     assert sorted(c.tags.repository) == sorted(HOSTILE)
     assert Ledger(c.path).done(Unit("good/empty")) and not Ledger(c.path).done(Unit("bad/int"))
+
+
+def test_catalog_entries_that_are_no_repository_names_make_no_request(tmp_path):
+    """A catalog listing ``..``, ``?``, ``%``, uppercase, a number and an object besides real names: one
+    ``ValueError`` row each, no request for them (before the fix the census asked the registry for
+    ``/v2/../v2/_catalog/tags/list`` and the like), and the real repositories censused."""
+    _Hostile.paths = []
+    httpd = serve(_Hostile)
+    try:
+        c = rx.census(httpd.url, tmp_path / "c", progress=False)
+    finally:
+        stop(httpd)
+    errors = c.errors
+    assert sorted(errors[errors.error == "ValueError"].message.str.slice(0, 25)) == sorted(
+        f"not a repository name: {str(name)!r}"[:25] for name in NOT_NAMES)
+    asked = {p.split("?")[0] for p in _Hostile.paths} - {"/v2/", "/v2/_catalog"}
+    assert {p.split("/", 2)[2].rsplit("/", 2)[0] for p in asked} == set(HOSTILE)
+    assert sorted(c.tags.repository) == sorted(HOSTILE)
 
 
 @pytest.fixture(scope="module")
