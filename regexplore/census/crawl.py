@@ -3,10 +3,12 @@ manifest digest new to the census once (GET, config, nested index entries), writ
 
 Digest-keyed parts (``manifests``, ``index_entries``, ``layers``, ``history``, ``packages``, ``files``) carry
 the digest's name and hold only what that digest determines, so they do not depend on which unit came first.
-The ``manifests`` part is written last, so its presence means the digest is fully stored, and any unit, thread or
-Dask worker that meets the digest again makes no further request for it (HEAD is enough; on Docker Hub a HEAD
-is not a pull). Failures become ``errors`` rows of the unit; the unit then stays unfinished, so a resumed
-census tries it again, and its error part is removed once it succeeds.
+The ``manifests`` part is written after the digest's other metadata parts, so its presence means they are
+stored, and any unit, thread or Dask worker that meets the digest again makes no further request for it (HEAD is
+enough; on Docker Hub a HEAD is not a pull). Only an image's ``packages`` / ``files`` parts come after it: if
+their scan failed, a unit that meets the stored digest again scans it again. Failures become ``errors`` rows
+of the unit; the unit then stays unfinished, so a resumed census tries it again, and its error part is removed
+once it succeeds.
 """
 
 from __future__ import annotations
