@@ -3,10 +3,12 @@ manifest digest new to the census once (GET, config, nested index entries), writ
 
 Digest-keyed parts (``manifests``, ``index_entries``, ``layers``, ``history``, ``packages``, ``files``) carry
 the digest's name and hold only what that digest determines, so they do not depend on which unit came first.
-The ``manifests`` part is written last, so its presence means the digest is fully stored, and any unit, thread or
-Dask worker that meets the digest again makes no further request for it (HEAD is enough; on Docker Hub a HEAD
-is not a pull). Failures become ``errors`` rows of the unit; the unit then stays unfinished, so a resumed
-census tries it again, and its error part is removed once it succeeds.
+The ``manifests`` part is written after the digest's other metadata parts, so its presence means they are
+stored, and any unit, thread or Dask worker that meets the digest again makes no further request for it (HEAD is
+enough; on Docker Hub a HEAD is not a pull). Only an image's ``packages`` / ``files`` parts come after it: if
+their scan failed, a unit that meets the stored digest again scans it again. Failures become ``errors`` rows
+of the unit; the unit then stays unfinished, so a resumed census tries it again, and its error part is removed
+once it succeeds.
 """
 
 from __future__ import annotations
@@ -19,13 +21,38 @@ from typing import Any
 
 from ..errors import RegistryError, UnsupportedMediaType
 from ..model.oci import MAX_INDEX_DEPTH, Manifest, compression_of, history_rows, image_summary, platform_rows
-from ..reference import ImageRef
+from ..reference import ImageRef, is_repository_name
+from .ledger import Ledger
 from .parts import has_part, remove_part, write_part
 from .plan import Unit, digest_name, pages_of
 
 __all__ = ["Claims", "Crawl", "error_row"]
 
+
+def _descriptors(m: Manifest) -> list[dict]:
+    """The layer descriptors of image manifest ``m``. Raises :class:`~regexplore.UnsupportedMediaType` if one
+    is not an object with a digest string (a hostile or broken manifest: an ``errors`` row, not a crash)."""
+    descs = m.layer_descriptors
+    for i, d in enumerate(descs):
+        if not (isinstance(d, dict) and isinstance(d.get("digest"), str)):
+            raise UnsupportedMediaType(f"manifest {m.digest}: layer {i} is not a descriptor with a digest")
+    return descs
+
+
+def _named(repository: Any) -> bool:
+    """True if ``repository`` is a repository name of the distribution grammar (lowercase components, at most
+    255 characters): a catalog may list anything, and a name becomes a URL path (``..``, ``?``, ``%``)."""
+    return isinstance(repository, str) and len(repository) <= 255 and is_repository_name(repository)
+
+
+def _scannable(descs: list[dict]) -> bool:
+    """True if an image of layers ``descs`` can be scanned for packages and files: tar layers only."""
+    return bool(descs) and all(compression_of(d.get("mediaType")) != "unknown" for d in descs)
+
 _FAULTS = (RegistryError, ValueError)  # ValueError: a digest that is no digest, JSON that does not parse
+#: what one tag's or image's work may raise and still become an ``errors`` row: a hostile registry's document
+#: can raise anything (KeyboardInterrupt and SystemExit are no ``Exception`` and stop the census)
+_ANY = Exception
 
 
 def error_row(unit: Unit, tag: str | None, exc: BaseException) -> dict[str, Any]:
@@ -67,6 +94,7 @@ class Crawl:
     def __init__(self, reg: Any, out: Path, *, files: bool = False, packages: bool = False) -> None:
         self.reg, self.v2, self.out, self.files, self.packages = reg, reg.v2, out, files, packages
         self.claims = Claims()
+        self.ledger = Ledger(out)
         self.scanned: set[str] = set()  # layer digests this process has scanned (the facade caches the scans)
         self.bucket: Any = None  # the request budget (job.make_crawl), whose count progress shows
 
@@ -76,11 +104,18 @@ class Crawl:
         pages: list[Unit] = []
         tags = list(unit.tags)
         if unit.page == 0:
-            try:
-                listed = self.v2.tags(unit.repository)
-            except _FAULTS as exc:
-                write_part(self.out, "errors", unit.key, [error_row(unit, None, exc)])
+            if not _named(unit.repository):  # a hostile catalog's entry: no request made with it
+                bad = ValueError(f"not a repository name: {str(unit.repository)[:200]!r}")
+                write_part(self.out, "errors", unit.key, [error_row(unit, None, bad)])
                 return [], False
+            listed = self.ledger.plan(unit)  # a resumed unit: the listing its finished pages were cut from
+            if listed is None:
+                try:
+                    listed = self.v2.tags(unit.repository)
+                except _FAULTS as exc:
+                    write_part(self.out, "errors", unit.key, [error_row(unit, None, exc)])
+                    return [], False
+                self.ledger.save_plan(unit, listed)
             tags, pages = pages_of(unit.repository, listed)
             write_part(self.out, "repositories", unit.key, [{"repository": unit.repository, "tags": len(listed)}])
         rows = [self._tag(unit, tag, errors) for tag in tags]
@@ -110,7 +145,7 @@ class Crawl:
                         self._store(unit, m, 0, errors)
             else:
                 self._read(unit, head["digest"], 0, errors)
-        except _FAULTS as exc:
+        except _ANY as exc:  # one tag's fault, whatever it is, is a row: the census goes on
             errors.append(error_row(unit, tag, exc))
         return row
 
@@ -120,6 +155,27 @@ class Crawl:
         with self.claims.claim(digest):
             if not self._known(digest):
                 self._store(unit, self.v2.get_manifest(unit.repository, digest), depth, errors)
+            elif self._owed(digest):  # stored, but its packages / files failed before: try them again
+                self._inside(unit, digest, self._stored_layers(digest), errors)
+
+    def _stored_layers(self, digest: str) -> list[dict]:
+        """The layer descriptors of stored image ``digest``, read back from its ``layers`` part."""
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(self.out / "layers" / f"{digest_name(digest)}.parquet").to_pylist()
+        return [{"digest": r["digest"], "mediaType": r["media_type"]} for r in rows]
+
+    def _owed(self, digest: str) -> bool:
+        """True if stored image ``digest`` lacks the ``packages`` / ``files`` parts this census writes."""
+        name = digest_name(digest)
+        if not (self.packages or self.files) or not has_part(self.out, "layers", name):
+            return False
+        if not self.files and has_part(self.out, "packages", name):
+            return False
+        descs = self._stored_layers(digest)
+        return _scannable(descs) and ((self.packages and not has_part(self.out, "packages", name)) or
+                                      (self.files and not all(has_part(self.out, "files", digest_name(d["digest"]))
+                                                              for d in descs)))
 
     def _store(self, unit: Unit, m: Manifest, depth: int, errors: list[dict[str, Any]]) -> None:
         """Write the parts of manifest ``m`` (an index: its entries first, each once, then ``index_entries``),
@@ -133,9 +189,11 @@ class Crawl:
                 return  # not stored: a resumed census reads the index again, and the entries it lacks
             write_part(self.out, "index_entries", digest_name(m.digest),
                        [{"index_digest": m.digest, **r} for r in platform_rows({"manifests": entries})])
-        else:
-            row.update(self._image(unit.repository, m))
+            write_part(self.out, "manifests", digest_name(m.digest), [row])
+            return
+        row.update(self._image(unit.repository, m))
         write_part(self.out, "manifests", digest_name(m.digest), [row])
+        self._inside(unit, m.digest, _descriptors(m), errors)  # a layer's fault does not hide the manifest
 
     def _entries(self, unit: Unit, index: Manifest, depth: int, errors: list[dict[str, Any]]) -> list[dict]:
         """Read the entries of ``index`` new to the census (nested indexes down to ``MAX_INDEX_DEPTH``);
@@ -155,7 +213,7 @@ class Crawl:
         ``manifests`` columns its config gives."""
         cfg = self._config(repo, m)
         name = digest_name(m.digest)
-        descs = m.layer_descriptors
+        descs = _descriptors(m)
         write_part(self.out, "layers", name, [
             {"manifest_digest": m.digest, "index": i, "digest": d.get("digest"), "size": d.get("size"),
              "media_type": d.get("mediaType")} for i, d in enumerate(descs)])
@@ -164,8 +222,6 @@ class Crawl:
         except _FAULTS:  # an artifact's manifest has no history
             steps = []
         write_part(self.out, "history", name, [{"manifest_digest": m.digest, **s} for s in steps])
-        if descs and all(compression_of(d.get("mediaType")) != "unknown" for d in descs):
-            self._inside(ImageRef(self.reg.name, repo, digest=m.digest), descs)  # tar layers only
         s = image_summary(m, cfg)
         sizes = [d.get("size") for d in descs]
         return {"created": s["created"], "os": s["os"], "architecture": s["architecture"],
@@ -183,14 +239,23 @@ class Crawl:
         except UnsupportedMediaType:
             return None
 
-    def _inside(self, ref: ImageRef, descs: list[dict]) -> None:
-        """With ``packages``: write the ``packages`` part of image ``ref``; with ``files``: the ``files`` part
-        of each of its layer digests the census lacks. Both come from the facade's per-layer scans, cached
-        by layer digest in this process' Registry; the layers this process has not scanned yet are claimed
-        first, so images sharing a layer (read at the same time by other threads) wait for its one scan."""
-        if not (self.packages or self.files):
+    def _inside(self, unit: Unit, digest: str, descs: list[dict], errors: list[dict[str, Any]]) -> None:
+        """With ``packages``: write the ``packages`` part of image ``digest`` (layers ``descs``, tar layers
+        only); with ``files``: the ``files`` part of each of its layer digests the census lacks. A fault is an
+        ``errors`` row of ``unit`` (tag ``packages:<digest>`` / ``files:<digest>``), so the unit is tried again
+        on resume and :meth:`_owed` finds the parts missing. Both come from the facade's per-layer scans,
+        cached by layer digest in this process' Registry; the layers this process has not scanned yet are
+        claimed first, so images sharing a layer (read at the same time by other threads) wait for its one scan."""
+        if not (self.packages or self.files) or not _scannable(descs):
             return
-        layers = [d["digest"] for d in descs]
+        what = "packages" if self.packages else "files"
+        try:
+            self._scan(ImageRef(self.reg.name, unit.repository, digest=digest), [d["digest"] for d in descs])
+        except _ANY as exc:
+            errors.append(error_row(unit, f"{what}:{digest}", exc))
+
+    def _scan(self, ref: ImageRef, layers: list[str]) -> None:
+        """Write the ``packages`` / ``files`` parts of image ``ref`` (layer digests ``layers``) it lacks."""
         with contextlib.ExitStack() as held:
             for digest in sorted(set(layers) - self.scanned):  # one order for all threads: no deadlock
                 held.enter_context(self.claims.claim(digest))

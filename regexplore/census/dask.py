@@ -6,14 +6,18 @@ and an equal share of ``max_requests_per_second`` (:class:`~regexplore.census.bu
 first asks the scheduler how many workers are alive and sets its bucket to ``rate / workers``, so the shares
 follow workers that leave or join. Together the workers stay under the rate, except that a worker joining
 mid-census finds the older ones on their larger share until each starts its next task (one batch).
-Task keys are derived from the batch's units, and every part has a
-deterministic name: a task run again after its worker died (Dask's at-least-once) rewrites the same files, so
-the dataset holds each row once. The workers must see ``out`` (one machine, or a shared filesystem).
+The registry arguments (``auth`` and the like) never travel in a task: they are published once as a
+``distributed.Variable`` of a random name, which the tasks carry instead (a failed task's repr goes to the
+worker's log, and the task graph is shown on the dashboard). Task keys are derived from the batch's units,
+and every part has a deterministic name: a task run again after its worker died (Dask's at-least-once)
+rewrites the same files, so the dataset holds each row once. The workers must see ``out`` (one machine, or a
+shared filesystem).
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,19 +31,23 @@ __all__ = ["BATCH", "run_on_dask"]
 #: units per Dask task
 BATCH = 16
 
-_workers: dict[tuple, Any] = {}  # per worker process: (job key) -> (Crawl, Ledger, threads)
+_workers: dict[str, Any] = {}  # per worker process: the job's variable name -> (Crawl, Ledger, threads)
 _workers_lock = threading.Lock()
 
 
 def _engine(job: dict[str, Any]) -> Any:
-    """This worker process' crawl for ``job`` (made once: one registry client, pooled connections)."""
+    """This worker process' crawl for ``job`` (made once: one registry client, pooled connections), with the
+    registry arguments read from the job's published variable."""
+    from distributed import Variable, get_client
+
     from .runner import make_crawl
 
-    key = (job["registry"], job["out"], job["files"], job["packages"], tuple(sorted(job["kwargs"].items(), key=str)))
+    key = job["kwargs_variable"]  # one per census run: it names the job's registry arguments
     with _workers_lock:
         if key not in _workers:
+            kwargs = Variable(key, client=get_client()).get(timeout=60)
             _workers[key] = make_crawl(job["registry"], Path(job["out"]), files=job["files"],
-                                       packages=job["packages"], rate=job["rate"], kwargs=job["kwargs"])
+                                       packages=job["packages"], rate=job["rate"], kwargs=kwargs)
         return _workers[key]
 
 
@@ -77,9 +85,23 @@ def _key(job: dict[str, Any], batch: list[Unit]) -> str:
     return "regexplore-census-" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def run_on_dask(client: Any, job: dict[str, Any], units: Iterable[Unit], on_done: Any = None) -> Tally:
+def run_on_dask(client: Any, job: dict[str, Any], units: Iterable[Unit], registry_kwargs: dict[str, Any],
+                on_done: Any = None) -> Tally:
     """Run ``units`` (and the pages they hand on) as tasks on ``client``'s cluster. ``job`` describes the
-    census (registry, out, files, packages, rate, kwargs); each task takes its worker's share of ``rate``."""
+    census (registry, out, files, packages, rate); each task takes its worker's share of ``rate``.
+    ``registry_kwargs`` (credentials) reach the workers through a ``distributed.Variable``, removed at the end."""
+    from distributed import Variable
+
+    arguments = Variable(f"regexplore-census-{secrets.token_hex(16)}", client=client)
+    arguments.set(registry_kwargs)
+    try:
+        return _run(client, {**job, "kwargs_variable": arguments.name}, units, on_done)
+    finally:
+        arguments.delete()
+
+
+def _run(client: Any, job: dict[str, Any], units: Iterable[Unit], on_done: Any) -> Tally:
+    """:func:`run_on_dask` once the registry arguments are published (``job["kwargs_variable"]``)."""
     from distributed import as_completed
 
     tally = Tally()

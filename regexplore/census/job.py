@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import RegistryError
 from .crawl import Crawl, error_row
-from .parts import TABLES, write_part
+from .parts import TABLES, remove_part, write_part
 from .plan import Unit
 from .result import Census
 from .runner import make_crawl, run_units
@@ -30,6 +30,7 @@ def _names(crawl: Crawl, repositories: Any) -> Iterator[str]:
         keep: Callable[[str], bool] = repositories or (lambda name: True)
         for page in crawl.v2.catalog():
             yield from (name for name in page if keep(name))
+        remove_part(crawl.out, "errors", "catalog")  # an earlier run's catalog fault: listed now
     elif isinstance(repositories, str):
         raise TypeError("repositories takes a list of names or a callable filter, not a string "
                         f"({repositories!r}): write [{repositories!r}]")
@@ -97,8 +98,8 @@ def census(registry: str, out: str | os.PathLike[str], *,
                 from .dask import run_on_dask
 
                 job = {"registry": registry, "out": str(path.resolve()), "files": files, "packages": packages,
-                       "rate": max_requests_per_second, "kwargs": registry_kwargs}
-                run_on_dask(client, job, list(units), on_done=bar.done)
+                       "rate": max_requests_per_second}
+                run_on_dask(client, job, list(units), registry_kwargs, on_done=bar.done)
         finally:
             bar.close()
     except RegistryError as exc:  # the catalog itself: recorded, then raised (nothing else can run)

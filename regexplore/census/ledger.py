@@ -3,7 +3,9 @@
 A file per unit (written atomically, like the parts) lets threads, Dask workers on other machines and a
 resumed process share the ledger through the dataset folder alone, with no lock and no log to repair after a
 crash. A repository unit's entry keeps the pages it cut its tag list into, so a resumed census runs them
-without listing the tags again.
+without listing the tags again. The tag list itself is kept (under ``_ledger/plans/``) as soon as it is listed,
+before any page runs: a repository unit that ends with an error row runs again on resume on that same list,
+so its slices match the pages that already finished even if the registry's listing changed meanwhile.
 """
 
 from __future__ import annotations
@@ -41,6 +43,20 @@ class Ledger:
         """The page units a finished repository unit handed on."""
         doc = json.loads(self._path(unit).read_bytes())
         return [Unit(unit.repository, page, tuple(tags)) for page, tags in doc["pages"]]
+
+    def _plan_path(self, unit: Unit) -> Path:
+        return self.folder / "plans" / f"{unit.key}.json"
+
+    def save_plan(self, unit: Unit, tags: list[str]) -> None:
+        """Keep ``tags``, the listing repository unit ``unit`` cuts into pages (before any page runs)."""
+        atomic_write(self._plan_path(unit), json.dumps({"repository": unit.repository, "tags": tags}).encode())
+
+    def plan(self, unit: Unit) -> list[str] | None:
+        """The tag listing kept by :meth:`save_plan` for repository unit ``unit``, or None."""
+        try:
+            return json.loads(self._plan_path(unit).read_bytes())["tags"]
+        except FileNotFoundError:
+            return None
 
     def count(self) -> int:
         """How many units finished."""
