@@ -28,11 +28,12 @@ from .tarinfo import (
 
 # ------------------------------------------------------------------------------------- fast listing
 # Listing needs only the headers, so iter_entries does not go through TarFile: the decompression runs in
-# a worker thread (isal, zstandard and hashlib release the GIL, so it overlaps with the parsing), and the
-# headers are read straight out of the decompressed chunks. The hot path parses plain ustar/GNU headers
-# itself; every other header (pax, GNU long names, sparse files, anything malformed, and every member
-# once a global pax header was seen) goes through tarfile's own TarInfo code, and the end-of-archive and
-# error rules are TarFile.next()'s, so the result is exactly what tarfile stream mode lists.
+# a worker thread and a download's chunks (network, sha256) are read in another (isal, zstandard and hashlib
+# release the GIL, so the three overlap with the parsing), and the headers are read straight out of the
+# decompressed chunks. The hot path parses plain ustar/GNU headers itself; every other header (pax, GNU
+# long names, sparse files, anything malformed, and every member once a global pax header was seen) goes
+# through tarfile's own TarInfo code, and the end-of-archive and error rules are TarFile.next()'s, so the
+# result is exactly what tarfile stream mode lists.
 # tests/test_layers_pure.py checks that on the test layers and on mutated headers.
 
 _BLOCK = tarfile.BLOCKSIZE
