@@ -237,6 +237,31 @@ def test_abandoned_listing_stops_its_worker() -> None:
     assert threading.active_count() == before
 
 
+def test_chunked_input_is_read_beside_the_decompression() -> None:
+    """A download's chunks (hashed as they come) are pulled by a thread of their own, not by the thread that
+    decompresses, so hashing overlaps with decompression; an abandoned listing closes that input at once."""
+    blob = _big_gzip_layer(500)
+    readers: list[str] = []
+    closed: list[bool] = []
+
+    def download():
+        try:
+            for piece in chunked(blob, 10000):
+                readers.append(threading.current_thread().name)
+                yield piece
+        finally:
+            closed.append(True)
+
+    assert len(list(L.iter_entries(download()))) == 517
+    # the first chunk is read by the caller (its magic bytes name the compression), the rest by the input thread
+    assert readers[0] == "MainThread" and set(readers[1:]) == {"regexplore-layer-input"} and closed == [True]
+    before = threading.active_count()
+    it = L.iter_entries(download())
+    next(it)
+    it.close()
+    assert closed == [True, True] and threading.active_count() == before
+
+
 def test_errors_reach_the_consumer_in_order() -> None:
     blob = _big_gzip_layer(800)
     corrupt = blob[:len(blob) // 2] + bytes(b ^ 0x55 for b in blob[len(blob) // 2:])

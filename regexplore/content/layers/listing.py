@@ -28,11 +28,12 @@ from .tarinfo import (
 
 # ------------------------------------------------------------------------------------- fast listing
 # Listing needs only the headers, so iter_entries does not go through TarFile: the decompression runs in
-# a worker thread (isal, zstandard and hashlib release the GIL, so it overlaps with the parsing), and the
-# headers are read straight out of the decompressed chunks. The hot path parses plain ustar/GNU headers
-# itself; every other header (pax, GNU long names, sparse files, anything malformed, and every member
-# once a global pax header was seen) goes through tarfile's own TarInfo code, and the end-of-archive and
-# error rules are TarFile.next()'s, so the result is exactly what tarfile stream mode lists.
+# a worker thread and a download's chunks (network, sha256) are read in another (isal, zstandard and hashlib
+# release the GIL, so the three overlap with the parsing), and the headers are read straight out of the
+# decompressed chunks. The hot path parses plain ustar/GNU headers itself; every other header (pax, GNU
+# long names, sparse files, anything malformed, and every member once a global pax header was seen) goes
+# through tarfile's own TarInfo code, and the end-of-archive and error rules are TarFile.next()'s, so the
+# result is exactly what tarfile stream mode lists.
 # tests/test_layers_pure.py checks that on the test layers and on mutated headers.
 
 _BLOCK = tarfile.BLOCKSIZE
@@ -52,20 +53,86 @@ _CAPTURE_TYPES = frozenset([tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE]
 
 
 
+class _InputAhead:
+    """The compressed input chunks (a streaming download, hashed as it goes) read in a thread of their own into
+    a bounded queue (:data:`_PREFETCH_DEPTH` chunks), so the network and the hash overlap with the
+    decompression instead of adding to it. Iterating yields the chunks in order and raises the input's
+    error where it happened; ``close()`` stops the thread and closes the input."""
+
+    _EOF = object()
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._q: queue.Queue[Any] = queue.Queue(_PREFETCH_DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="regexplore-layer-input", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._chunks:
+                if not self._put(chunk):
+                    return
+            self._put(self._EOF)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            self._put(exc)
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()  # a download stopped early hands its connection back now
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            item = self._q.get()
+            if item is self._EOF:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        _stop_thread(self._stop, self._q, self._thread)
+
+
+def _stop_thread(stop: threading.Event, q: queue.Queue[Any], thread: threading.Thread) -> None:
+    """Stop a producer ``thread`` that puts into ``q`` while ``stop`` is clear, and wait for it to end."""
+    stop.set()
+    while thread.is_alive():
+        try:
+            while True:
+                q.get_nowait()
+        except queue.Empty:
+            pass
+        thread.join(timeout=0.05)
+
+
 class _Prefetch:
     """Read a :class:`LayerStream` to its end in a worker thread, into a bounded queue of chunks.
 
-    Decompression and the caller's input (a streaming download hashing as it goes) run in the worker;
-    iterating yields the decompressed chunks in order (``bytearray`` s of :data:`_PREFETCH_CHUNK` bytes, the
-    last one shorter), and an error of the stream is raised in the consumer where it happened. A consumer
-    done with a chunk may hand it back with ``release`` to be filled again: fresh megabyte buffers cost
-    page faults, reused ones do not. ``close()`` stops the worker (the input is not read further).
+    Decompression runs in the worker, and an input given as chunks (a streaming download hashing as it goes)
+    is read in a thread of its own (:class:`_InputAhead`); iterating yields the decompressed chunks in order
+    (``bytearray`` s of :data:`_PREFETCH_CHUNK` bytes, the last one shorter), and an error of the stream is
+    raised in the consumer where it happened. A consumer done with a chunk may hand it back with ``release``
+    to be filled again: fresh megabyte buffers cost page faults, reused ones do not. ``close()`` stops the
+    worker and the input thread (the input is not read further).
     """
 
     _EOF = object()
 
     def __init__(self, stream: LayerStream) -> None:
         self._stream = stream
+        self._input: _InputAhead | None = None
+        stream.wrap_input(self._read_ahead)
         self._q: queue.Queue[Any] = queue.Queue(_PREFETCH_DEPTH)
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -73,6 +140,10 @@ class _Prefetch:
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
                                         name="regexplore-layer", daemon=True)
         self._thread.start()
+
+    def _read_ahead(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        self._input = _InputAhead(chunks)
+        return iter(self._input)
 
     def release(self, chunk: bytes | bytearray) -> None:
         if type(chunk) is bytearray and len(chunk) == _PREFETCH_CHUNK and self._free.qsize() < _PREFETCH_DEPTH:
@@ -126,14 +197,9 @@ class _Prefetch:
             yield item
 
     def close(self) -> None:
-        self._stop.set()
-        while self._thread.is_alive():
-            try:
-                while True:
-                    self._q.get_nowait()
-            except queue.Empty:
-                pass
-            self._thread.join(timeout=0.05)
+        _stop_thread(self._stop, self._q, self._thread)
+        if self._input is not None:
+            self._input.close()
 
 
 class _TarBytes:

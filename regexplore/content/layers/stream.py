@@ -90,6 +90,11 @@ class _Source(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def wrap_chunks(self, wrap: Callable[[Iterator[bytes]], Iterator[bytes]]) -> None:
+        """Read the input chunks through ``wrap(chunks)`` from now on (a file-like input is left as is)."""
+        if self._chunks is not None:
+            self._chunks = wrap(self._chunks)
+
     def _pull(self) -> bytes:
         try:
             return self._pull_unguarded()
@@ -208,6 +213,11 @@ class LayerStream(io.RawIOBase):
     @property
     def bytes_in(self) -> int:
         return self._source.bytes_in
+
+    def wrap_input(self, wrap: Callable[[Iterator[bytes]], Iterator[bytes]]) -> None:
+        """Read the compressed input through ``wrap(chunks)`` when it is an iterator of chunks (a streaming
+        download): how :mod:`.listing` reads it in a thread of its own."""
+        self._source.wrap_chunks(wrap)
 
     def readable(self) -> bool:
         return True
