@@ -39,7 +39,6 @@ MAX_DEPTH = 8
 #: a manifest or pom.properties bigger than this is not metadata
 TEXT_CAP = 1024 * 1024
 MANIFEST = "META-INF/MANIFEST.MF"
-_FILE_NAME = re.compile(r"^(?P<name>.+?)(?:-(?P<version>\d[^-]*(?:-[^-]+)*))?$")
 _MANIFEST_NAMES = ("Name", "Bundle-Name", "Short-Name", "Extension-Name", "Implementation-Title")
 _MANIFEST_VERSIONS = ("Implementation-Version", "Specification-Version", "Plugin-Version", "Bundle-Version")
 
@@ -142,11 +141,23 @@ def _text(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, budget: _Budget
     return budget.take(zf, info, TEXT_CAP, f"{path}:{info.filename}").decode("utf-8", "replace")
 
 
+def split_file_name(stem: str) -> tuple[str, str]:
+    """``(name, version)`` of an archive's file stem as syft's ``^(?P<name>.+?)(?:-(?P<version>\\d[^-]*(?:-[^-]+)*))?$``
+    splits it, read by hand (that regex backtracked quadratically on ``a-1a-1...--``): the version starts at
+    the first ``-<digit>`` after which no ``--`` follows, in a stem not ending with ``-``; else no version.
+    A stem holding a newline (``.`` stops there) is returned whole."""
+    if not stem.endswith("-") and "\n" not in stem:
+        last_double = stem.rfind("--")
+        for at in range(max(1, last_double + 1), len(stem) - 1):
+            if stem[at] == "-" and stem[at + 1].isdecimal():
+                return stem[:at], stem[at + 1:]
+    return stem, ""
+
+
 def _packages(path: str, manifest: dict[str, str] | None, poms: list[dict[str, str]]) -> list[Package]:
     """The main package (with a manifest only) and one aux package per other pom.properties."""
     stem = path.rsplit(":", 1)[-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    file_match = _FILE_NAME.match(stem)
-    file_name, file_version = (file_match["name"], file_match["version"] or "") if file_match else (stem, "")
+    file_name, file_version = split_file_name(stem)
     out, mine = [], None
     if manifest is not None:
         mine = next((p for p in poms if _matches(p["artifactId"], file_name)), None)
