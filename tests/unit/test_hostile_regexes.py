@@ -31,6 +31,7 @@ def _timed(call: str, setup: str, timeout: float = 20) -> tuple[object, float]:
     ("-X other.version=1.2.3", "(devel)"),
     ("-X main.version=dev", "(devel)"),
     ("-X github.com/x/y/internal.releaseVersion=7.8.9", "v7.8.9"),
+    ("-X main.gitTag=1.0.0 -X main.version=2.0.0", "v2.0.0"),  # every ...ver pattern before a ...tag one
 ])
 def test_ldflags_versions_as_syft_reads_them(ldflags: str, version: str) -> None:
     info = golang.BuildInfo("go1.22.1", path="github.com/x/y", main=("github.com/x/y", "(devel)"),

@@ -169,7 +169,8 @@ def _unquote(text: str) -> str:
 #: syft's ``knownBuildFlagPatterns`` (Go RE2, linear) are read by hand below: on Python's backtracking ``re``
 #: their ``(\S+/)*`` is exponential on a hostile ``-ldflags`` (``-X main.version=a/a/a/...``)
 _VERSION = re.compile(r"v?\d{1,32}.\d{1,32}.\d{1,32}[-\w]*")  # syft's version part, digits bounded
-_VERSION_KEY = re.compile(r"[a-zA-Z0-9]*(?:[vV]er(?:sion)?|[tT]ag)")
+#: the two patterns' last key words, tried in syft's order (every ``...ver`` setting before any ``...tag`` one)
+_VERSION_KEYS = (re.compile(r"[a-zA-Z0-9]*[vV]er(?:sion)?"), re.compile(r"[a-zA-Z0-9]*[tT]ag"))
 _LDFLAGS_CAP = 16 * 1024  # characters of -ldflags read; more is not a real build
 _TOKEN_CAP = 512  # characters of one ``-X`` token searched; a longer one holds no version syft would report
 _VCS_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
@@ -192,20 +193,22 @@ def main_version(info: BuildInfo, path: str, version: str) -> str:
 
 
 def _ldflags_version(ldflags: str, path: str) -> str | None:
-    """The version an ``-X <main or path/...>.<word>ver|version|tag=[dirs/]<version>`` setting of
-    ``ldflags`` gives (syft's patterns, each ``-X`` token on its own), the first one found; None when none."""
-    for token in ldflags.split():
-        token = token[:_TOKEN_CAP]
-        owner = token.find(path + "/") if path else -1
-        for eq in (i for i, c in enumerate(token) if c == "="):
-            key, value = token[:eq], token[eq + 1:]
-            dot = key.rfind(".")
-            if dot < 0 or not _VERSION_KEY.fullmatch(key, dot + 1):
-                continue
-            if key[:dot].endswith("main") or 0 <= owner <= dot - len(path) - 1:
-                found = _after_dirs(value)
-                if found:
-                    return found
+    """The version an ``-X <main or path/...>.<word>ver|version=[dirs/]<version>`` setting of ``ldflags``
+    gives, else a ``...tag=`` one (syft's patterns, each ``-X`` token on its own), the first one found;
+    None when none."""
+    tokens = [token[:_TOKEN_CAP] for token in ldflags.split()]
+    for key_word in _VERSION_KEYS:
+        for token in tokens:
+            owner = token.find(path + "/") if path else -1
+            for eq in (i for i, c in enumerate(token) if c == "="):
+                key, value = token[:eq], token[eq + 1:]
+                dot = key.rfind(".")
+                if dot < 0 or not key_word.fullmatch(key, dot + 1):
+                    continue
+                if key[:dot].endswith("main") or 0 <= owner <= dot - len(path) - 1:
+                    found = _after_dirs(value)
+                    if found:
+                        return found
     return None
 
 
