@@ -38,6 +38,10 @@ IMAGES = {
         dict(whiteouts=["d"], files={"e": b"e" * 5}),
     ],
     "single": [dict(dirs=["a"], files={"a/f": b"f" * 123, "g": b"g" * 7})],
+    "deep": [  # a path of 3,000 components (a PAX name): copying the tree once recursed (RecursionError)
+        dict(files={"a/" * 3000 + "f": b"1" * 100, "top": b"t" * 10}),
+        dict(files={"a/" * 3000 + "f": b"2" * 80}),
+    ],
     "readded": [
         dict(files={"f": b"1" * 100}),
         dict(whiteouts=["f"]),

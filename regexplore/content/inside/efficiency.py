@@ -164,9 +164,16 @@ def efficiency(layers: Sequence[Sequence[Entry]]) -> Efficiency:
 
 
 def _copy(node: _Node) -> _Node:
-    out = _Node(node.size, node.is_dir)
-    out.children = {name: _copy(child) for name, child in node.children.items()}
-    return out
+    """A deep copy of the tree under ``node``, with an explicit stack (a path of thousands of components, which
+    a PAX name allows, would overflow Python's recursion limit)."""
+    root = _Node(node.size, node.is_dir)
+    todo = [(node, root)]
+    while todo:
+        source, target = todo.pop()
+        for name, child in source.children.items():
+            target.children[name] = copy = _Node(child.size, child.is_dir)
+            todo.append((child, copy))
+    return root
 
 
 def _result(sizes: list[int], totals: dict[tuple[str, ...], list[int]]) -> Efficiency:

@@ -26,8 +26,7 @@ _SYFT_FIELDS = ("PRETTY_NAME", "NAME", "ID", "ID_LIKE", "VERSION", "VERSION_ID",
                 "IMAGE_ID", "IMAGE_VERSION", "VARIANT", "VARIANT_ID", "HOME_URL", "SUPPORT_URL", "BUG_REPORT_URL",
                 "PRIVACY_POLICY_URL", "CPE_NAME", "SUPPORT_END")
 _BUSYBOX = re.compile(rb"BusyBox v[\d.]+")
-_CPE = re.compile(r"cpe:/o:(.*?):.*?:(.*?):.*?\Z")  # Go's $ without (?m): the end of the text only
-_REDHAT = re.compile(r"(.*?)\srelease\s(\d\.\d+)")
+_RELEASE = re.compile(r"\srelease\s(\d\.\d+)")  # syft's (.*?)\srelease\s(\d\.\d+), the name part by hand
 
 
 def _read_text(path: str, data: bytes) -> Evidence:
@@ -78,13 +77,23 @@ def _from_os_release(text: str) -> dict[str, str] | None:
 
 
 def _from_cpe(text: str) -> dict[str, str] | None:
-    m = _CPE.search(text)
-    return _simple(m[1], m[1].lower(), m[2], m[0]) if m else None
+    """syft's ``cpe:/o:(.*?):.*?:(.*?):.*?$`` read by hand (the backtracking regex took ~n^4 on ``:`` runs):
+    Go's ``$`` without ``(?m)`` is the end of the text and ``.`` stops at a newline, so only the last line
+    counts; its first ``cpe:/o:`` followed by three ``:`` gives vendor and version. None otherwise."""
+    line = text.rpartition("\n")[2]
+    at = line.find("cpe:/o:")
+    parts = line[at + len("cpe:/o:"):].split(":", 3) if at >= 0 else []
+    return _simple(parts[0], parts[0].lower(), parts[2], line[at:]) if len(parts) == 4 else None
 
 
 def _from_redhat(text: str) -> dict[str, str] | None:
-    m = _REDHAT.search(text)
-    return _simple(m[1], m[1].lower(), m[2]) if m else None
+    """syft's ``(.*?)\\srelease\\s(\\d\\.\\d+)``: the first `` release x.y`` and its line's text before it as
+    the name (found by one linear search, where the lazy prefix backtracked quadratically). None without one."""
+    m = _RELEASE.search(text)
+    if m is None:
+        return None
+    name = text[text.rfind("\n", 0, m.start()) + 1:m.start()]
+    return _simple(name, name.lower(), m[1])
 
 
 _PARSERS: dict[str, Callable[[str], dict[str, str] | None]] = {

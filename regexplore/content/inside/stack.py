@@ -59,6 +59,7 @@ class ImageStack:
         self.final = {canonical_path(e.path): e for e in merge([s.entries for s in self.scans])}
         self._top = {s.digest: i for i, s in enumerate(self.scans)}  # a digest's last position
         self._layers: dict[int, _Layer] = {}
+        self._unnamed: dict[tuple, dict] = {}  # skipped entries of packages whose purl could not be formed
 
     def resolve(self, path: str) -> str:
         """``path`` with its symlinks followed inside the final filesystem (the path itself on a loop)."""
@@ -96,12 +97,13 @@ class ImageStack:
                     yield path, top, evs
 
     def skipped(self) -> list[dict]:
-        """Every file a layer's pass (or a cataloger) skipped: ``{"path", "reason", "layer"}``."""
+        """Every file a layer's pass (or a cataloger) skipped, then each package :meth:`packages` gave no
+        purl because its fields cannot form one: ``{"path", "reason", "layer"}``."""
         out = []
         for s in {s.digest: s for s in self.scans}.values():
             found = [*s.skipped, *(k for evs in s.evidence.values() for ev in evs for k in ev.skipped)]
             out.extend({"path": k.path, "reason": k.reason, "layer": s.digest} for k in found)
-        return out
+        return out + list(self._unnamed.values())
 
     def _layer(self, i: int) -> _Layer:
         if i not in self._layers:
@@ -135,7 +137,8 @@ class ImageStack:
 
     def packages(self, purl_of: PurlOf, types: Iterable[str] | None = None) -> list[dict]:
         """The ``packages`` frame's rows: every package of the visible evidence (of ``types``, if given),
-        deb licenses completed from the copyright files, purls from ``purl_of(pkg, distro)``."""
+        deb licenses completed from the copyright files, purls from ``purl_of(pkg, distro)``: None where that
+        raises ValueError (a hostile name, ``@scope/``), the package then also listed by :meth:`skipped`."""
         wanted = set(types) if types is not None else None
         visible = list(self.visible())
         facts = [dict(ev.facts) for _, _, evs in visible for ev in evs]
@@ -151,9 +154,22 @@ class ImageStack:
                 if distro is None and pkg.type == "apk" and alpine:
                     pkg_distro = {"NAME": "Alpine Linux", "ID": "alpine", "VERSION_ID": alpine}
                 rows.append({"name": pkg.name, "version": pkg.version, "type": pkg.type,
-                             "purl": purl_of(pkg, pkg_distro), "arch": pkg.arch, "source": pkg.source,
+                             "purl": self._purl(purl_of, pkg, pkg_distro, introduced), "arch": pkg.arch,
+                             "source": pkg.source,
                              "licenses": list(lic), "layer": introduced(pkg), "path": pkg.path})
         return rows
+
+    def _purl(self, purl_of: PurlOf, pkg: Package, distro: dict | None,
+              introduced: Callable[[Package], str]) -> str | None:
+        """``purl_of(pkg, distro)``, or None (and a :meth:`skipped` entry) when the package's fields form no
+        valid purl (packageurl raises ValueError, e.g. for an empty name)."""
+        try:
+            return purl_of(pkg, distro)
+        except ValueError as exc:
+            entry = {"path": pkg.path, "reason": f"{pkg.type} package {pkg.name!r}: no package URL ({exc})",
+                     "layer": introduced(pkg)}
+            self._unnamed[tuple(entry.values())] = entry
+            return None
 
 
 def _key(pkg: Package) -> tuple[str, str, str]:

@@ -166,9 +166,13 @@ def _unquote(text: str) -> str:
     return text
 
 
-#: syft's ``knownBuildFlagPatterns``, anchored (as syft does) to ``main.`` or a package of the main module
-_LDFLAGS = (r"\.[a-zA-Z0-9]*([rR]elease)?([gG]it)?([bB]uild)?[vV]er(sion)?=(\S+/)*(?P<version>v?\d+.\d+.\d+[-\w]*)",
-            r"\.[a-zA-Z0-9]*([tT]ag)=(\S+/)*(?P<version>v?\d+.\d+.\d+[-\w]*)")
+#: syft's ``knownBuildFlagPatterns`` (Go RE2, linear) are read by hand below: on Python's backtracking ``re``
+#: their ``(\S+/)*`` is exponential on a hostile ``-ldflags`` (``-X main.version=a/a/a/...``)
+_VERSION = re.compile(r"v?\d{1,32}.\d{1,32}.\d{1,32}[-\w]*")  # syft's version part, digits bounded
+#: the two patterns' last key words, tried in syft's order (every ``...ver`` setting before any ``...tag`` one)
+_VERSION_KEYS = (re.compile(r"[a-zA-Z0-9]*[vV]er(?:sion)?"), re.compile(r"[a-zA-Z0-9]*[tT]ag"))
+_LDFLAGS_CAP = 16 * 1024  # characters of -ldflags read; more is not a real build
+_TOKEN_CAP = 512  # characters of one ``-X`` token searched; a longer one holds no version syft would report
 _VCS_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z")
 DEVEL = "(devel)"
 
@@ -179,16 +183,44 @@ def main_version(info: BuildInfo, path: str, version: str) -> str:
     ``v0.0.0-YYYYmmddHHMMSS-<12 hex>`` from ``vcs.time``/``vcs.revision``, else ``(devel)``."""
     if version != DEVEL:
         return version
-    ldflags = info.settings.get("-ldflags", "")
-    for pattern in _LDFLAGS:
-        match = re.search(rf"(main|{re.escape(path)}/\S*){pattern}", ldflags)
-        if match:
-            found = match.group("version")
-            return found if found.startswith("v") else "v" + found
+    found = _ldflags_version(info.settings.get("-ldflags", "")[:_LDFLAGS_CAP], path)
+    if found:
+        return found if found.startswith("v") else "v" + found
     revision, when = info.settings.get("vcs.revision", ""), _VCS_TIME.fullmatch(info.settings.get("vcs.time", ""))
     if revision and when:
         return "v0.0.0-" + "".join(when.groups()) + "-" + revision[:12]
     return DEVEL
+
+
+def _ldflags_version(ldflags: str, path: str) -> str | None:
+    """The version an ``-X <main or path/...>.<word>ver|version=[dirs/]<version>`` setting of ``ldflags``
+    gives, else a ``...tag=`` one (syft's patterns, each ``-X`` token on its own), the first one found;
+    None when none."""
+    tokens = [token[:_TOKEN_CAP] for token in ldflags.split()]
+    for key_word in _VERSION_KEYS:
+        for token in tokens:
+            owner = token.find(path + "/") if path else -1
+            for eq in (i for i, c in enumerate(token) if c == "="):
+                key, value = token[:eq], token[eq + 1:]
+                dot = key.rfind(".")
+                if dot < 0 or not key_word.fullmatch(key, dot + 1):
+                    continue
+                if key[:dot].endswith("main") or 0 <= owner <= dot - len(path) - 1:
+                    found = _after_dirs(value)
+                    if found:
+                        return found
+    return None
+
+
+def _after_dirs(value: str) -> str | None:
+    """syft's ``(\\S+/)*(?P<version>...)`` on one token's value: the version after the last ``/`` that
+    allows one (not a leading one), else at the start; None when none matches."""
+    starts = [i + 1 for i, c in enumerate(value) if c == "/" and i > 0][::-1] + [0]
+    for start in starts:
+        match = _VERSION.match(value, start)
+        if match:
+            return match[0]
+    return None
 
 
 def modules(info: BuildInfo) -> list[tuple[str, str]]:

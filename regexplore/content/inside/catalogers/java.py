@@ -24,11 +24,10 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 
 from ..model import Cataloger, Evidence, Package, Skipped, Want
-from .bounds import Malformed, need
+from .bounds import need
 
 __all__ = ["CATALOGERS", "SUFFIXES", "read", "wants", "parse_manifest", "parse_properties"]
 
@@ -36,10 +35,10 @@ SUFFIXES = (".jar", ".war", ".ear", ".par", ".sar", ".nar", ".jpi", ".hpi", ".ka
 CAP = 64 * 1024 * 1024
 INFLATE_BUDGET = 256 * 1024 * 1024
 MAX_DEPTH = 8
+MAX_SKIPPED = 100  # skipped entries kept per top-level archive; the rest are counted in one last entry
 #: a manifest or pom.properties bigger than this is not metadata
 TEXT_CAP = 1024 * 1024
 MANIFEST = "META-INF/MANIFEST.MF"
-_FILE_NAME = re.compile(r"^(?P<name>.+?)(?:-(?P<version>\d[^-]*(?:-[^-]+)*))?$")
 _MANIFEST_NAMES = ("Name", "Bundle-Name", "Short-Name", "Extension-Name", "Implementation-Title")
 _MANIFEST_VERSIONS = ("Implementation-Version", "Specification-Version", "Plugin-Version", "Bundle-Version")
 
@@ -88,6 +87,14 @@ class _Budget:
 
     left: int = INFLATE_BUDGET
     skipped: list[Skipped] = field(default_factory=list)
+    more: int = 0  # skipped entries past MAX_SKIPPED
+
+    def skip(self, where: str, reason: str) -> None:
+        """Record a skipped nested archive (the first :data:`MAX_SKIPPED`, then only counted)."""
+        if len(self.skipped) < MAX_SKIPPED:
+            self.skipped.append(Skipped(where, reason))
+        else:
+            self.more += 1
 
     def take(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, where: str) -> bytes:
         """The member's bytes; :class:`Malformed` when its declared or actual size passes ``cap`` or
@@ -107,7 +114,8 @@ def read(path: str, data: bytes) -> Evidence:
     a skipped entry."""
     budget = _Budget()
     packages = _archive(path, data, 0, budget)
-    return Evidence(packages=tuple(packages), skipped=tuple(budget.skipped))
+    more = [Skipped(path, f"java archive: and {budget.more} more nested archives skipped")] if budget.more else []
+    return Evidence(packages=tuple(packages), skipped=(*budget.skipped, *more))
 
 
 def _archive(path: str, data: bytes, depth: int, budget: _Budget) -> list[Package]:
@@ -130,11 +138,14 @@ def _archive(path: str, data: bytes, depth: int, budget: _Budget) -> list[Packag
 
 
 def _nested(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, depth: int, budget: _Budget) -> list[Package]:
-    """A nested archive's packages; its failure is a skipped entry, not the outer archive's."""
+    """A nested archive's packages; its failure (any error: zipfile also raises RuntimeError for an
+    encrypted member, ValueError, ...) is a skipped entry, not the outer archive's."""
     try:
         return _archive(where, budget.take(zf, info, CAP, where), depth + 1, budget)
-    except (Malformed, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as exc:
-        budget.skipped.append(Skipped(where, f"java archive: {exc}"))
+    except MemoryError:
+        raise
+    except Exception as exc:  # hostile content: whatever the zip reader raises
+        budget.skip(where, f"java archive: {exc}")
         return []
 
 
@@ -142,11 +153,23 @@ def _text(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, budget: _Budget
     return budget.take(zf, info, TEXT_CAP, f"{path}:{info.filename}").decode("utf-8", "replace")
 
 
+def split_file_name(stem: str) -> tuple[str, str]:
+    """``(name, version)`` of an archive's file stem as syft's ``^(?P<name>.+?)(?:-(?P<version>\\d[^-]*(?:-[^-]+)*))?$``
+    splits it, read by hand (that regex backtracked quadratically on ``a-1a-1...--``): the version starts at
+    the first ``-<digit>`` after which no ``--`` follows, in a stem not ending with ``-``; else no version.
+    A stem holding a newline (``.`` stops there) is returned whole."""
+    if not stem.endswith("-") and "\n" not in stem:
+        last_double = stem.rfind("--")
+        for at in range(max(1, last_double + 1), len(stem) - 1):
+            if stem[at] == "-" and stem[at + 1].isdecimal():
+                return stem[:at], stem[at + 1:]
+    return stem, ""
+
+
 def _packages(path: str, manifest: dict[str, str] | None, poms: list[dict[str, str]]) -> list[Package]:
     """The main package (with a manifest only) and one aux package per other pom.properties."""
     stem = path.rsplit(":", 1)[-1].rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    file_match = _FILE_NAME.match(stem)
-    file_name, file_version = (file_match["name"], file_match["version"] or "") if file_match else (stem, "")
+    file_name, file_version = split_file_name(stem)
     out, mine = [], None
     if manifest is not None:
         mine = next((p for p in poms if _matches(p["artifactId"], file_name)), None)

@@ -3,7 +3,9 @@ A.3, A.3.2; go-rpmdb ``pkg/rpmdb.go`` picks the format by magic in the same orde
 (``rpmdb.sqlite``), NDB (``Packages.db``, SUSE) and BerkeleyDB hash (``Packages``).
 
 Every walk over on-disk structures is bounded by the file: pages by ``last_pgno`` and the file size, an
-overflow chain by a visited set and the item's declared length, slots by the slot pages. A lie raises
+overflow chain by one visited set for the whole file (an overflow page belongs to one value) and the item's
+declared length, slots by the slot pages and one owner per blob block. So each byte is read once, however
+many items or slots name it (sharing would make the work quadratic in the file). A lie raises
 :class:`~.bounds.Malformed`.
 """
 
@@ -66,12 +68,14 @@ _NDB_BLOCK = 16
 def ndb_blobs(data: bytes) -> Iterator[bytes]:
     """The blobs of an NDB ``Packages.db``: slot pages after the 32-byte header (two slots' room), each
     used slot ``{'Slot', pkgIndex, blkOffset, blkCount}`` pointing at a blob ``{'BlbS', pkgIndex, checksum,
-    len}`` at ``blkOffset * 16``, which must fit in the slot's blocks and in the file."""
+    len}`` at ``blkOffset * 16``, which must fit in the slot's blocks and in the file, in blocks no other
+    slot's blob uses (raises :class:`Malformed` on an overlap)."""
     need(len(data) >= 32, "NDB Packages.db shorter than its 32-byte header")
     magic, version, _generation, slot_pages = _NDB_HEAD.unpack_from(data)
     need(version == 0, f"NDB version {version} (only 0 exists)")
     need(0 < slot_pages and slot_pages * _NDB_PAGE <= len(data),
          f"NDB header: {slot_pages} slot pages do not fit in {len(data)} bytes")
+    owned = bytearray(len(data) // _NDB_BLOCK + 1)  # 1 per block holding a blob already yielded
     for offset in range(32, slot_pages * _NDB_PAGE, _NDB_SLOT.size):
         slot_magic, index, block, blocks = _NDB_SLOT.unpack_from(data, offset)
         need(slot_magic == b"Slot", f"NDB slot at {offset}: magic {slot_magic!r}")
@@ -84,6 +88,9 @@ def ndb_blobs(data: bytes) -> Iterator[bytes]:
         need(blob_magic == b"BlbS" and blob_index == index,
              f"NDB package {index}: blob at {start} has magic {blob_magic!r}, index {blob_index}")
         need(start + _NDB_BLOB.size + length <= end, f"NDB package {index}: blob of {length} bytes overruns its blocks")
+        first, last = block, (start + _NDB_BLOB.size + length + _NDB_BLOCK - 1) // _NDB_BLOCK
+        need(owned.find(1, first, last) < 0, f"NDB package {index}: blob at {start} overlaps another package's")
+        owned[first:last] = b"\1" * (last - first)
         yield data[start + _NDB_BLOB.size:start + _NDB_BLOB.size + length]
 
 
@@ -96,7 +103,7 @@ _PAGE_HEAD = 26
 def bdb_blobs(data: bytes) -> Iterator[bytes]:
     """The blobs of a BerkeleyDB hash ``Packages``: every hash page from 1 to ``last_pgno`` (bounded by
     the file), every second item (the values), off-page items only (as go-rpmdb: on-page values are not
-    rpm headers), each overflow chain followed with a visited set and the declared length as bounds."""
+    rpm headers), each overflow chain followed with the file's visited set and the declared length as bounds."""
     need(len(data) >= 512, f"BerkeleyDB file of {len(data)} bytes: shorter than a metadata page")
     order = _bdb_order(data)
     page_size, page_type = struct.unpack_from(order + "I", data, 20)[0], data[25]
@@ -105,12 +112,13 @@ def bdb_blobs(data: bytes) -> Iterator[bytes]:
     need(page_type == _BDB_HASH_META, f"BerkeleyDB page 0 has type {page_type}: not a hash database")
     last = struct.unpack_from(order + "I", data, 32)[0]
     pages = min(last + 1, len(data) // page_size)
+    seen: set[int] = set()  # overflow pages already read, by any chain
     for pgno in range(1, pages):
         page = data[pgno * page_size:(pgno + 1) * page_size]
         if page[25] not in (_BDB_HASH, _BDB_HASH_UNSORTED):
             continue
         for pointer in _offpage_values(page, order, pgno):
-            yield _overflow_chain(data, page_size, pages, order, *pointer)
+            yield _overflow_chain(data, page_size, pages, order, *pointer, seen)
 
 
 def _bdb_order(data: bytes) -> str:
@@ -132,14 +140,15 @@ def _offpage_values(page: bytes, order: str, pgno: int) -> Iterator[tuple[int, i
             yield struct.unpack_from(order + "II", page, item + 4)
 
 
-def _overflow_chain(data: bytes, page_size: int, pages: int, order: str, pgno: int, length: int) -> bytes:
-    """The value stored across the overflow pages from ``pgno``; a chain that loops, leaves the file or
-    outgrows the item's declared ``length`` raises :class:`Malformed`."""
+def _overflow_chain(data: bytes, page_size: int, pages: int, order: str, pgno: int, length: int,
+                    seen: set[int]) -> bytes:
+    """The value stored across the overflow pages from ``pgno``, adding them to ``seen`` (the pages every
+    chain read so far used); a chain that loops, reaches a page in ``seen`` (shared with another value),
+    leaves the file or outgrows the item's declared ``length`` raises :class:`Malformed`."""
     out = bytearray()
-    seen: set[int] = set()
     while pgno != 0:
         need(0 < pgno < pages, f"BerkeleyDB overflow chain reaches page {pgno} outside 1..{pages - 1}")
-        need(pgno not in seen, f"BerkeleyDB overflow chain loops back to page {pgno}")
+        need(pgno not in seen, f"BerkeleyDB overflow chain loops back to page {pgno} (or shares it with another value)")
         seen.add(pgno)
         page = data[pgno * page_size:(pgno + 1) * page_size]
         need(page[25] == _BDB_OVERFLOW, f"BerkeleyDB overflow chain reaches page {pgno} of type {page[25]}")
