@@ -53,23 +53,26 @@ _CAPTURE_TYPES = frozenset([tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE]
 
 
 
-class _InputAhead:
-    """The compressed input chunks (a streaming download, hashed as it goes) read in a thread of their own into
-    a bounded queue (:data:`_PREFETCH_DEPTH` chunks), so the network and the hash overlap with the
-    decompression instead of adding to it. Iterating yields the chunks in order and raises the input's
-    error where it happened; ``close()`` stops the thread and closes the input."""
+class _Producer:
+    """A producer thread feeding a bounded queue (:data:`_PREFETCH_DEPTH` items) that the caller iterates:
+    items in order, the producer's error raised where it happened, end at ``_EOF``. ``_start`` runs
+    ``self._run`` in the caller's context (its call deadline, regexplore.http.deadline, holds there too);
+    ``close()`` stops the thread and waits for it."""
 
     _EOF = object()
 
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
+    def _start(self, name: str) -> None:
         self._q: queue.Queue[Any] = queue.Queue(_PREFETCH_DEPTH)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
-                                        name="regexplore-layer-input", daemon=True)
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), name=name,
+                                        daemon=True)
         self._thread.start()
 
+    def _run(self) -> None:
+        raise NotImplementedError
+
     def _put(self, item: Any) -> bool:
+        """Queue ``item``, waiting while the queue is full; False once the producer is told to stop."""
         while not self._stop.is_set():
             try:
                 self._q.put(item, timeout=0.1)
@@ -77,6 +80,36 @@ class _InputAhead:
             except queue.Full:
                 continue
         return False
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = self._q.get()
+            if item is self._EOF:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # a producer blocked on a full queue: empty it until it sees the stop
+            try:
+                while True:
+                    self._q.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
+
+
+class _InputAhead(_Producer):
+    """The compressed input chunks (a streaming download, hashed as it goes) read in a thread of their own into
+    a bounded queue (:data:`_PREFETCH_DEPTH` chunks), so the network and the hash overlap with the
+    decompression instead of adding to it. Iterating yields the chunks in order and raises the input's
+    error where it happened; ``close()`` stops the thread and closes the input."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._start("regexplore-layer-input")
 
     def _run(self) -> None:
         try:
@@ -91,32 +124,8 @@ class _InputAhead:
             if close is not None:
                 close()  # a download stopped early hands its connection back now
 
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            item = self._q.get()
-            if item is self._EOF:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
 
-    def close(self) -> None:
-        _stop_thread(self._stop, self._q, self._thread)
-
-
-def _stop_thread(stop: threading.Event, q: queue.Queue[Any], thread: threading.Thread) -> None:
-    """Stop a producer ``thread`` that puts into ``q`` while ``stop`` is clear, and wait for it to end."""
-    stop.set()
-    while thread.is_alive():
-        try:
-            while True:
-                q.get_nowait()
-        except queue.Empty:
-            pass
-        thread.join(timeout=0.05)
-
-
-class _Prefetch:
+class _Prefetch(_Producer):
     """Read a :class:`LayerStream` to its end in a worker thread, into a bounded queue of chunks.
 
     Decompression runs in the worker, and an input given as chunks (a streaming download hashing as it goes)
@@ -127,19 +136,12 @@ class _Prefetch:
     worker and the input thread (the input is not read further).
     """
 
-    _EOF = object()
-
     def __init__(self, stream: LayerStream) -> None:
         self._stream = stream
         self._input: _InputAhead | None = None
         stream.wrap_input(self._read_ahead)
-        self._q: queue.Queue[Any] = queue.Queue(_PREFETCH_DEPTH)
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        self._stop = threading.Event()
-        # run in the caller's context: its call deadline (regexplore.http.deadline) holds resumes made here
-        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
-                                        name="regexplore-layer", daemon=True)
-        self._thread.start()
+        self._start("regexplore-layer")  # resumes made in it keep the caller's call deadline
 
     def _read_ahead(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
         self._input = _InputAhead(chunks)
@@ -148,15 +150,6 @@ class _Prefetch:
     def release(self, chunk: bytes | bytearray) -> None:
         if type(chunk) is bytearray and len(chunk) == _PREFETCH_CHUNK and self._free.qsize() < _PREFETCH_DEPTH:
             self._free.put(chunk)
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def _run(self) -> None:
         try:
@@ -187,17 +180,8 @@ class _Prefetch:
                 return error
         return None
 
-    def __iter__(self) -> Iterator[bytearray]:
-        while True:
-            item = self._q.get()
-            if item is self._EOF:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
     def close(self) -> None:
-        _stop_thread(self._stop, self._q, self._thread)
+        super().close()
         if self._input is not None:
             self._input.close()
 
