@@ -80,6 +80,15 @@ def registry_sandbox() -> Iterator[LocalRegistry]:
     sandbox.stop()
 
 
+@pytest.fixture(scope="module")
+def own_registry() -> Iterator[LocalRegistry]:
+    """An empty registry for one test module's images: the session's seeded registry keeps only its own
+    content (other tests compare its catalog with what was seeded)."""
+    sandbox = start_sandbox()
+    yield sandbox
+    sandbox.stop()
+
+
 @pytest.fixture
 def empty_sandbox() -> Iterator[LocalRegistry]:
     """An empty registry (delete enabled) for one test."""

@@ -28,6 +28,19 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def open_app(browser: Any, url: str, timeout_ms: int) -> Any:
+    """A page of the Voila app at ``url`` (1400×1000), with ``timeout_ms`` for its waits and expectations."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(timeout_ms)
+    expect.set_options(timeout=timeout_ms)
+    page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+    return page
+
+
 APP = """
 import os
 import regexplore as rx
@@ -93,10 +106,7 @@ def test_browse_search_pick_download_in_chromium(voila: tuple[str, Path], regist
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(30_000)
-            expect.set_options(timeout=30_000)
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page = open_app(browser, url, 30_000)
             repos = page.locator(".regexplore-repositories select")
             expect(repos.locator("option")).to_have_count(len(registry_sandbox.seeded.repositories()),
                                                            timeout=60_000)

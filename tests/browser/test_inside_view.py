@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser_voila import CHROMIUM, CHROMIUM_ARGS, voila  # noqa: F401 (the fixture)
+from test_browser_voila import CHROMIUM, CHROMIUM_ARGS, open_app, voila  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -42,10 +42,7 @@ def test_inside_tab_shows_the_os_and_filters_packages(voila: tuple[str, Path],  
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            expect.set_options(timeout=60_000)
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page = open_app(browser, url, 60_000)
             repos = page.locator(".regexplore-repositories select")
             expect(repos.locator("option")).to_have_count(len(registry_sandbox.seeded.repositories()))
             page.locator(".regexplore-search input").fill("pyapp")

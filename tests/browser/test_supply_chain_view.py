@@ -20,7 +20,7 @@ from typing import Any
 import cosignkit as ck
 import pytest
 from servers import push_tiny_image
-from test_browser_voila import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, voila  # noqa: F401 (the fixture)
+from test_browser_voila import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, open_app, voila  # noqa: F401 (the fixture)
 
 import regexplore as rx
 from regexplore.sandbox import LocalRegistry
@@ -87,10 +87,7 @@ def test_supply_chain_tab_shows_referrers_signatures_and_attestations(
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            expect.set_options(timeout=60_000)
-            page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+            page = open_app(browser, url, 60_000)
             _open(page, "signed/app", "v1")
             page.get_by_role("tab", name="supply chain").click()
 

@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import start_sandbox
 from layerkit import build_layer
 from pushing import push_image
 
@@ -51,12 +50,8 @@ IMAGES = {
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    """An empty registry for this module's images (the session's seeded registry keeps only its content:
-    other tests compare its catalog with it)."""
-    registry = start_sandbox()
-    yield registry
-    registry.stop()
+def sandbox(own_registry):
+    return own_registry
 
 
 @pytest.fixture(scope="module")

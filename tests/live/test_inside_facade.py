@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import start_sandbox
 from layerkit import build_layer
 from pushing import push_image
 
@@ -44,12 +43,8 @@ SYFT_KEYS = {"prettyName": "PRETTY_NAME", "name": "NAME", "id": "ID", "version":
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    """An empty registry for this module's images (the session's seeded registry keeps only its content:
-    other tests compare its catalog with it)."""
-    registry = start_sandbox()
-    yield registry
-    registry.stop()
+def sandbox(own_registry):
+    return own_registry
 
 
 def push(sandbox, repo, layers):

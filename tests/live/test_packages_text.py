@@ -19,7 +19,6 @@ path, read from the image's own layer specs."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -27,7 +26,6 @@ from pathlib import Path
 import inside_images
 import pandas as pd
 import pytest
-from conftest import start_sandbox
 from inside_images import Layer
 from syft_oracle import SyftPackage, syft_packages
 
@@ -86,15 +84,12 @@ def not_installed(status: bytes) -> set[tuple[str, str]]:
     return out
 
 
-@pytest.fixture(scope="session")
-def text_registry() -> Iterator[LocalRegistry]:
-    """An empty registry for this module's images, shared by the session."""
-    sandbox = start_sandbox()
-    yield sandbox
-    sandbox.stop()
+@pytest.fixture(scope="module")
+def text_registry(own_registry: LocalRegistry) -> LocalRegistry:
+    return own_registry
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deb_image(text_registry: LocalRegistry) -> Image:
     """The four-layer Debian image of the module docstring."""
     stanzas = inside_images.dpkg_stanzas()
@@ -122,7 +117,7 @@ def deb_image(text_registry: LocalRegistry) -> Image:
     return Image(text_registry.host, pushed.ref, layers, list(pushed.layer_digests))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def apk_image(text_registry: LocalRegistry) -> Image:
     """One layer: trivy's recorded Alpine database and a repositories file naming Alpine 3.4 (no os-release)."""
     layers = [Layer({"lib/apk/db/installed": APK_DB.read_bytes(),
